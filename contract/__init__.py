@@ -1,0 +1,35 @@
+"""The contract that ``manual.gradients`` and ``reference.gradients`` share.
+
+Names (activations, losses, topologies, gradient sets), the shape rules of
+the public signature, and the input checks that turn bad input into a
+``ValueError`` or ``TypeError`` naming the argument, what was expected, what
+was given, and a remedy.
+
+It imports neither ``torch`` nor ``manual``/``reference``/``oracle``, so both
+sides can use it without breaking DESIGN.md's dependency rule: ``manual`` stays
+runnable with NumPy alone and ``reference`` stays blind to the derivation.
+"""
+
+from contract.checks import Problem, check_inputs, first_nonfinite_step
+from contract.names import (
+    ACTIVATIONS,
+    GRAD_NAMES,
+    LOSSES,
+    PARAM_NAMES,
+    STEP_NAMES,
+    TOPOLOGIES,
+    NonFiniteGradientError,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "GRAD_NAMES",
+    "LOSSES",
+    "PARAM_NAMES",
+    "STEP_NAMES",
+    "TOPOLOGIES",
+    "NonFiniteGradientError",
+    "Problem",
+    "check_inputs",
+    "first_nonfinite_step",
+]

@@ -1,0 +1,261 @@
+"""Input checks for the public signature shared by manual and reference.
+
+Every failure is a ``TypeError`` (wrong kind of thing: not an array, integer
+dtype, mixed libraries) or a ``ValueError`` (right kind, wrong value: shape,
+size, device, NaN/Inf, unknown name) whose message names the argument, the
+expected and the actual value, and a remedy that works.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from array_api_compat import array_namespace, device, is_array_api_obj
+
+from contract.names import ACTIVATIONS, LOSSES, PARAM_NAMES, TOPOLOGIES
+
+CAST_REMEDY = "cast it, e.g. NumPy: a.astype(numpy.float64); torch: a.to(torch.float64)"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Sizes and settings of one validated call: what both sides compute on."""
+
+    T: int  # time steps
+    B: int  # batch rows
+    D: int  # input features
+    H: int  # hidden units
+    O: int  # noqa: E741  outputs (classes for cross_entropy)
+    activation: str
+    loss: str
+    topology: str
+    xp: Any  # the array namespace of the inputs
+    dtype: Any
+    device: Any
+
+
+def _name(arg: str, value: object, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{arg} must be a str, one of {', '.join(map(repr, choices))}; "
+            f"got {type(value).__name__} {value!r}. Remedy: pass the name as a string."
+        )
+    if value not in choices:
+        near = difflib.get_close_matches(value, choices, n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise ValueError(
+            f"{arg} must be one of {', '.join(map(repr, choices))}; got {value!r}. "
+            f"Remedy: {hint}pass one of the names listed."
+        )
+    return value
+
+
+def _array(arg: str, a: object) -> object:
+    if not is_array_api_obj(a):
+        raise TypeError(
+            f"{arg} must be an array (numpy.ndarray or torch.Tensor); got "
+            f"{type(a).__name__}. Remedy: wrap it, e.g. numpy.asarray({arg.split('[')[0]}...)."
+        )
+    return a
+
+
+def _shape(arg: str, a, expected: tuple, meaning: str) -> None:
+    actual = tuple(a.shape)
+    if actual != expected:
+        raise ValueError(
+            f"{arg} must have shape {expected} {meaning}; got {actual}. "
+            "Remedy: reshape or transpose it to the expected shape (batch rows, "
+            "torch.nn.RNN's weight layout)."
+        )
+
+
+def _finite(arg: str, xp, a) -> None:
+    ok = xp.isfinite(a)
+    if not bool(xp.all(ok)):
+        bad = tuple(int(i[0]) for i in xp.nonzero(~ok))
+        raise ValueError(
+            f"{arg} must be finite; it holds NaN or Inf, first at index {bad}. "
+            "Remedy: clean the input (e.g. numpy.nan_to_num) before computing gradients."
+        )
+
+
+def _nonempty(arg: str, size: int, what: str) -> None:
+    if size < 1:
+        raise ValueError(
+            f"{arg} has {what} = {size}; BPTT needs at least 1. Remedy: pass a "
+            "non-empty array."
+        )
+
+
+def check_inputs(
+    params: Mapping,
+    x,
+    target,
+    h0,
+    activation: str,
+    loss: str,
+    topology: str,
+) -> Problem:
+    """Check the arguments of ``gradients`` and return the problem's sizes.
+
+    Shapes: ``params`` Wxh (H, D), Whh (H, H), bh (H,), Why (O, H), by (O,);
+    ``x`` (T, B, D), or (B, D) for one-to-many; ``target`` (B, O) floats or
+    (B,) integer classes for cross_entropy, with a leading T axis unless the
+    topology is many-to-one; ``h0`` (B, H) or None.
+    """
+    activation = _name("activation", activation, ACTIVATIONS)
+    loss = _name("loss", loss, LOSSES)
+    topology = _name("topology", topology, TOPOLOGIES)
+
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"params must be a mapping with keys {', '.join(PARAM_NAMES)}; got "
+            f"{type(params).__name__}. Remedy: pass a dict such as "
+            "{'Wxh': Wxh, 'Whh': Whh, 'bh': bh, 'Why': Why, 'by': by}."
+        )
+    missing = [k for k in PARAM_NAMES if k not in params]
+    extra = sorted(str(k) for k in params if k not in PARAM_NAMES)
+    if missing or extra:
+        raise ValueError(
+            f"params must have exactly the keys {', '.join(PARAM_NAMES)}; missing "
+            f"{missing or 'none'}, unexpected {extra or 'none'}. Remedy: rename the "
+            "keys (torch.nn.RNN's weight_ih_l0 is Wxh, weight_hh_l0 is Whh, "
+            "bh = bias_ih_l0 + bias_hh_l0)."
+        )
+
+    # Library, dtype and device all follow params['Wxh'].
+    named = {f"params[{k!r}]": _array(f"params[{k!r}]", params[k]) for k in PARAM_NAMES}
+    named["x"] = _array("x", x)
+    if h0 is not None:
+        named["h0"] = _array("h0", h0)
+    float_target = loss != "cross_entropy"
+    if float_target:
+        named["target"] = _array("target", target)
+    else:
+        _array("target", target)
+
+    ref_arg, ref = "params['Wxh']", params["Wxh"]
+    xp = array_namespace(ref)
+    dtype, dev = ref.dtype, device(ref)
+    if not xp.isdtype(dtype, "real floating"):
+        raise TypeError(
+            f"{ref_arg} must have a real floating dtype (float16, bfloat16, float32 "
+            f"or float64); got {dtype}. Remedy: {CAST_REMEDY}."
+        )
+    for arg, a in [*named.items(), ("target", target)]:
+        if array_namespace(a) is not xp:
+            raise TypeError(
+                f"{arg} is a {type(a).__module__}.{type(a).__name__} but {ref_arg} is a "
+                f"{type(ref).__module__}.{type(ref).__name__}; all arrays must come from "
+                "one library. Remedy: convert them all, e.g. torch.from_numpy(a) or "
+                "t.cpu().numpy()."
+            )
+        if device(a) != dev:
+            raise ValueError(
+                f"{arg} is on device {device(a)} but {ref_arg} is on {dev}; all arrays "
+                f"must be on one device. Remedy: move it, e.g. a.to({str(dev)!r})."
+            )
+    for arg, a in named.items():
+        if a.dtype != dtype:
+            raise TypeError(
+                f"{arg} has dtype {a.dtype} but {ref_arg} has {dtype}; all float inputs "
+                f"must share one dtype. Remedy: {CAST_REMEDY.replace('float64', str(dtype).split('.')[-1])}."
+            )
+
+    Wxh, Whh, bh, Why, by = (params[k] for k in PARAM_NAMES)
+    if Wxh.ndim != 2:
+        raise ValueError(
+            f"params['Wxh'] must be 2-D (H, D); got shape {tuple(Wxh.shape)}. Remedy: "
+            "pass the input-to-hidden weight as an (H, D) matrix."
+        )
+    H, D = (int(s) for s in Wxh.shape)
+    _nonempty("params['Wxh']", H, "H (hidden size, rows)")
+    _nonempty("params['Wxh']", D, "D (input size, columns)")
+    _shape("params['Whh']", Whh, (H, H), "(H, H), H from params['Wxh']")
+    _shape("params['bh']", bh, (H,), "(H,)")
+    if Why.ndim != 2:
+        raise ValueError(
+            f"params['Why'] must be 2-D (O, H); got shape {tuple(Why.shape)}. Remedy: "
+            "pass the hidden-to-output weight as an (O, H) matrix."
+        )
+    O = int(Why.shape[0])  # noqa: E741
+    _nonempty("params['Why']", O, "O (output size, rows)")
+    _shape("params['Why']", Why, (O, H), "(O, H), H from params['Wxh']")
+    _shape("params['by']", by, (O,), "(O,), O from params['Why']")
+
+    stepped = topology != "many-to-one"  # target has a leading T axis
+    if topology == "one-to-many":
+        if x.ndim != 2:
+            raise ValueError(
+                f"x must be 2-D (B, D) for topology 'one-to-many' (one input at step 1); "
+                f"got shape {tuple(x.shape)}. Remedy: pass only the first input, x[0]."
+            )
+        B = int(x.shape[0])
+        if target.ndim < 1:
+            raise ValueError(
+                "target must have a leading T axis for 'one-to-many'; got a 0-d array. "
+                "Remedy: pass target of shape (T, B, O), or (T, B) classes."
+            )
+        T = int(target.shape[0])
+        _nonempty("target", T, "T (time steps, its first axis)")
+    else:
+        if x.ndim != 3:
+            raise ValueError(
+                f"x must be 3-D (T, B, D) for topology {topology!r}; got shape "
+                f"{tuple(x.shape)}. Remedy: add the time axis first, e.g. x[None] for one step."
+            )
+        T, B = int(x.shape[0]), int(x.shape[1])
+        _nonempty("x", T, "T (time steps, axis 0)")
+    _nonempty("x", B, "B (batch rows)")
+    _shape("x", x, (B, D) if topology == "one-to-many" else (T, B, D), "(T, B, D)"
+           if topology != "one-to-many" else "(B, D)")
+
+    lead = (T,) if stepped else ()
+    if float_target:
+        _shape("target", target, (*lead, B, O), f"({'T, ' if stepped else ''}B, O) for loss {loss!r}")
+    else:
+        if not xp.isdtype(target.dtype, "integral"):
+            raise TypeError(
+                f"target must hold integer class indices for loss 'cross_entropy'; got "
+                f"dtype {target.dtype}. Remedy: pass int64 classes, e.g. a.astype(numpy.int64) "
+                "or t.long()."
+            )
+        _shape("target", target, (*lead, B), f"({'T, ' if stepped else ''}B) of classes")
+        bad = (target < 0) | (target >= O)
+        if bool(xp.any(bad)):
+            idx = tuple(int(i[0]) for i in xp.nonzero(bad))
+            raise ValueError(
+                f"target classes must lie in [0, O) = [0, {O}); got {int(target[idx])} at "
+                f"index {idx}. Remedy: relabel the classes or widen Why/by to more outputs."
+            )
+    if h0 is not None:
+        _shape("h0", h0, (B, H), "(B, H)")
+
+    for arg, a in named.items():
+        _finite(arg, xp, a)
+    if loss == "bce":
+        outside = (target < 0) | (target > 1)
+        if bool(xp.any(outside)):
+            idx = tuple(int(i[0]) for i in xp.nonzero(outside))
+            raise ValueError(
+                f"target for loss 'bce' must hold probabilities in [0, 1]; got "
+                f"{float(target[idx])} at index {idx}. Remedy: rescale the targets."
+            )
+    return Problem(T, B, D, H, O, activation, loss, topology, xp, dtype, dev)
+
+
+def first_nonfinite_step(xp, steps, backward: bool) -> int | None:
+    """1-based time step where a (T, ...) array first stops being finite.
+
+    "First" is in the order the pass computes: t = 1.. forward, t = T.. backward.
+    Returns None when every entry is finite.
+    """
+    T = steps.shape[0]
+    ok = xp.all(xp.isfinite(xp.reshape(steps, (T, -1))), axis=1)  # (T,)
+    if bool(xp.all(ok)):
+        return None
+    bad = [t for t in range(T) if not bool(ok[t])]
+    return (bad[-1] if backward else bad[0]) + 1

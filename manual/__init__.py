@@ -1,0 +1,20 @@
+"""Hand-derived forward pass and BPTT for the Elman RNN. No autodiff, ever.
+
+Runs with NumPy alone; the same lines run on torch tensors (CPU or CUDA)
+through the array-API standard (``array_api_compat``).
+"""
+
+from contract import ACTIVATIONS, GRAD_NAMES, LOSSES, TOPOLOGIES, NonFiniteGradientError
+from manual import seed
+from manual.bptt import forward, gradients
+
+__all__ = [
+    "ACTIVATIONS",
+    "GRAD_NAMES",
+    "LOSSES",
+    "TOPOLOGIES",
+    "NonFiniteGradientError",
+    "forward",
+    "gradients",
+    "seed",
+]

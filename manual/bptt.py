@@ -1,0 +1,177 @@
+"""Forward pass and backpropagation through time for the Elman RNN.
+
+Batch rows, as torch.nn.RNN (shapes in the comments; S is the number of steps
+the loss reads: 1 for many-to-one, T otherwise):
+
+    z_t = x_t Wxhᵀ + h_{t-1} Whhᵀ + bh        h_t = act(z_t)
+    o_t = h_t Whyᵀ + by                         y_t = fy(o_t)     L = Σ_s L_s
+
+Backward, t = T … 1, in the order of the README's equations:
+
+    dL/dh_t = ∂L_t/∂h_t + dL/dz_{t+1} Whh      (direct + through the future)
+    dL/dz_t = dL/dh_t ⊙ act'(z_t)
+    dWhh = Σ_t dz_tᵀ h_{t-1}   dWxh = Σ_t dz_tᵀ x_t   dbh = Σ_t Σ_b dz_t
+    dh0  = dz_1 Whh            dx_t = dz_t Wxh
+
+Only the recurrence is inside the time loops; the input projection of all
+steps is one matrix product before the forward loop, and every weight
+gradient one matrix product after the backward loop (DESIGN.md,
+"Performance shape"). One code path serves NumPy and torch, CPU and CUDA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from array_api_compat import array_namespace
+
+from contract import NonFiniteGradientError, Problem, check_inputs, first_nonfinite_step
+from manual.activations import ACTIVATIONS
+from manual.losses import LOSSES
+
+
+def _plain(a):
+    """A torch tensor that requires grad is detached: manual never builds a graph."""
+    return a.detach() if getattr(a, "requires_grad", False) else a
+
+
+def _check(params, x, target, h0, activation, loss, topology):
+    params = {k: _plain(v) for k, v in params.items()} if isinstance(params, Mapping) else params
+    x, target = _plain(x), _plain(target)
+    h0 = None if h0 is None else _plain(h0)
+    p = check_inputs(params, x, target, h0, activation, loss, topology)
+    if h0 is None:
+        h0 = p.xp.zeros((p.B, p.H), dtype=p.dtype, device=p.device)  # (B, H)
+    return p, params, x, target, h0
+
+
+def _forward(p: Problem, params, x, h0):
+    """Hidden states of all steps: z (T, B, H) and hs (T+1, B, H) with hs[0] = h0."""
+    xp, T, B, D, H = p.xp, p.T, p.B, p.D, p.H
+    Wxh, Whh, bh = params["Wxh"], params["Whh"], params["bh"]
+    act, _ = ACTIVATIONS[p.activation]
+    # input projection of every step at once: x_t Wxhᵀ + bh
+    if p.topology == "one-to-many":  # x at step 1, zero input after
+        z = xp.zeros((T, B, H), dtype=p.dtype, device=p.device) + bh  # (T, B, H)
+        z[0, ...] = x @ Wxh.T + bh  # (B, H)
+    else:
+        z = xp.reshape(xp.reshape(x, (T * B, D)) @ Wxh.T + bh, (T, B, H))  # (T, B, H)
+    hs = xp.empty((T + 1, B, H), dtype=p.dtype, device=p.device)  # (T+1, B, H)
+    hs[0, ...] = h0
+    WhhT = Whh.T  # (H, H)
+    for t in range(T):
+        z[t, ...] = z[t, ...] + hs[t, ...] @ WhhT  # z_t = x_t Wxhᵀ + h_{t-1} Whhᵀ + bh
+        hs[t + 1, ...] = act(z[t, ...])  # h_t = act(z_t)
+    bad = first_nonfinite_step(xp, hs[1:, ...], backward=False)
+    if bad is not None:
+        raise NonFiniteGradientError("h (forward pass)", bad)
+    return z, hs
+
+
+def _read(p: Problem, hs):
+    """Hidden states the loss reads: (S, B, H)."""
+    return hs[p.T :, ...] if p.topology == "many-to-one" else hs[1:, ...]
+
+
+def _output(p: Problem, params, hs, target):
+    """o = h Whyᵀ + by for the steps read, then (y, L, dL/do), each (S, B, O) but L."""
+    xp = p.xp
+    hr = _read(p, hs)  # (S, B, H)
+    S = hr.shape[0]
+    o = xp.reshape(xp.reshape(hr, (S * p.B, p.H)) @ params["Why"].T + params["by"], (S, p.B, p.O))
+    y = target if p.topology != "many-to-one" else target[None, ...]  # (S, B, O) or (S, B)
+    return LOSSES[p.loss](o, y)
+
+
+def forward(
+    params: Mapping,
+    x,
+    target,
+    *,
+    h0=None,
+    activation: str = "tanh",
+    loss: str = "mse",
+    topology: str = "many-to-one",
+) -> dict:
+    """Run the model and return ``z``, ``h`` (T, B, H), ``y`` (S, B, O) and ``loss`` (0-d).
+
+    Arguments as :func:`gradients`. ``y`` is fy(o) at the S steps the loss reads.
+    """
+    p, params, x, target, h0 = _check(params, x, target, h0, activation, loss, topology)
+    z, hs = _forward(p, params, x, h0)
+    y, L, _ = _output(p, params, hs, target)
+    return {"z": z, "h": hs[1:, ...], "y": y, "loss": L}
+
+
+def gradients(
+    params: Mapping,
+    x,
+    target,
+    *,
+    h0=None,
+    activation: str = "tanh",
+    loss: str = "mse",
+    topology: str = "many-to-one",
+) -> dict:
+    """Hand-derived BPTT: the full gradient set of the loss.
+
+    Args:
+        params: mapping with ``Wxh`` (H, D), ``Whh`` (H, H), ``bh`` (H,),
+            ``Why`` (O, H), ``by`` (O,), in torch.nn.RNN's layout.
+        x: (T, B, D); for ``one-to-many`` (B, D), the input of step 1 (zero after).
+        target: (B, O) floats, or (B,) integer classes for ``cross_entropy``,
+            with a leading T axis unless the topology is ``many-to-one``.
+        h0: (B, H) initial hidden state, or None for zeros.
+        activation: ``tanh``, ``sigmoid``, ``relu`` or ``identity``.
+        loss: ``mse``, ``cross_entropy`` or ``bce``.
+        topology: ``many-to-one``, ``many-to-many`` or ``one-to-many``.
+
+    Returns:
+        dict with ``Wxh Whh bh Why by h0 x`` (each the shape of its tensor) and
+        per step ``h`` = dL/dh_t and ``z`` = dL/dz_t, (T, B, H); in the caller's
+        array library, dtype and device.
+
+    Raises:
+        TypeError, ValueError: bad input (the message names the argument).
+        contract.NonFiniteGradientError: the recurrence overflowed; it names
+            the first time step where a value stopped being finite.
+    """
+    p, params, x, target, h0 = _check(params, x, target, h0, activation, loss, topology)
+    xp, T, B, D, H = p.xp, p.T, p.B, p.D, p.H
+    Wxh, Whh, Why = params["Wxh"], params["Whh"], params["Why"]
+    _, dact = ACTIVATIONS[p.activation]
+
+    z, hs = _forward(p, params, x, h0)  # (T, B, H), (T+1, B, H)
+    _, _, do = _output(p, params, hs, target)  # dL/do (S, B, O)
+    S = do.shape[0]
+    do2 = xp.reshape(do, (S * B, p.O))  # (S·B, O)
+    hr2 = xp.reshape(_read(p, hs), (S * B, H))  # (S·B, H)
+    dWhy = do2.T @ hr2  # dL/dWhy = Σ_t do_tᵀ h_t                     (O, H)
+    dby = xp.sum(do2, axis=0)  # dL/dby = Σ_t Σ_b do_t                 (O,)
+
+    # direct terms ∂L_t/∂h_t = do_t Why, at the steps the loss reads
+    dh = xp.zeros((T, B, H), dtype=p.dtype, device=p.device)  # (T, B, H)
+    dh[T - S :, ...] = xp.reshape(do2 @ Why, (S, B, H))
+    dz = xp.empty((T, B, H), dtype=p.dtype, device=p.device)  # (T, B, H)
+    for t in range(T - 1, -1, -1):
+        if t < T - 1:
+            dh[t, ...] = dh[t, ...] + dz[t + 1, ...] @ Whh  # dL/dh_t = ∂L_t/∂h_t + dL/dz_{t+1} Whh
+        dz[t, ...] = dh[t, ...] * dact(z[t, ...], hs[t + 1, ...])  # dL/dz_t = dL/dh_t ⊙ act'(z_t)
+    for name, steps in (("dL/dh", dh), ("dL/dz", dz)):
+        bad = first_nonfinite_step(xp, steps, backward=True)
+        if bad is not None:
+            raise NonFiniteGradientError(name, bad)
+
+    dz2 = xp.reshape(dz, (T * B, H))  # (T·B, H)
+    dWhh = dz2.T @ xp.reshape(hs[:T, ...], (T * B, H))  # Σ_t dz_tᵀ h_{t-1}    (H, H)
+    dbh = xp.sum(dz2, axis=0)  # Σ_t Σ_b dz_t                                  (H,)
+    dh0 = dz[0, ...] @ Whh  # dL/dh0 = dz_1 Whh                                (B, H)
+    if p.topology == "one-to-many":
+        dWxh = dz[0, ...].T @ x  # only x_1 is nonzero                          (H, D)
+        dx = dz[0, ...] @ Wxh  # dL/dx_1 = dz_1 Wxh                             (B, D)
+    else:
+        x2 = xp.reshape(x, (T * B, D))  # (T·B, D)
+        dWxh = dz2.T @ x2  # Σ_t dz_tᵀ x_t                                      (H, D)
+        dx = xp.reshape(dz2 @ Wxh, (T, B, D))  # dL/dx_t = dz_t Wxh             (T, B, D)
+    return {"Wxh": dWxh, "Whh": dWhh, "bh": dbh, "Why": dWhy, "by": dby,
+            "h0": dh0, "x": dx, "h": dh, "z": dz}

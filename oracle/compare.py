@@ -1,0 +1,265 @@
+"""Judging a gradient set against the float64 truth, tensor by tensor.
+
+The policy (DESIGN.md, "How to judge agreement"):
+
+* Each tensor is compared on its own scale: max|truth|. Per-step tensors
+  (``h``, ``z``, and ``x`` when it has a time axis) are scaled step by step,
+  because BPTT's gradients shrink or grow along t and one scale for the whole
+  tensor would hide the steps where they are small. Step t's scale is the
+  largest |truth| at any step s ≥ t: the backward pass computes t = T … 1, a
+  rounding error made at step s is eps times what was computed there, and it
+  reaches step t through the same Jacobians as the gradient itself. Scaling by
+  step t alone would ask for more accuracy than the float format holds where
+  the gradient vanishes (seen: 2e-12 relative at the early steps of a
+  17-step float64 case, both implementations right).
+* The normalised error of an element is |got − truth| / scale. A tensor passes
+  when its largest normalised error is within the bound
+
+      tol = C[dtype] · eps(dtype) · √(T · K)
+
+  Why this form: every entry is a chain of T recurrence steps, each a sum of
+  about K products (K = max(B, D, H, O), the inner sizes of the matrix
+  products), and rounding errors of such sums grow like eps·√(count) when they
+  are independent (Higham, "Accuracy and Stability of Numerical Algorithms",
+  §2.8, the probabilistic bound). C is the safety factor over that typical
+  growth: two implementations that round differently each carry such an error,
+  and a sum may cancel down to a fraction of its terms' size.
+* In reduced precision an ill-conditioned case (a recurrence near its edge of
+  stability, vanishing steps underflowing) can exceed any fixed bound while
+  the code is right; then autograd in the same dtype is just as far off. So
+  when autograd's own error in that dtype is given, a tensor also passes
+  whose error is at most REF_FACTOR times autograd's.
+
+Mistakes in a derivation give normalised errors of order 1; the bound at the
+largest built-in case (T = 256, K = 8) is 6.4e-13 in float64 and 3.5e-4 in
+float32, so the two never meet.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from contract import GRAD_NAMES, PARAM_NAMES
+
+EPS = {
+    "float64": float(np.finfo(np.float64).eps),
+    "float32": float(np.finfo(np.float32).eps),
+    "float16": float(np.finfo(np.float16).eps),
+    "bfloat16": 2.0**-7,
+}
+# C in tol = C · eps · √(T · K), keyed by dtype. The √(T·K) growth is the
+# typical one; on top of it comes cancellation, which no bound on the code can
+# remove: a sum whose terms are larger than its result (z_t near 0 under relu,
+# p − onehot when the softmax is confident, o − y when the fit is close) has an
+# error of eps times its terms, not its result. Worst seen over the built-in
+# matrix and the test matrix, manual against autograd: 21·eps·√(TK) in float64
+# (one-to-many/identity/cross_entropy/T17-B1), 12 in float32 (relu, z = 0.022
+# from terms of order 1). C = 64 leaves 3× over that and still sits 10⁹× below
+# the order-1 errors of a wrong derivation in float64, 10³× in float32.
+C = {"float64": 64.0, "float32": 64.0, "float16": 64.0, "bfloat16": 64.0}
+REF_FACTOR = 4.0  # "no worse than autograd in the same dtype", with room for its own luck
+
+TIME_AXIS = ("h", "z")  # always (T, B, H); "x" too when it is (T, B, D)
+
+
+def dtype_name(a) -> str:
+    return str(getattr(a, "dtype", a)).rsplit(".", 1)[-1]
+
+
+def tolerance(dtype: str, T: int, K: int) -> float:
+    """The bound on the normalised error for ``dtype`` at T steps, inner size K."""
+    if dtype not in EPS:
+        raise ValueError(
+            f"dtype must be one of {', '.join(EPS)}; got {dtype!r}. Remedy: cast the "
+            "gradients to a floating dtype."
+        )
+    return C[dtype] * EPS[dtype] * math.sqrt(T * max(K, 1))
+
+
+def sizes(want: dict) -> tuple[int, int]:
+    """(T, K) of a gradient set, read off its shapes."""
+    H, D = want["Wxh"].shape
+    O = want["Why"].shape[0]
+    B = want["h0"].shape[0] if "h0" in want else 1
+    T = want["h"].shape[0] if "h" in want else (want["x"].shape[0] if want["x"].ndim == 3 else 1)
+    return int(T), int(max(B, D, H, O))
+
+
+def to_numpy(a) -> np.ndarray:
+    """Any array (NumPy, torch on any device, bfloat16 included) as float64 NumPy."""
+    if hasattr(a, "detach"):  # torch: no NumPy bfloat16, so widen on the torch side
+        a = a.detach().cpu()
+        if a.is_floating_point():
+            a = a.double()
+        return a.numpy()
+    return np.asarray(a)
+
+
+def _label(name: str, idx: tuple, stepped: bool) -> str:
+    if stepped:  # t is 1-based, as the seed numbers h1 … hT
+        return f"{name}[t={idx[0] + 1}, b={idx[1]}, i={idx[2]}]"
+    return f"{name}[{', '.join(map(str, idx))}]" if idx else name
+
+
+@dataclass
+class TensorReport:
+    name: str
+    status: str  # "pass", "FAIL", or "not given"
+    shape: tuple = ()
+    dtype: str = ""
+    mismatched: int = 0
+    total: int = 0
+    first: str = ""  # first mismatch in (t, b, i) order
+    backward_first_t: int | None = None  # first wrong step in the order BPTT computes (t = T … 1)
+    max_abs: float = 0.0
+    max_abs_at: str = ""
+    max_rel: float = 0.0
+    max_rel_at: str = ""
+    normalised: float = 0.0
+    tol: float = 0.0
+    ref_normalised: float | None = None
+    nonfinite: int = 0  # NaN/Inf where the truth is finite
+    why: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "FAIL"
+
+    def line(self) -> str:
+        if self.status == "not given":
+            return f"  {self.name:<4} not given (not checked)"
+        if self.why:
+            return f"  {self.name:<4} FAIL  {self.why}"
+        s = (f"  {self.name:<4} {self.status:<4}  {self.mismatched}/{self.total} mismatched  "
+             f"err {self.normalised:.2e} (tol {self.tol:.1e}")
+        s += f", autograd {self.ref_normalised:.2e})" if self.ref_normalised is not None else ")"
+        if self.mismatched:
+            s += f"\n        first mismatch {self.first}"
+            if self.backward_first_t is not None:
+                s += f"; backward pass first wrong at t={self.backward_first_t}"
+            s += (f"\n        max abs err {self.max_abs:.3e} at {self.max_abs_at}; "
+                  f"max rel err {self.max_rel:.3e} at {self.max_rel_at}")
+        if self.nonfinite:
+            s += f"\n        {self.nonfinite} NaN/Inf where the truth is finite"
+        return s
+
+
+@dataclass
+class Report:
+    tensors: list[TensorReport] = field(default_factory=list)
+    title: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.tensors)
+
+    @property
+    def failures(self) -> list[TensorReport]:
+        return [t for t in self.tensors if not t.ok]
+
+    def __getitem__(self, name: str) -> TensorReport:
+        return next(t for t in self.tensors if t.name == name)
+
+    @property
+    def worst(self) -> float:
+        return max((t.normalised for t in self.tensors if t.status != "not given"), default=0.0)
+
+    def __str__(self) -> str:
+        head = f"{self.title}: " if self.title else ""
+        verdict = "pass" if self.ok else f"FAIL ({', '.join(t.name for t in self.failures)})"
+        return "\n".join([f"{head}{verdict}", *(t.line() for t in self.tensors)])
+
+
+def _normalised(d: np.ndarray, want: np.ndarray, stepped: bool) -> np.ndarray:
+    a = np.abs(want)
+    if stepped:  # step t's scale: max |truth| over steps s ≥ t (see the module's docstring)
+        step_max = a.reshape(a.shape[0], -1).max(axis=1)  # (T,)
+        scale = np.maximum.accumulate(step_max[::-1])[::-1].reshape((-1,) + (1,) * (a.ndim - 1))
+    else:
+        scale = np.asarray(a.max(initial=0.0))
+    return d / np.where(scale > 0, scale, np.finfo(np.float64).tiny)
+
+
+def compare_tensor(name: str, got, want, *, tol: float, ref=None, future=None) -> TensorReport:
+    """Judge one tensor; ``want`` is the float64 truth, ``ref`` autograd's result in got's dtype.
+
+    ``future``: for ``h0`` (dL/dh_0, step 0 of the recurrence), the truth of
+    ``h``, whose largest entry then joins h0's scale as for any other step.
+    """
+    want = to_numpy(want).astype(np.float64)
+    rep = TensorReport(name, "pass", shape=tuple(want.shape), total=int(want.size), tol=tol)
+    if got is None:
+        rep.status, rep.why = "FAIL", "missing"
+        return rep
+    rep.dtype = dtype_name(got)
+    g = to_numpy(got)
+    if not (np.issubdtype(g.dtype, np.floating)):
+        rep.status, rep.why = "FAIL", f"dtype {g.dtype} is not floating"
+        return rep
+    if tuple(g.shape) != tuple(want.shape):
+        rep.status, rep.why = "FAIL", f"shape {tuple(g.shape)}, expected {tuple(want.shape)}"
+        return rep
+    g = g.astype(np.float64)
+    stepped = name in TIME_AXIS or (name == "x" and want.ndim == 3)
+    d = np.abs(g - want)
+    bad_finite = ~np.isfinite(g) & np.isfinite(want)
+    d = np.where(bad_finite, np.inf, d)
+    scale_src = want
+    if future is not None:  # h0: scale max(|dh0|, max_t |dh_t|), the suffix max at step 0
+        scale_src = np.full_like(want, max(np.abs(want).max(initial=0.0), np.abs(to_numpy(future)).max()))
+    nerr = _normalised(d, scale_src, stepped)
+    rep.normalised = float(nerr.max(initial=0.0))
+    limit = tol
+    if ref is not None:
+        r = to_numpy(ref).astype(np.float64)
+        rep.ref_normalised = float(_normalised(np.abs(r - want), scale_src, stepped).max(initial=0.0))
+        limit = max(tol, REF_FACTOR * rep.ref_normalised)
+    mism = ~(nerr <= limit)  # NaN counts as a mismatch
+    rep.mismatched = int(mism.sum())
+    rep.nonfinite = int(bad_finite.sum())
+    if rep.mismatched:
+        rep.status = "FAIL"
+        idx = tuple(int(i) for i in np.argwhere(mism)[0])
+        rep.first = _label(name, idx, stepped)
+        if stepped:
+            rep.backward_first_t = int(np.argwhere(mism)[:, 0].max()) + 1
+        ia = np.unravel_index(int(np.argmax(np.where(np.isnan(d), np.inf, d))), d.shape)
+        rep.max_abs, rep.max_abs_at = float(d[ia]), _label(name, tuple(map(int, ia)), stepped)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(want != 0, d / np.abs(want), np.where(d > 0, np.inf, 0.0))
+        ir = np.unravel_index(int(np.argmax(np.where(np.isnan(rel), np.inf, rel))), rel.shape)
+        rep.max_rel, rep.max_rel_at = float(rel[ir]), _label(name, tuple(map(int, ir)), stepped)
+    return rep
+
+
+def compare(got: dict, want: dict, *, ref: dict | None = None, tol: float | None = None,
+            optional: tuple[str, ...] = (), title: str = "") -> Report:
+    """Judge the gradient set ``got`` against the float64 truth ``want``.
+
+    Every name in ``want`` is compared; a name of ``optional`` that ``got``
+    lacks is reported "not given" instead of failing. ``ref`` is autograd's
+    gradient set in got's dtype (reduced precision), ``tol`` overrides the
+    bound of :func:`tolerance`.
+    """
+    if tol is None:
+        T, K = sizes(want)
+        dtypes = {dtype_name(got[k]) for k in want if got.get(k) is not None}
+        dt = max(dtypes, key=lambda d: EPS.get(d, 0.0)) if dtypes else "float64"
+        tol = tolerance(dt if dt in EPS else "float64", T, K)
+    order = [k for k in GRAD_NAMES if k in want] + [k for k in want if k not in GRAD_NAMES]
+    report = Report(title=title)
+    for name in order:
+        if got.get(name) is None and name in optional:
+            report.tensors.append(TensorReport(name, "not given"))
+            continue
+        report.tensors.append(
+            compare_tensor(name, got.get(name), want[name], tol=tol,
+                           ref=None if ref is None else ref.get(name),
+                           future=want.get("h") if name == "h0" else None))
+    return report
+
+
+REQUIRED = PARAM_NAMES  # what a candidate must give; h0, x, h, z are checked when given

@@ -1,0 +1,23 @@
+"""The same RNN in PyTorch, with gradients from torch.autograd.
+
+Never imports ``manual``: this side knows the model, not the derivation.
+
+* :func:`gradients` — the model as an unrolled loop of torch operations; the
+  full gradient set, per-step ``h`` and ``z`` through ``retain_grad``.
+* :func:`per_step_gradients` — the same model with an untied copy of Wxh, Whh
+  and bh at every step, so autograd itself yields each step's contribution
+  (the seed's "dL/dWhh (t = 2)").
+* :func:`nn_rnn_gradients` — the model built on ``torch.nn.RNN`` (torch's
+  production kernel, cuDNN on CUDA) for the parameter, ``x`` and ``h0`` gradients.
+"""
+
+from reference.autograd import gradients, loss_value, per_step_gradients
+from reference.nn_rnn import NN_RNN_ACTIVATIONS, nn_rnn_gradients
+
+__all__ = [
+    "NN_RNN_ACTIVATIONS",
+    "gradients",
+    "loss_value",
+    "nn_rnn_gradients",
+    "per_step_gradients",
+]
