@@ -176,15 +176,14 @@ def check_inputs(
     _nonempty("params['Wxh']", D, "D (input size, columns)")
     _shape("params['Whh']", Whh, (H, H), "(H, H), H from params['Wxh']")
     _shape("params['bh']", bh, (H,), "(H,)")
-    if Why.ndim != 2:
+    if by.ndim != 1:
         raise ValueError(
-            f"params['Why'] must be 2-D (O, H); got shape {tuple(Why.shape)}. Remedy: "
-            "pass the hidden-to-output weight as an (O, H) matrix."
+            f"params['by'] must be 1-D (O,); got shape {tuple(by.shape)}. Remedy: pass the "
+            "output bias as a vector."
         )
-    O = int(Why.shape[0])  # noqa: E741
-    _nonempty("params['Why']", O, "O (output size, rows)")
-    _shape("params['Why']", Why, (O, H), "(O, H), H from params['Wxh']")
-    _shape("params['by']", by, (O,), "(O,), O from params['Why']")
+    O = int(by.shape[0])  # noqa: E741
+    _nonempty("params['by']", O, "O (output size)")
+    _shape("params['Why']", Why, (O, H), "(O, H), O from params['by'], H from params['Wxh']")
 
     stepped = topology != "many-to-one"  # target has a leading T axis
     if topology == "one-to-many":

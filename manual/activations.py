@@ -12,7 +12,10 @@ def tanh(z):
 
 
 def dtanh(z, h):
-    return 1 - h * h  # tanh'(z) = 1 − tanh(z)² = 1 − h², the seed's "1 − squared(h)"
+    # tanh'(z) = 1 − h², the seed's "1 − squared(h)", factored: when tanh
+    # saturates (|h| → 1), 1 − h·h loses digits to the rounding of h·h, while
+    # 1 − h is exact there (Sterbenz) and (1 − h)(1 + h) rounds only twice.
+    return (1 - h) * (1 + h)
 
 
 def sigmoid(z):

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from array_api_compat import array_namespace
-
 from contract import NonFiniteGradientError, Problem, check_inputs, first_nonfinite_step
 from manual.activations import ACTIVATIONS
 from manual.losses import LOSSES

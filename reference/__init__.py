@@ -7,15 +7,17 @@ Never imports ``manual``: this side knows the model, not the derivation.
 * :func:`per_step_gradients` — the same model with an untied copy of Wxh, Whh
   and bh at every step, so autograd itself yields each step's contribution
   (the seed's "dL/dWhh (t = 2)").
+* :func:`forward` — the unrolled model's z, h, outputs and loss.
 * :func:`nn_rnn_gradients` — the model built on ``torch.nn.RNN`` (torch's
   production kernel, cuDNN on CUDA) for the parameter, ``x`` and ``h0`` gradients.
 """
 
-from reference.autograd import gradients, loss_value, per_step_gradients
+from reference.autograd import forward, gradients, loss_value, per_step_gradients
 from reference.nn_rnn import NN_RNN_ACTIVATIONS, nn_rnn_gradients
 
 __all__ = [
     "NN_RNN_ACTIVATIONS",
+    "forward",
     "gradients",
     "loss_value",
     "nn_rnn_gradients",

@@ -21,15 +21,16 @@ def _unrolled(p, params, x, target, h0, untie: bool):
         Wxh, Whh, bh = leaf["Wxh"], leaf["Whh"], leaf["bh"]
         if untie:  # a fresh leaf per step: its .grad is this step's contribution
             Wxh, Whh, bh = (leaf[k].detach().clone().requires_grad_() for k in ("Wxh", "Whh", "bh"))
-            for k, v in zip(("Wxh", "Whh", "bh"), (Wxh, Whh, bh)):
+            for k, v in zip(("Wxh", "Whh", "bh"), (Wxh, Whh, bh), strict=True):
                 steps[k].append(v)
         xt = x if p.topology == "one-to-many" else x[t]
         z = h @ Whh.T + bh
         if p.topology != "one-to-many" or t == 0:  # one-to-many: zero input after step 1
             z = z + xt @ Wxh.T
-        z.retain_grad()
         h = ACT[p.activation](z)
-        h.retain_grad()
+        if z.requires_grad:  # not under no_grad (forward, loss_value)
+            z.retain_grad()
+            h.retain_grad()
         zs.append(z)
         hs.append(h)
         if p.topology != "many-to-one" or t == p.T - 1:
@@ -92,6 +93,27 @@ def per_step_gradients(
     for k, leaves in steps.items():
         grads[k] = torch.stack([v.grad if v.grad is not None else torch.zeros_like(v) for v in leaves])
     return from_torch(grads, numpy_in)
+
+
+def forward(
+    params: Mapping,
+    x,
+    target,
+    *,
+    h0=None,
+    activation: str = "tanh",
+    loss: str = "mse",
+    topology: str = "many-to-one",
+) -> dict:
+    """``z``, ``h`` (T, B, H), ``y`` = fy(o) (S, B, O) at the S steps read, and ``loss`` (0-d)."""
+    p, params, x, target, h0, numpy_in = to_torch(params, x, target, h0, activation, loss, topology)
+    with torch.no_grad():
+        L, leaf, _, _, zs, hs, _ = _unrolled(p, params, x, target, h0, untie=False)
+        read = hs[-1:] if p.topology == "many-to-one" else hs
+        o = torch.stack(read) @ leaf["Why"].T + leaf["by"]  # (S, B, O)
+        fy = {"mse": lambda o: o, "cross_entropy": lambda o: torch.softmax(o, -1), "bce": torch.sigmoid}
+        out = {"z": torch.stack(zs), "h": torch.stack(hs), "y": fy[p.loss](o), "loss": L}
+    return from_torch(out, numpy_in)
 
 
 def loss_value(

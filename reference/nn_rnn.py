@@ -27,12 +27,12 @@ def nn_rnn_gradients(
     biases (``bias_ih_l0 + bias_hh_l0 = bh``), so dL/dbh is the gradient of
     either. No per-step ``h``/``z``: nn.RNN does not expose them.
     """
-    if activation not in NN_RNN_ACTIVATIONS and isinstance(activation, str):
+    p, params, x, target, h0, numpy_in = to_torch(params, x, target, h0, activation, loss, topology)
+    if activation not in NN_RNN_ACTIVATIONS:
         raise ValueError(
             f"activation must be one of {NN_RNN_ACTIVATIONS} for torch.nn.RNN; got "
             f"{activation!r}. Remedy: use reference.gradients (unrolled autograd) for it."
         )
-    p, params, x, target, h0, numpy_in = to_torch(params, x, target, h0, activation, loss, topology)
     dev = x.device
     rnn = torch.nn.RNN(p.D, p.H, nonlinearity=activation, dtype=p.dtype, device=dev)
     with torch.no_grad():

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from oracle.compare import compare, dtype_name, to_numpy
+from oracle.truth import Truth, as_float64
 
 # Statistics for the closing summary (printed by conftest.pytest_terminal_summary).
 STATS = {"comparisons": 0, "worst_float64": 0.0, "worst_where": ""}
-
-
-def as_float64(inputs: dict) -> dict:
-    """A case's inputs widened to float64 (targets of cross_entropy stay integer)."""
-    f = lambda a: a if not np.issubdtype(a.dtype, np.floating) else a.astype(np.float64)  # noqa: E731
-    return {"params": {k: f(v) for k, v in inputs["params"].items()},
-            "x": f(inputs["x"]), "target": f(inputs["target"]), "h0": f(inputs["h0"])}
 
 
 def call(fn, inputs: dict, kwargs: dict) -> dict:
@@ -22,19 +14,21 @@ def call(fn, inputs: dict, kwargs: dict) -> dict:
 
 
 def assert_grads_match(got: dict, want: dict, *, dtype: str | None = None, ref: dict | None = None,
-                       where: str = "") -> None:
-    """Judge every tensor of ``want`` (float64 truth) in ``got``.
+                       tol: float | None = None, where: str = "") -> None:
+    """Judge every tensor of ``want`` (a float64 gradient set, or an oracle.truth.Truth) in ``got``.
 
     Shape first, then dtype (when given), then values by the tolerance policy
     of oracle.compare; the assertion message names the tensor.
     """
+    truth = want if isinstance(want, Truth) else Truth(want, None, None)
+    want = truth.grads
     assert set(want) <= set(got), f"{where}: missing tensors {sorted(set(want) - set(got))}"
     for k in want:
         assert tuple(got[k].shape) == tuple(want[k].shape), (
             f"{where}: {k} has shape {tuple(got[k].shape)}, expected {tuple(want[k].shape)}")
         if dtype is not None:
             assert dtype_name(got[k]) == dtype, f"{where}: {k} has dtype {dtype_name(got[k])}, expected {dtype}"
-    report = compare(got, want, ref=ref, title=where)
+    report = compare(got, want, ref=ref, sens=truth.sens, mag=truth.mag, tol=tol, title=where)
     STATS["comparisons"] += len(report.tensors)
     if all(dtype_name(got[k]) == "float64" for k in want) and report.worst > STATS["worst_float64"]:
         STATS["worst_float64"], STATS["worst_where"] = report.worst, where

@@ -1,0 +1,140 @@
+"""Bad input: each gets a ValueError or TypeError naming the argument, the expected and the actual value."""
+
+import numpy as np
+import pytest
+import torch
+
+import manual
+import reference
+from contract import NonFiniteGradientError
+from oracle.cases import Case
+
+ENTRY_POINTS = [manual.gradients, manual.forward, reference.gradients, reference.nn_rnn_gradients]
+
+
+def good(topology="many-to-one", loss="mse"):
+    i = Case(topology, "tanh", loss, T=3, B=2, D=4, H=5, O=3).inputs()
+    return i["params"], i["x"], i["target"], {"h0": i["h0"], "loss": loss, "topology": topology}
+
+
+def with_param(name, value):
+    p, x, y, kw = good()
+    return {**p, name: value}, x, y, kw
+
+
+def edit(**changes):
+    p, x, y, kw = good()
+    args = {"params": p, "x": x, "target": y, **kw}
+    args.update(changes)
+    kw = {k: args[k] for k in ("h0", "loss", "topology", "activation") if k in args}
+    return args["params"], args["x"], args["target"], kw
+
+
+def ce(**changes):
+    p, x, y, kw = good(loss="cross_entropy")
+    return edit(params=p, x=x, target=changes.pop("target", y), loss="cross_entropy", **changes)
+
+
+P, X, Y, KW = good()
+BAD = [  # (id, arguments, exception, words the message must hold)
+    ("params-not-mapping", ([P["Wxh"]], X, Y, KW), TypeError, ["params", "mapping", "list"]),
+    ("params-missing-key", ({k: v for k, v in P.items() if k != "Why"}, X, Y, KW), ValueError,
+     ["params", "missing", "Why", "weight_ih_l0"]),
+    ("params-extra-key", ({**P, "W": P["Whh"]}, X, Y, KW), ValueError, ["unexpected", "'W'"]),
+    ("param-is-list", with_param("bh", [0.0] * 5), TypeError, ["params['bh']", "array", "list"]),
+    ("param-integer-dtype", with_param("Wxh", P["Wxh"].astype(np.int64)), TypeError,
+     ["params['Wxh']", "int64", "astype"]),
+    ("param-mixed-dtype", with_param("Whh", P["Whh"].astype(np.float32)), TypeError,
+     ["params['Whh']", "float32", "float64"]),
+    ("param-wrong-shape", with_param("Whh", P["Whh"][:, :4]), ValueError, ["params['Whh']", "(5, 5)", "(5, 4)"]),
+    ("param-transposed", with_param("Why", P["Why"].T), ValueError, ["params['Why']", "(3, 5)", "(5, 3)"]),
+    ("by-wrong", with_param("by", P["by"][:2]), ValueError, ["params['Why']", "(2, 5)", "(3, 5)"]),
+    ("by-2d", with_param("by", P["by"][None]), ValueError, ["params['by']", "1-D", "(1, 3)"]),
+    ("Wxh-1d", with_param("Wxh", P["Wxh"].ravel()), ValueError, ["params['Wxh']", "2-D", "(20,)"]),
+    ("H-zero", with_param("Wxh", np.zeros((0, 4))), ValueError, ["H", "0"]),
+    ("param-nan", with_param("Whh", np.where(np.eye(5) > 0, np.nan, P["Whh"])), ValueError,
+     ["params['Whh']", "finite", "NaN", "(0, 0)"]),
+    ("param-inf", with_param("by", np.array([0.0, np.inf, 0.0])), ValueError, ["params['by']", "finite", "(1,)"]),
+    ("mixed-library", with_param("bh", torch.zeros(5, dtype=torch.float64)), TypeError,
+     ["params['bh']", "torch", "numpy", "one library"]),
+    ("T-zero", edit(x=X[:0]), ValueError, ["x", "T", "0"]),
+    ("B-zero", edit(x=X[:, :0], target=Y[:0], h0=KW["h0"][:0]), ValueError, ["x", "B", "0"]),
+    ("x-2d", edit(x=X[0]), ValueError, ["x", "3-D", "(2, 4)"]),
+    ("x-wrong-D", edit(x=X[..., :3]), ValueError, ["x", "(3, 2, 4)", "(3, 2, 3)"]),
+    ("x-int", edit(x=X.astype(np.int32)), TypeError, ["x", "int32", "float64"]),
+    ("x-nan", edit(x=np.where(X > 1, np.nan, X)), ValueError, ["x", "finite"]),
+    ("x-list", edit(x=X.tolist()), TypeError, ["x", "array", "list"]),
+    ("target-shape", edit(target=Y[:, :2]), ValueError, ["target", "(2, 3)", "(2, 2)"]),
+    ("target-int-for-mse", edit(target=np.zeros((2, 3), dtype=np.int64)), TypeError, ["target", "int64"]),
+    ("target-stepped-missing-T", edit(topology="many-to-many"), ValueError, ["target", "(3, 2, 3)", "(2, 3)"]),
+    ("h0-shape", edit(h0=KW["h0"].T), ValueError, ["h0", "(2, 5)", "(5, 2)"]),
+    ("h0-dtype", edit(h0=KW["h0"].astype(np.float32)), TypeError, ["h0", "float32"]),
+    ("activation-unknown", edit(activation="tahn"), ValueError, ["activation", "'tahn'", "did you mean 'tanh'"]),
+    ("activation-not-str", edit(activation=np.tanh), TypeError, ["activation", "str"]),
+    ("loss-unknown", edit(loss="nll"), ValueError, ["loss", "'nll'", "'cross_entropy'"]),
+    ("topology-unknown", edit(topology="many_to_one"), ValueError,
+     ["topology", "did you mean 'many-to-one'"]),
+    ("ce-float-target", ce(target=np.zeros(2)), TypeError, ["target", "integer", "float64", "int64"]),
+    ("ce-class-out-of-range", ce(target=np.array([1, 3])), ValueError, ["target", "[0, 3)", "3", "(1,)"]),
+    ("ce-negative-class", ce(target=np.array([-1, 0])), ValueError, ["target", "-1", "(0,)"]),
+    ("bce-outside-0-1", edit(loss="bce", target=Y + 5), ValueError, ["target", "[0, 1]"]),
+    ("one-to-many-x-3d", edit(topology="one-to-many", target=np.stack([Y] * 3)), ValueError,
+     ["x", "2-D", "one-to-many", "x[0]"]),
+]
+
+
+@pytest.mark.parametrize("fn", ENTRY_POINTS, ids=lambda f: f"{f.__module__}.{f.__name__}")
+@pytest.mark.parametrize("args, exc, words", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_input_is_named(fn, args, exc, words):
+    params, x, target, kw = args
+    with pytest.raises(exc) as info:
+        fn(params, x, target, **kw)
+    msg = str(info.value)
+    assert "Remedy" in msg, msg
+    for w in words:
+        assert w in msg, f"{w!r} not in: {msg}"
+
+
+def test_nn_rnn_refuses_activations_it_lacks():
+    with pytest.raises(ValueError, match="sigmoid.*Remedy: use reference.gradients"):
+        reference.nn_rnn_gradients(P, X, Y, activation="sigmoid")
+
+
+def test_remedy_of_integer_dtype_works():
+    """The remedy the message gives (astype float64) makes the call succeed."""
+    p = {**P, "Wxh": P["Wxh"].astype(np.int64)}
+    with pytest.raises(TypeError):
+        manual.gradients(p, X, Y)
+    manual.gradients({**p, "Wxh": p["Wxh"].astype(np.float64)}, X, Y)
+
+
+def test_forward_overflow_names_the_first_step():
+    """identity activation, Whh = 10·I: h_t grows like 10^t and overflows float64 near t = 308."""
+    T, B, D, H, O = 320, 1, 1, 1, 1
+    params = {"Wxh": np.ones((H, D)), "Whh": 10 * np.eye(H), "bh": np.zeros(H),
+              "Why": np.ones((O, H)), "by": np.zeros(O)}
+    x = np.ones((T, B, D))
+    h, expected = 0.0, None
+    with np.errstate(over="ignore"):
+        for t in range(1, T + 1):  # h_t = 10 h_{t-1} + 1 in float64
+            h = np.float64(10) * h + 1
+            if expected is None and not np.isfinite(h):
+                expected = t
+        with pytest.raises(NonFiniteGradientError) as info:
+            manual.gradients(params, x, np.zeros((B, O)), activation="identity")
+    assert info.value.tensor.startswith("h") and info.value.t == expected, str(info.value)
+    assert f"t={expected}" in str(info.value)
+
+
+def test_backward_overflow_names_the_first_step():
+    """Forward stays at 0 (act' = 1), backward multiplies dL/dh by 1000 per step: overflow past ~100 steps."""
+    T, B, H = 150, 1, 1
+    params = {"Wxh": np.ones((H, 1)), "Whh": 1000 * np.eye(H), "bh": np.zeros(H),
+              "Why": np.ones((1, H)), "by": np.zeros(1)}
+    x, y = np.zeros((T, B, 1)), np.ones((B, 1))
+    with np.errstate(over="ignore", invalid="ignore"):
+        auto = reference.gradients(params, x, y)["h"]  # autograd does not stop: it returns inf
+        first_bad = max(t for t in range(T) if not np.isfinite(auto[t]).all()) + 1
+        with pytest.raises(NonFiniteGradientError) as info:
+            manual.gradients(params, x, y)
+    assert info.value.tensor == "dL/dh" and info.value.t == first_bad, str(info.value)
