@@ -1,0 +1,47 @@
+"""`bptt export`: golden cases, each written only after manual, autograd and finite differences agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import manual
+from oracle.cases import Case
+from oracle.check import run
+from oracle.compare import COND_FACTOR, EPS, REF_FACTOR, C
+from oracle.fd import FD_TOL, fd_errors
+from oracle.golden import environment, write_golden
+from oracle.progress import Progress
+from oracle.truth import as_float64, truth
+
+FD_MAX_PARAMS = 400  # finite differences on cases this small (two losses per entry)
+
+
+def small(case: Case) -> bool:
+    n = case.H * case.D + case.H * case.H + case.H + case.O * case.H + case.O + case.B * case.H + case.T * case.B * case.D
+    return n <= FD_MAX_PARAMS and case.T <= 17
+
+
+def export(folder: Path, cases: list[Case]) -> tuple[int, list[str]]:
+    """Write one golden file per case that passes the gates; return (written, refusals)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    policy = {"bound": "C[dtype]*eps(dtype)*sqrt(T*K)*max(scale, mag) + COND_FACTOR*eps(dtype)*sens",
+              "C": C, "eps": EPS, "COND_FACTOR": COND_FACTOR, "REF_FACTOR": REF_FACTOR}
+    written, refused = 0, []
+    bar = Progress(len(cases), "export")
+    for case in cases:
+        inputs = as_float64(case.inputs())  # the case's numbers, rounded to its dtype, in float64
+        want = truth(inputs, case.kwargs)
+        report = want.compare(run(manual.gradients, inputs, case), title=f"{case.name}: manual vs autograd")
+        fd = fd_errors(want.grads, inputs, case.kwargs) if small(case) else {}
+        bad_fd = {k: e for k, e in fd.items() if not e <= FD_TOL}
+        if not report.ok or bad_fd:
+            refused.append(f"{case.name}: not written: " + (str(report) if not report.ok else
+                                                             f"finite differences disagree {bad_fd}"))
+        else:
+            extra = {"tolerance": policy, "versions": env, "device": "cpu", "truth": "torch.autograd float64",
+                     "checked": ["manual.gradients float64"] + (["finite differences"] if fd else [])}
+            write_golden(folder / f"{case.file_stem}.safetensors", case, inputs, want, extra)
+            written += 1
+        bar.step(case.name)
+    return written, refused

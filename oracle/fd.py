@@ -1,0 +1,48 @@
+"""Central finite differences of the loss in float64: a check that owes nothing to autograd."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import manual
+
+STEP = 1e-6
+# Central differences: truncation error ε²/6·|L'''| ≈ 1e-13 for O(1)
+# derivatives, rounding error ≈ eps·|L|/ε ≈ 2e-16·|L|/1e-6 = 2e-10·|L|.
+# 1e-7 relative to max(|gradient|, |L|, 1) leaves 500× over their sum, while a
+# wrong derivative is off by order 1.
+FD_TOL = 1e-7
+FD_NAMES = ("Wxh", "Whh", "bh", "Why", "by", "h0", "x")
+
+
+def fd_gradient(inputs: dict, kwargs: dict, which: str) -> np.ndarray:
+    """dL/d(which) by central differences on manual.forward's loss; ``which`` is a param, 'x' or 'h0'."""
+    def loss(inp):
+        return float(manual.forward(inp["params"], inp["x"], inp["target"], h0=inp["h0"], **kwargs)["loss"])
+
+    in_params = which in inputs["params"]
+    base = inputs["params"][which] if in_params else inputs[which]
+    grad = np.zeros_like(base)  # the tensor's shape
+    for idx in np.ndindex(base.shape):
+        vals = []
+        for sign in (1, -1):
+            a = base.copy()
+            a[idx] += sign * STEP
+            inp = {**inputs, "params": {**inputs["params"], which: a}} if in_params else {**inputs, which: a}
+            vals.append(loss(inp))
+        grad[idx] = (vals[0] - vals[1]) / (2 * STEP)
+    return grad
+
+
+def fd_errors(grads: dict, inputs: dict, kwargs: dict) -> dict:
+    """name → max |grads[name] − finite differences| / max(|fd|, |L|, 1), for FD_NAMES."""
+    if inputs.get("h0") is None:
+        B, H = inputs["x"].shape[-2], inputs["params"]["Whh"].shape[0]
+        inputs = {**inputs, "h0": np.zeros((B, H))}
+    L = abs(float(manual.forward(inputs["params"], inputs["x"], inputs["target"], h0=inputs["h0"],
+                                 **kwargs)["loss"]))
+    out = {}
+    for name in FD_NAMES:
+        fd = fd_gradient(inputs, kwargs, name)
+        out[name] = float(np.abs(np.asarray(grads[name]) - fd).max() / max(np.abs(fd).max(), L, 1.0))
+    return out

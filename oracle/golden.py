@@ -1,0 +1,327 @@
+"""Golden cases on disk: writing them, and reading them (and candidates' files) as data only.
+
+A golden file is one ``.safetensors`` per case, named after the case
+(``oracle.cases.Case.file_stem``). Tensors, all float64 but cross-entropy's
+int64 target:
+
+    params.Wxh params.Whh params.bh params.Why params.by   the model
+    inputs.x inputs.h0 inputs.target                       its inputs
+    grads.<name>   the gradient set (Wxh Whh bh Why by h0 x h z), float64 truth
+    sens.<name>    its sensitivity, mag.<name> its magnitude (oracle.truth)
+
+and one metadata entry ``bptt``: a JSON string with the schema version, the
+case, the seed, the tolerance policy, versions, BLAS, device and the SHA-256
+of every tensor. Inputs hold the case's numbers rounded to its dtype: cast
+them to ``dtype`` before running a candidate.
+
+Reading never runs code: no pickle, no ``.pt``. Before any array is read a
+file is refused (``GoldenFileError``, exit code 2 in the CLI) when it is a
+symlink or not a regular file, larger than MAX_FILE_BYTES, has a header that
+is not JSON or overruns the file, declares a dtype other than a real float
+(or int64 for a target), a shape that does not match its case, an unexpected
+tensor name, or data offsets that do not tile the file. ``.npz`` candidates
+are refused for unexpected members, members that would decompress past
+MAX_MEMBER_BYTES or by more than MAX_RATIO, and non-float ``.npy`` headers;
+their arrays are read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from contract import ACTIVATIONS, GRAD_NAMES, LOSSES, PARAM_NAMES, TOPOLOGIES
+from oracle.cases import Case
+from oracle.truth import Truth
+
+SCHEMA = 1
+MAX_FILE_BYTES = 256 * 2**20  # the largest built-in case is under 1 MiB
+MAX_HEADER_BYTES = 2**20
+MAX_MEMBER_BYTES = 64 * 2**20
+MAX_RATIO = 200  # float64 gradients compress by 1.1–2×; zip bombs by 1000×
+MAX_DIM = 1_000_000
+MAX_ELEMENTS = 20_000_000
+
+ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64}
+FLOAT_ST = {"F64", "F32", "F16", "BF16"}
+
+
+class GoldenFileError(ValueError):
+    """A golden or candidate file that is refused before any array is read."""
+
+    def __init__(self, path, why: str, remedy: str = "regenerate it with `bptt export`"):
+        super().__init__(f"{path}: refused: {why}. Remedy: {remedy}.")
+
+
+# ---------------------------------------------------------------- shapes of a case
+
+def grad_shapes(case: Case) -> dict:
+    """name → shape of every gradient (and so of sens and mag) of ``case``."""
+    T, B, D, H, O = case.T, case.B, case.D, case.H, case.O
+    return {"Wxh": (H, D), "Whh": (H, H), "bh": (H,), "Why": (O, H), "by": (O,), "h0": (B, H),
+            "x": (B, D) if case.topology == "one-to-many" else (T, B, D), "h": (T, B, H), "z": (T, B, H)}
+
+
+def file_shapes(case: Case) -> dict:
+    """name → (shape, allowed safetensors dtypes) of every tensor of a golden file."""
+    g = grad_shapes(case)
+    lead = () if case.topology == "many-to-one" else (case.T,)
+    target = ((*lead, case.B), {"I64"}) if case.loss == "cross_entropy" else ((*lead, case.B, case.O), {"F64"})
+    out = {f"params.{k}": (g[k], {"F64"}) for k in PARAM_NAMES}
+    out.update({"inputs.x": (g["x"], {"F64"}), "inputs.h0": (g["h0"], {"F64"}), "inputs.target": target})
+    for prefix in ("grads", "sens", "mag"):
+        out.update({f"{prefix}.{k}": (g[k], {"F64"}) for k in GRAD_NAMES})
+    return out
+
+
+def case_from_spec(spec: object, path) -> Case:
+    """The Case a file's metadata describes, every field checked."""
+    if not isinstance(spec, dict):
+        raise GoldenFileError(path, "metadata 'case' is not an object")
+    choices = {"topology": TOPOLOGIES, "activation": ACTIVATIONS, "loss": LOSSES,
+               "dtype": ("float64", "float32", "float16", "bfloat16")}
+    for key, allowed in choices.items():
+        if spec.get(key) not in allowed:
+            raise GoldenFileError(path, f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
+    dims = {}
+    for key in ("T", "B", "D", "H", "O"):
+        v = spec.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_DIM:
+            raise GoldenFileError(path, f"metadata case.{key} is {v!r}, expected an integer in [1, {MAX_DIM}]")
+        dims[key] = v
+    case = Case(spec["topology"], spec["activation"], spec["loss"], **dims, dtype=spec["dtype"])
+    if sum(math.prod(s) for s, _ in file_shapes(case).values()) > MAX_ELEMENTS:
+        raise GoldenFileError(path, f"case {case.name} declares more than {MAX_ELEMENTS} elements")
+    return case
+
+
+# ---------------------------------------------------------------- safetensors
+
+def _regular_file(path: Path) -> int:
+    if path.is_symlink():
+        raise GoldenFileError(path, "it is a symbolic link", "copy the file itself into the folder")
+    if not path.is_file():
+        raise GoldenFileError(path, "it is not a regular file", "pass a folder of .safetensors files")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise GoldenFileError(path, f"{size} bytes, over the limit of {MAX_FILE_BYTES}")
+    return size
+
+
+def _read_header(path: Path) -> tuple[dict, dict, int]:
+    """(tensor entries, metadata, data start) of a safetensors file, validated as data."""
+    size = _regular_file(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise GoldenFileError(path, f"truncated: {size} bytes, a safetensors file starts with 8")
+        (n,) = struct.unpack("<Q", head)
+        if n > MAX_HEADER_BYTES or 8 + n > size:
+            raise GoldenFileError(path, f"header length {n} overruns the file ({size} bytes) or the limit")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GoldenFileError(path, f"header is not JSON ({e.__class__.__name__})") from None
+    if not isinstance(header, dict):
+        raise GoldenFileError(path, "header is not a JSON object")
+    meta = header.pop("__metadata__", {}) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise GoldenFileError(path, "__metadata__ is not a map of strings")
+    data_len = size - 8 - n
+    spans = []
+    for name, e in header.items():
+        if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
+            raise GoldenFileError(path, f"tensor {name!r} has a malformed entry")
+        dt, shape, off = e["dtype"], e["shape"], e["data_offsets"]
+        if not (isinstance(shape, list) and all(isinstance(s, int) and 0 <= s <= MAX_DIM for s in shape)):
+            raise GoldenFileError(path, f"tensor {name!r} declares shape {shape!r}")
+        if not (isinstance(off, list) and len(off) == 2 and all(isinstance(o, int) for o in off)
+                and 0 <= off[0] <= off[1] <= data_len):
+            raise GoldenFileError(path, f"tensor {name!r} has data offsets {off!r} outside the file (truncated?)")
+        item = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8}.get(dt)
+        if item is None:
+            raise GoldenFileError(path, f"tensor {name!r} has dtype {dt!r}; only real floats (and an int64 "
+                                        "target) are accepted")
+        if off[1] - off[0] != math.prod(shape) * item:
+            raise GoldenFileError(path, f"tensor {name!r}: {off[1] - off[0]} bytes for shape {shape} of {dt}")
+        spans.append(tuple(off))
+    pos = 0
+    for a, b in sorted(spans):
+        if a != pos:
+            raise GoldenFileError(path, "tensor data overlap or leave holes")
+        pos = b
+    if pos != data_len:
+        raise GoldenFileError(path, f"{data_len - pos} bytes of data belong to no tensor")
+    return header, meta, 8 + n
+
+
+def _read_tensors(path: Path, header: dict, start: int) -> dict:
+    out = {}
+    with open(path, "rb") as f:
+        for name, e in header.items():
+            a, b = e["data_offsets"]
+            f.seek(start + a)
+            buf = f.read(b - a)
+            if len(buf) != b - a:
+                raise GoldenFileError(path, f"tensor {name!r} is truncated")
+            if e["dtype"] == "BF16":  # widen bfloat16 exactly: it is the top half of a float32
+                arr = (np.frombuffer(buf, "<u2").astype(np.uint32) << 16).view(np.float32)
+            else:
+                arr = np.frombuffer(buf, np.dtype(ST_DTYPES[e["dtype"]]).newbyteorder("<"))
+            out[name] = arr.reshape(e["shape"]).astype(arr.dtype.newbyteorder("="))
+    return out
+
+
+def sha256(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()).hexdigest()
+
+
+def load_golden(path) -> tuple[Case, dict, Truth, dict]:
+    """(case, inputs, truth, metadata) of one golden file; refuses anything unexpected."""
+    path = Path(path)
+    header, meta, start = _read_header(path)
+    try:
+        info = json.loads(meta.get("bptt", ""))
+    except json.JSONDecodeError:
+        raise GoldenFileError(path, "metadata 'bptt' is missing or not JSON") from None
+    if not isinstance(info, dict) or info.get("schema") != SCHEMA:
+        raise GoldenFileError(path, f"schema {info.get('schema') if isinstance(info, dict) else None!r}, "
+                                    f"expected {SCHEMA}")
+    case = case_from_spec(info.get("case"), path)
+    expected = file_shapes(case)
+    if set(header) != set(expected):
+        raise GoldenFileError(path, f"tensors {sorted(set(header) ^ set(expected))} unexpected or missing "
+                                    f"for case {case.name}")
+    for name, (shape, dtypes) in expected.items():
+        if tuple(header[name]["shape"]) != shape or header[name]["dtype"] not in dtypes:
+            raise GoldenFileError(path, f"tensor {name!r} declares {header[name]['dtype']} "
+                                        f"{tuple(header[name]['shape'])}, case {case.name} needs "
+                                        f"{'/'.join(sorted(dtypes))} {shape}")
+    t = _read_tensors(path, header, start)
+    hashes = info.get("sha256", {})
+    for name, a in t.items():
+        if hashes.get(name) != sha256(a):
+            raise GoldenFileError(path, f"tensor {name!r} does not match its SHA-256 in the metadata")
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            raise GoldenFileError(path, f"tensor {name!r} holds NaN or Inf")
+    inputs = {"params": {k: t[f"params.{k}"] for k in PARAM_NAMES}, "x": t["inputs.x"],
+              "h0": t["inputs.h0"], "target": t["inputs.target"]}
+    truth = Truth(*({k: t[f"{p}.{k}"] for k in GRAD_NAMES} for p in ("grads", "sens", "mag")))
+    return case, inputs, truth, info
+
+
+def write_golden(path, case: Case, inputs: dict, truth: Truth, extra: dict) -> None:
+    from safetensors.numpy import save_file
+
+    tensors = {f"params.{k}": inputs["params"][k] for k in PARAM_NAMES}
+    tensors.update({"inputs.x": inputs["x"], "inputs.h0": inputs["h0"], "inputs.target": inputs["target"]})
+    for prefix, d in (("grads", truth.grads), ("sens", truth.sens), ("mag", truth.mag)):
+        tensors.update({f"{prefix}.{k}": d[k] for k in GRAD_NAMES})
+    tensors = {k: np.ascontiguousarray(v, dtype=np.int64 if v.dtype.kind in "iu" else np.float64)
+               for k, v in tensors.items()}
+    for k, v in tensors.items():
+        if v.dtype.kind == "f" and not np.isfinite(v).all():
+            raise ValueError(f"{case.name}: {k} is not finite; a golden case is never written with NaN/Inf")
+    spec = {"topology": case.topology, "activation": case.activation, "loss": case.loss, "T": case.T,
+            "B": case.B, "D": case.D, "H": case.H, "O": case.O, "dtype": case.dtype}
+    info = {"schema": SCHEMA, "name": case.name, "case": spec, "seed": case.seed, **extra,
+            "sha256": {k: sha256(v) for k, v in tensors.items()}}
+    tmp = Path(str(path) + ".tmp")
+    save_file(tensors, str(tmp), metadata={"bptt": json.dumps(info, sort_keys=True)})
+    os.replace(tmp, path)
+
+
+def environment() -> dict:
+    """Versions, BLAS and platform, for the metadata and benchmark reports."""
+    import array_api_compat
+    import safetensors
+    import torch
+
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{blas.get('name')} {blas.get('version', '')}".strip()
+    except Exception:  # noqa: BLE001 - informative only
+        blas = "unknown"
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        pkg = version("bptt-reference")
+    except PackageNotFoundError:
+        pkg = "source"
+    return {"bptt-reference": pkg, "python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "array-api-compat": array_api_compat.__version__,
+            "safetensors": safetensors.__version__, "blas": blas, "machine": platform.machine(),
+            "platform": platform.platform()}
+
+
+# ---------------------------------------------------------------- candidates' gradient files
+
+def _check_declared(path, name: str, dtype_ok: bool, dtype: str, shape: tuple, expected: dict) -> None:
+    if name not in expected:
+        raise GoldenFileError(path, f"unexpected tensor {name!r}; a gradient file holds only "
+                                    f"{', '.join(GRAD_NAMES)}", "name the tensors after the gradient set")
+    if not dtype_ok:
+        raise GoldenFileError(path, f"tensor {name!r} has dtype {dtype}; gradients are real floats",
+                              "save float16/bfloat16/float32/float64 arrays")
+    if tuple(shape) != expected[name]:
+        raise GoldenFileError(path, f"tensor {name!r} declares shape {tuple(shape)}, the case needs "
+                                    f"{expected[name]}", "save the gradient with the shape of its tensor")
+
+
+def load_grads(path, case: Case) -> dict:
+    """A candidate's gradient set for ``case`` from ``.safetensors`` or ``.npz``, refused if unexpected."""
+    path = Path(path)
+    expected = grad_shapes(case)
+    if path.suffix == ".safetensors":
+        header, _, start = _read_header(path)
+        for name, e in header.items():
+            _check_declared(path, name, e["dtype"] in FLOAT_ST, e["dtype"], e["shape"], expected)
+        return _read_tensors(path, header, start)
+    if path.suffix != ".npz":
+        raise GoldenFileError(path, "only .safetensors and .npz are read (never pickle or .pt)",
+                              "save with safetensors.numpy.save_file or numpy.savez")
+    _regular_file(path)
+    if not zipfile.is_zipfile(path):
+        raise GoldenFileError(path, "not a zip archive (.npz)", "save with numpy.savez")
+    out = {}
+    with zipfile.ZipFile(path) as z:
+        infos = z.infolist()
+        total = 0
+        for i in infos:
+            name = i.filename[:-4] if i.filename.endswith(".npy") else None
+            if name not in expected or i.is_dir():
+                raise GoldenFileError(path, f"unexpected member {i.filename!r}; members are "
+                                            "<name>.npy for the gradient set", "save with numpy.savez(Wxh=..., ...)")
+            total += i.file_size
+            if i.file_size > MAX_MEMBER_BYTES or total > MAX_MEMBER_BYTES:
+                raise GoldenFileError(path, f"member {i.filename!r} decompresses to {i.file_size} bytes, "
+                                            f"past the limit of {MAX_MEMBER_BYTES}")
+            if i.file_size > MAX_RATIO * max(i.compress_size, 1) + 4096:
+                raise GoldenFileError(path, f"member {i.filename!r} expands {i.file_size}/{i.compress_size}×: "
+                                            "a zip bomb", "save with numpy.savez")
+        for i in infos:
+            name = i.filename[:-4]
+            with z.open(i) as f:
+                try:
+                    version = np.lib.format.read_magic(f)
+                    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if read_header is None:
+                        raise ValueError(f".npy format {version}")
+                    shape, _, dtype = read_header(f)
+                except ValueError as e:
+                    raise GoldenFileError(path, f"member {i.filename!r} has a bad .npy header ({e})") from None
+                _check_declared(path, name, dtype.kind == "f", str(dtype), shape, expected)
+                if dtype.itemsize * math.prod(shape) > i.file_size:
+                    raise GoldenFileError(path, f"member {i.filename!r} is truncated")
+            with z.open(i) as f:
+                out[name] = np.lib.format.read_array(f, allow_pickle=False)
+    return out

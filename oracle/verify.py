@@ -1,0 +1,135 @@
+"""`bptt verify`: manual against autograd and torch.nn.RNN on the built-in cases."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+import manual
+import reference
+from contract import GRAD_NAMES
+from oracle.cases import Case
+from oracle.check import cast_inputs, run
+from oracle.progress import Progress
+from oracle.truth import Truth, truth
+
+
+@contextmanager
+def tf32(allowed: bool):
+    """TF32 off for the duration (unless allowed): it breaks float32 parity for reasons unrelated to BPTT."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def on_device(inputs: dict, device: str) -> dict:
+    """NumPy inputs on the CPU; torch tensors on CUDA."""
+    if device == "cpu":
+        return inputs
+    t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    return {"params": {k: t(v) for k, v in inputs["params"].items()}, "x": t(inputs["x"]),
+            "target": t(inputs["target"]), "h0": t(inputs["h0"])}
+
+
+@dataclass
+class CaseVerdict:
+    case: Case
+    reports: dict  # "autograd" / "nn.RNN" → Report of manual against that reference
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.reports.values())
+
+    def worst(self, name: str) -> float | None:
+        errs = [t.normalised for r in self.reports.values() for t in r.tensors if t.name == name]
+        return max(errs) if errs else None
+
+
+@dataclass
+class Verification:
+    verdicts: list[CaseVerdict] = field(default_factory=list)
+    device: str = "cpu"
+    tf32: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(v.ok for v in self.verdicts)
+
+    @property
+    def tensors(self) -> int:
+        return sum(len(r.tensors) for v in self.verdicts for r in v.reports.values())
+
+    def worst(self, dtype: str) -> float:
+        return max((r.worst for v in self.verdicts if v.case.dtype == dtype for r in v.reports.values()),
+                   default=0.0)
+
+    def table(self) -> str:
+        head = f"{'case':<58}" + "".join(f"{n:>9}" for n in GRAD_NAMES) + "  verdict"
+        rows = [head, "-" * len(head)]
+        for v in self.verdicts:
+            cells = []
+            for n in GRAD_NAMES:
+                w = v.worst(n)
+                failed = any(not t.ok for r in v.reports.values() for t in r.tensors if t.name == n)
+                cells.append(f"{'-' if w is None else f'{w:.1e}':>8}{'!' if failed else ' '}")
+            rows.append(f"{v.case.name:<58}" + "".join(cells) + ("  ok" if v.ok else "  FAIL"))
+        return "\n".join(rows)
+
+    def summary(self) -> str:
+        fails = sum(not v.ok for v in self.verdicts)
+        worst = ", ".join(f"{d} {self.worst(d):.1e}" for d in ("float64", "float32")
+                          if any(v.case.dtype == d for v in self.verdicts))
+        return (f"{'PASS' if self.ok else 'FAIL'}: {len(self.verdicts)} cases, {self.tensors} tensor comparisons, "
+                f"{fails} failed; worst normalised error {worst or '-'}; device {self.device}, "
+                f"TF32 {'on' if self.tf32 else 'off'}; {self.seconds:.1f} s")
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "device": self.device, "tf32": self.tf32, "seconds": self.seconds,
+                "cases": [{"name": v.case.name, "ok": v.ok, "reports": {
+                    ref: [{"tensor": t.name, "status": t.status, "normalised": t.normalised, "bound": t.tol,
+                           "mismatched": t.mismatched, "total": t.total, "first": t.first}
+                          for t in r.tensors] for ref, r in v.reports.items()}} for v in self.verdicts]}
+
+
+def verify_case(case: Case, device: str = "cpu") -> CaseVerdict:
+    inputs = case.inputs()
+    want = truth(inputs, case.kwargs)
+    here = on_device(cast_inputs(inputs, case.dtype), device)
+    got = run(manual.gradients, here, case)
+    low = case.dtype != "float64"  # judged next to the reference's own error in that dtype
+    ref = run(reference.gradients, here, case) if low else None
+    reports = {"autograd": want.compare(got, ref=ref, title=f"{case.name} vs autograd")}
+    if case.activation in reference.NN_RNN_ACTIVATIONS:
+        nn64 = run(reference.nn_rnn_gradients, inputs, case)
+        nn_truth = Truth({**want.grads, **nn64}, want.sens, want.mag)  # h, z: nn.RNN does not give them
+        nn_ref = run(reference.nn_rnn_gradients, here, case) if low else None
+        reports["nn.RNN"] = nn_truth.compare(got, ref=None if nn_ref is None else {**ref, **nn_ref},
+                                             title=f"{case.name} vs nn.RNN")
+    return CaseVerdict(case, reports)
+
+
+def verify(cases: list[Case], device: str = "cpu", allow_tf32: bool = False,
+           progress: bool | None = None) -> Verification:
+    out = Verification(device=device, tf32=allow_tf32 and device != "cpu")
+    start = time.perf_counter()
+    bar = Progress(len(cases), "verify", enabled=progress)
+    with tf32(allow_tf32):
+        for case in cases:
+            out.verdicts.append(verify_case(case, device))
+            bar.step(case.name)
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+def failures_text(v: Verification) -> str:
+    return "\n".join(str(r) for cv in v.verdicts for r in cv.reports.values() if not r.ok)
+
+
+__all__ = ["Verification", "failures_text", "verify", "verify_case"]
