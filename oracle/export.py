@@ -17,7 +17,8 @@ FD_MAX_PARAMS = 400  # finite differences on cases this small (two losses per en
 
 
 def small(case: Case) -> bool:
-    n = case.H * case.D + case.H * case.H + case.H + case.O * case.H + case.O + case.B * case.H + case.T * case.B * case.D
+    T, B, D, H, O = case.T, case.B, case.D, case.H, case.O
+    n = H * D + H * H + H + O * H + O + B * H + T * B * D  # entries differenced
     return n <= FD_MAX_PARAMS and case.T <= 17
 
 

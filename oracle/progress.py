@@ -19,7 +19,8 @@ class Progress:
         width = 30
         filled = width * self.done // max(self.total, 1)
         elapsed = time.perf_counter() - self.start
-        line = f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {elapsed:5.1f}s {what}"
+        bar = "#" * filled + "." * (width - filled)
+        line = f"\r{self.label} [{bar}] {self.done}/{self.total} {elapsed:5.1f}s {what}"
         self.stream.write(line[:120].ljust(120))
         if self.done >= self.total:
             self.stream.write("\n")
