@@ -7,7 +7,7 @@ int64 target:
     params.Wxh params.Whh params.bh params.Why params.by   the model
     inputs.x inputs.h0 inputs.target                       its inputs
     grads.<name>   the gradient set (Wxh Whh bh Why by h0 x h z), float64 truth
-    sens.<name>    its sensitivity, mag.<name> its magnitude (oracle.truth)
+    sens.<name>    its sensitivity, amp.<name> its amplification (oracle.truth)
 
 and one metadata entry ``bptt``: a JSON string with the schema version, the
 case, the seed, the tolerance policy, versions, BLAS, device and the SHA-256
@@ -64,7 +64,7 @@ class GoldenFileError(ValueError):
 # ---------------------------------------------------------------- shapes of a case
 
 def grad_shapes(case: Case) -> dict:
-    """name → shape of every gradient (and so of sens and mag) of ``case``."""
+    """name → shape of every gradient (and so of sens and amp) of ``case``."""
     T, B, D, H, O = case.T, case.B, case.D, case.H, case.O
     return {"Wxh": (H, D), "Whh": (H, H), "bh": (H,), "Why": (O, H), "by": (O,), "h0": (B, H),
             "x": (B, D) if case.topology == "one-to-many" else (T, B, D), "h": (T, B, H), "z": (T, B, H)}
@@ -77,7 +77,7 @@ def file_shapes(case: Case) -> dict:
     target = ((*lead, case.B), {"I64"}) if case.loss == "cross_entropy" else ((*lead, case.B, case.O), {"F64"})
     out = {f"params.{k}": (g[k], {"F64"}) for k in PARAM_NAMES}
     out.update({"inputs.x": (g["x"], {"F64"}), "inputs.h0": (g["h0"], {"F64"}), "inputs.target": target})
-    for prefix in ("grads", "sens", "mag"):
+    for prefix in ("grads", "sens", "amp"):
         out.update({f"{prefix}.{k}": (g[k], {"F64"}) for k in GRAD_NAMES})
     return out
 
@@ -215,7 +215,7 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
             raise GoldenFileError(path, f"tensor {name!r} holds NaN or Inf")
     inputs = {"params": {k: t[f"params.{k}"] for k in PARAM_NAMES}, "x": t["inputs.x"],
               "h0": t["inputs.h0"], "target": t["inputs.target"]}
-    truth = Truth(*({k: t[f"{p}.{k}"] for k in GRAD_NAMES} for p in ("grads", "sens", "mag")))
+    truth = Truth(*({k: t[f"{p}.{k}"] for k in GRAD_NAMES} for p in ("grads", "sens", "amp")))
     return case, inputs, truth, info
 
 
@@ -224,7 +224,7 @@ def write_golden(path, case: Case, inputs: dict, truth: Truth, extra: dict) -> N
 
     tensors = {f"params.{k}": inputs["params"][k] for k in PARAM_NAMES}
     tensors.update({"inputs.x": inputs["x"], "inputs.h0": inputs["h0"], "inputs.target": inputs["target"]})
-    for prefix, d in (("grads", truth.grads), ("sens", truth.sens), ("mag", truth.mag)):
+    for prefix, d in (("grads", truth.grads), ("sens", truth.sens), ("amp", truth.amp)):
         tensors.update({f"{prefix}.{k}": d[k] for k in GRAD_NAMES})
     tensors = {k: np.ascontiguousarray(v, dtype=np.int64 if v.dtype.kind in "iu" else np.float64)
                for k, v in tensors.items()}

@@ -1,14 +1,20 @@
 """The float64 truth of a case, and how well the case itself lets it be known.
 
 ``truth()`` returns autograd's gradient set in float64 with two companions,
-both in units of eps and the shape of each tensor (see oracle.compare):
+each the shape of its tensor (see oracle.compare for how they are used):
 
-* ``mag``, the magnitude: the backward pass run on absolute values, with the
-  terms of each cancelling factor in place of its result, so rounding errors
-  made anywhere in the backward pass are bounded by eps · (a few) · mag;
-* ``sens``, the sensitivity: how far each entry moves when every input moves
-  by one float64 rounding error, which is how the forward pass's own
-  cancellation reaches the gradients.
+* ``amp``, the amplification (≥ 1) of rounding errors by cancellation in the
+  backward pass: κ_loss · κ_act. κ_loss = max(|fy(o)| + |y|) / max|fy(o) − y|
+  over the loss's gradient dL/do (p − onehot when the softmax is confident,
+  o − y when the fit is close): the terms are rounded, not their difference;
+  taken per step over the steps s ≥ t, as the scale of ``h`` is. κ_act =
+  max|dh_t| / max|dz_t| at step t (act'(z) taken from the rounded h loses
+  digits where units saturate: the seed's 1 − h² when h → ±1). Per step for
+  ``h``, ``z`` and ``x``; their largest values for the sums over steps.
+* ``sens``, the sensitivity: how far each entry moves, per unit of eps, when
+  every input moves by one float64 rounding error; this is how the forward
+  pass's own cancellation (z_t near 0 from terms of order 1) reaches the
+  gradients.
 """
 
 from __future__ import annotations
@@ -24,11 +30,11 @@ from oracle.compare import EPS, Report, compare
 @dataclass
 class Truth:
     grads: dict  # name → float64 array, the gradient set
-    sens: dict  # name → sensitivity (per unit of eps)
-    mag: dict  # name → magnitude of the backward pass
+    sens: dict | None = None  # name → sensitivity (per unit of eps)
+    amp: dict | None = None  # name → amplification of rounding errors by cancellation (≥ 1)
 
     def compare(self, got: dict, **kwargs) -> Report:
-        return compare(got, self.grads, sens=self.sens, mag=self.mag, **kwargs)
+        return compare(got, self.grads, sens=self.sens, amp=self.amp, **kwargs)
 
 
 def as_float64(inputs: dict) -> dict:
@@ -56,52 +62,42 @@ def _grads(inputs: dict, kwargs: dict) -> dict:
     return reference.gradients(inputs["params"], inputs["x"], inputs["target"], h0=inputs["h0"], **kwargs)
 
 
-# |act'(z)| from the forward values, and the absolute rounding error of act'
-# computed from the rounded h (in eps): 2|h|·|h| ≤ 2 for 1 − h², |1 − 2h|·h ≤ 1 for h(1 − h)
-ABS_DACT = {
-    "tanh": lambda z, h: (1 - h * h) + 2,
-    "sigmoid": lambda z, h: h * (1 - h) + 1,
-    "relu": lambda z, h: (z > 0).astype(np.float64),
-    "identity": lambda z, h: np.ones_like(z),
-}
+def _suffix_max(a: np.ndarray) -> np.ndarray:
+    return np.maximum.accumulate(a[::-1])[::-1]
 
 
-def magnitude(inputs: dict, kwargs: dict) -> dict:
-    """The backward pass on absolute values: an element-wise scale for its rounding errors."""
-    P, x, target = inputs["params"], inputs["x"], inputs["target"]
-    fwd = reference.forward(P, x, target, h0=inputs["h0"], **kwargs)
-    z, h, y = fwd["z"], fwd["h"], fwd["y"]  # (T, B, H), (T, B, H), (S, B, O)
-    T, B, H = h.shape
-    S, O = y.shape[0], y.shape[2]
-    h0 = np.zeros((B, H)) if inputs["h0"] is None else inputs["h0"]
-    hprev = np.concatenate([h0[None], h[:-1]])  # (T, B, H)
-    A = {k: np.abs(v) for k, v in P.items()}
+def amplification(inputs: dict, kwargs: dict, grads: dict) -> dict:
+    """κ_loss · κ_act for every tensor of the gradient set, broadcast to its shape."""
+    P, target = inputs["params"], inputs["target"]
+    y = reference.forward(P, inputs["x"], target, h0=inputs["h0"], **kwargs)["y"]  # fy(o), (S, B, O)
     yt = target if kwargs["topology"] != "many-to-one" else target[None]
-    if kwargs["loss"] == "cross_entropy":  # |p| + |onehot|, mean over B
-        do = (y + (yt[..., None] == np.arange(O))) / B  # (S, B, O)
-    else:  # |fy(o)| + |y|, mean over B·O (mse carries its factor 2)
-        do = (2 if kwargs["loss"] == "mse" else 1) * (np.abs(y) + np.abs(yt)) / (B * O)
-    dact = ABS_DACT[kwargs["activation"]](z, h)  # (T, B, H)
-    dh = np.zeros((T, B, H))
-    dh[T - S:] = do @ A["Why"]
-    dz = np.zeros((T, B, H))
-    for t in range(T - 1, -1, -1):
-        if t < T - 1:
-            dh[t] += dz[t + 1] @ A["Whh"]
-        dz[t] = dh[t] * dact[t]
-    hr = h[T - S:]
-    mag = {"Why": np.einsum("sbo,sbh->oh", do, np.abs(hr)), "by": do.sum(axis=(0, 1)),
-           "Whh": np.einsum("tbi,tbj->ij", dz, np.abs(hprev)), "bh": dz.sum(axis=(0, 1)),
-           "h0": dz[0] @ A["Whh"], "h": dh, "z": dz}
-    if kwargs["topology"] == "one-to-many":
-        mag["Wxh"], mag["x"] = dz[0].T @ np.abs(x), dz[0] @ A["Wxh"]
-    else:
-        mag["Wxh"], mag["x"] = np.einsum("tbi,tbj->ij", dz, np.abs(x)), dz @ A["Wxh"]
-    return mag
+    if kwargs["loss"] == "cross_entropy":
+        yt = (yt[..., None] == np.arange(y.shape[-1])).astype(np.float64)  # onehot (S, B, O)
+    T, S = grads["h"].shape[0], y.shape[0]
+    terms, diff = np.zeros(T), np.zeros(T)  # per step t, zero where the loss reads nothing
+    terms[T - S:] = (np.abs(y) + np.abs(yt)).reshape(S, -1).max(axis=1)
+    diff[T - S:] = np.abs(y - yt).reshape(S, -1).max(axis=1)
+    terms, diff = _suffix_max(terms), _suffix_max(diff)  # on the same steps as the scale of h
+    k_loss = np.divide(terms, diff, out=np.ones(T), where=diff > 0).clip(min=1.0)  # (T,)
+    dh, dz = (np.abs(grads[k]).reshape(T, -1).max(axis=1) for k in ("h", "z"))  # (T,)
+    k_act = np.divide(dh, dz, out=np.ones(T), where=dz > 0).clip(min=1.0)  # (T,)
+    amp = {}
+    for name, g in grads.items():
+        per_step = lambda k: k.reshape(-1, *([1] * (g.ndim - 1)))  # noqa: E731, B023
+        if name == "h":
+            k = per_step(k_loss)
+        elif name in ("Why", "by"):  # made from dL/do alone
+            k = k_loss.max()
+        elif name == "z" or (name == "x" and g.ndim == 3):
+            k = per_step(k_loss * k_act)
+        else:  # a sum over steps may be made of its most cancelling step alone
+            k = k_loss.max() * k_act.max()
+        amp[name] = np.broadcast_to(np.asarray(k, dtype=np.float64), g.shape).copy()
+    return amp
 
 
 def truth(inputs: dict, kwargs: dict, draws: int = 2, seed: int = 0) -> Truth:
-    """Autograd's gradient set in float64 on ``inputs``, with its sensitivity and magnitude.
+    """Autograd's gradient set in float64 on ``inputs``, with its sensitivity and amplification.
 
     ``inputs``: ``params``, ``x``, ``target``, ``h0`` (any library or dtype:
     they are widened to float64 first); ``kwargs``: activation, loss, topology.
@@ -114,4 +110,4 @@ def truth(inputs: dict, kwargs: dict, draws: int = 2, seed: int = 0) -> Truth:
         moved = _grads(_perturbed(inputs, rng), kwargs)
         for k in sens:
             sens[k] = np.maximum(sens[k], np.abs(moved[k] - want[k]) / EPS["float64"])
-    return Truth(want, sens, magnitude(inputs, kwargs))
+    return Truth(want, sens, amplification(inputs, kwargs, want))

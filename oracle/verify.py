@@ -108,7 +108,7 @@ def verify_case(case: Case, device: str = "cpu") -> CaseVerdict:
     reports = {"autograd": want.compare(got, ref=ref, title=f"{case.name} vs autograd")}
     if case.activation in reference.NN_RNN_ACTIVATIONS:
         nn64 = run(reference.nn_rnn_gradients, inputs, case)
-        nn_truth = Truth({**want.grads, **nn64}, want.sens, want.mag)  # h, z: nn.RNN does not give them
+        nn_truth = Truth({**want.grads, **nn64}, want.sens, want.amp)  # h, z: nn.RNN does not give them
         nn_ref = run(reference.nn_rnn_gradients, here, case) if low else None
         reports["nn.RNN"] = nn_truth.compare(got, ref=None if nn_ref is None else {**ref, **nn_ref},
                                              title=f"{case.name} vs nn.RNN")

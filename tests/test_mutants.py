@@ -1,0 +1,56 @@
+"""Known wrong derivations are caught: `bptt check` fails and names the tensor and the first time step."""
+
+import re
+
+import pytest
+
+from oracle.cli import main
+
+T = 17  # the golden cases below are T17-B3-D4-H5-O3
+# mutant → (case selector, {tensor: first step wrong in backward order, or None for non-step tensors})
+CATALOGUE = {
+    "dWhh_transposed": ("many-to-one/tanh/mse/", {"Whh": None}),
+    "h_t_for_h_prev": ("many-to-one/tanh/mse/", {"Whh": None}),
+    "act_prime_of_next_step": ("many-to-one/tanh/mse/", {"z": T - 1, "h": T - 2, "Wxh": None, "h0": None}),
+    "drop_direct_term": ("many-to-many/tanh/mse/", {"h": T - 1, "z": T - 1, "Whh": None, "x": T - 1}),
+    "tanh_prime_for_any_act": ("many-to-many/sigmoid/bce/", {"z": T, "h": T - 1, "bh": None}),
+    "Whh_transpose_missing": ("many-to-one/relu/mse/", {"h": T - 1, "z": T - 1, "h0": None}),
+    "dh0_left_zero": ("one-to-many/tanh/cross_entropy/", {"h0": None}),
+    "last_step_only": ("many-to-many/identity/mse/", {"Whh": None, "Wxh": None, "bh": None}),
+}
+PASSING = {"dWhh_transposed": ["Wxh", "bh", "Why", "by", "h0", "x", "h", "z"],
+           "dh0_left_zero": ["Wxh", "Whh", "bh", "Why", "by", "x", "h", "z"],
+           "last_step_only": ["Why", "by", "h0", "x", "h", "z"]}
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("golden")
+    assert main(["export", str(folder), "-k", f"T{T}-B3-D4-H5-O3/float64"]) == 0
+    return folder
+
+
+def report_of(out: str, tensor: str) -> str:
+    m = re.search(rf"^  {tensor} +(FAIL|pass) .*?(?=^  \S|\Z)", out, re.M | re.S)
+    assert m, f"no line for {tensor} in:\n{out}"
+    return m.group(0)
+
+
+def test_an_independent_correct_implementation_passes(golden, capsys):
+    assert main(["check", str(golden), "--candidate", "mutants:correct"]) == 0
+    assert "36 cases, 36 passed, 0 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mutant", list(CATALOGUE))
+def test_mutant_is_caught(mutant, golden, capsys):
+    selector, wrong = CATALOGUE[mutant]
+    assert main(["check", str(golden), "--candidate", f"mutants:{mutant}", "-k", selector]) == 1
+    out = capsys.readouterr().out
+    assert "1 cases, 0 passed, 1 failed" in out, out
+    for tensor, step in wrong.items():
+        block = report_of(out, tensor)
+        assert " FAIL " in block.splitlines()[0], f"{mutant}: {tensor} not named as failing:\n{out}"
+        if step is not None:
+            assert f"backward pass first wrong at t={step}" in block, f"{mutant}: {tensor}:\n{block}"
+    for tensor in PASSING.get(mutant, []):
+        assert " pass " in report_of(out, tensor).splitlines()[0], f"{mutant}: {tensor} should pass:\n{out}"
