@@ -33,6 +33,25 @@ class Case:
     O: int
     dtype: str = "float64"
 
+    @classmethod
+    def parse(cls, name: str) -> "Case":
+        """The case a full name describes, e.g. ``many-to-many/tanh/mse/T4-B2-D3-H4-O2/float64``."""
+        parts = name.split("/")
+        form = "topology/activation/loss/T<int>-B<int>-D<int>-H<int>-O<int>/dtype"
+        try:
+            top, act, loss, tag, dtype = parts
+            dims = dict(zip("TBDHO", (int(v[1:]) for v in tag.split("-")), strict=True))
+            assert [v[0] for v in tag.split("-")] == list("TBDHO") and min(dims.values()) >= 1
+        except (ValueError, AssertionError):
+            raise ValueError(f"case name must read {form}; got {name!r}. Remedy: e.g. "
+                             "many-to-many/tanh/mse/T4-B2-D3-H4-O2/float64") from None
+        for what, value, choices in (("topology", top, TOPOLOGIES), ("activation", act, ACTIVATIONS),
+                                     ("loss", loss, LOSSES), ("dtype", dtype, DTYPES)):
+            if value not in choices:
+                raise ValueError(f"case {what} must be one of {choices}; got {value!r} in {name!r}. "
+                                 "Remedy: pick one of the names listed.")
+        return cls(top, act, loss, **dims, dtype=dtype)
+
     @property
     def shape_tag(self) -> str:
         return f"T{self.T}-B{self.B}-D{self.D}-H{self.H}-O{self.O}"

@@ -30,7 +30,7 @@ class CaseResult:
 
     def __str__(self) -> str:
         if self.error:
-            return f"{self.case.name}: FAIL (candidate raised)\n  {self.error}"
+            return f"{self.case.name}: FAIL (the candidate gave no gradient set)\n  {self.error}"
         return str(self.report)
 
 

@@ -27,8 +27,13 @@ def _usage(msg: str) -> int:
 
 
 def _cases(args):
-    from oracle.cases import DTYPES, all_cases, select
+    from oracle.cases import DTYPES, Case, all_cases, select
 
+    if getattr(args, "case", None):
+        try:
+            return [Case.parse(n) for n in args.case]
+        except ValueError as e:
+            raise SystemExit(_usage(str(e))) from None
     dtypes = DTYPES if args.dtype == "all" else (args.dtype,)
     chosen = select(all_cases(dtypes=dtypes), args.k)
     if not chosen:
@@ -137,6 +142,9 @@ def parser() -> argparse.ArgumentParser:
     def selection(sp):
         sp.add_argument("-k", metavar="SUBSTRING", help="only cases whose name contains SUBSTRING")
         sp.add_argument("--dtype", choices=("float64", "float32", "all"), default="all")
+        sp.add_argument("--case", action="append", metavar="NAME",
+                        help="a case by full name, built-in or not (repeatable), e.g. "
+                             "many-to-many/tanh/mse/T4-B2-D3-H4-O2/float64")
 
     v = sub.add_parser("verify", help="manual against autograd and torch.nn.RNN on the built-in cases")
     selection(v)
@@ -169,7 +177,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) and argparse's usage errors (2)
+        return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
     try:
         return args.fn(args)
     except SystemExit as e:

@@ -78,3 +78,8 @@ tanh_prime_for_any_act = partial(bptt, mistake="tanh_prime_for_any_act")
 Whh_transpose_missing = partial(bptt, mistake="Whh_transpose_missing")
 dh0_left_zero = partial(bptt, mistake="dh0_left_zero")
 last_step_only = partial(bptt, mistake="last_step_only")
+
+
+def not_a_dict(*args, **kwargs):
+    """A candidate that returns the wrong kind of thing."""
+    return [1]

@@ -1,0 +1,96 @@
+"""The `bptt` command: exit codes 0 / 1 / 2, help, tables, JSON, and the console script itself."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from oracle.cases import Case, all_cases
+from oracle.cli import main
+
+
+@pytest.mark.parametrize("sub", ["verify", "derive", "export", "check"])
+def test_help(sub, capsys):
+    assert main([sub, "--help"]) == 0
+    assert "usage: bptt" in capsys.readouterr().out
+
+
+def test_verify_subset_prints_table_and_summary(capsys, tmp_path):
+    out_json = tmp_path / "v.json"
+    assert main(["verify", "-k", "/tanh/mse/T17", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "many-to-one/tanh/mse/T17-B3-D4-H5-O3/float64" in out and "verdict" in out
+    assert "PASS: 6 cases" in out and "TF32 off" in out and "device cpu" in out
+    data = json.loads(out_json.read_text())
+    assert data["ok"] and len(data["cases"]) == 6
+    assert {"autograd", "nn.RNN"} == set(data["cases"][0]["reports"])
+
+
+def test_verify_whole_builtin_matrix_through_the_console_script():
+    """The main job as a user runs it: the installed `bptt` script, every built-in case, on the CPU."""
+    out = subprocess.run([sys.executable, "-m", "oracle.cli", "verify", "-q", "--device", "cpu"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    n = len(all_cases())
+    assert f"PASS: {n} cases" in out.stdout
+
+
+def test_verify_unknown_selection_is_usage_error(capsys):
+    assert main(["verify", "-k", "no-such-case"]) == 2
+    assert "selects no case" in capsys.readouterr().err
+
+
+def test_verify_list(capsys):
+    assert main(["verify", "--list", "--dtype", "float64"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == len(all_cases(dtypes=("float64",)))
+
+
+def test_bad_case_name_is_usage_error(capsys):
+    assert main(["export", "/tmp/never", "--case", "many-to-many/tanh/mse/T4/float64"]) == 2
+    assert "case name must read" in capsys.readouterr().err
+
+
+def test_case_names_parse_back():
+    for c in all_cases()[::17]:
+        assert Case.parse(c.name) == c
+
+
+@pytest.mark.parametrize("steps, activation", [(2, "tanh"), (4, "sigmoid"), (7, "relu"), (1, "identity")])
+def test_derive_shows_each_equation(steps, activation, capsys):
+    assert main(["derive", "--steps", str(steps), "--activation", activation]) == 0
+    out = capsys.readouterr().out
+    assert f"dL/dh{steps} = dL/dy ⋅ Why" in out and "MISMATCH" not in out
+    assert out.count("    manual   ") == out.count("    autograd ") == 2 * steps + 1
+    if steps > 1:
+        assert "(through the future)" in out
+
+
+def test_derive_bad_steps_is_usage_error(capsys):
+    assert main(["derive", "--steps", "0"]) == 2
+
+
+def test_unknown_subcommand_is_usage_error(capsys):
+    assert main(["frobnicate"]) == 2
+
+
+def test_check_bad_candidate_spec(tmp_path, capsys):
+    (tmp_path / "x.safetensors").write_bytes(b"")
+    assert main(["check", str(tmp_path), "--candidate", "manual"]) == 2
+    assert "MODULE:FUNCTION" in capsys.readouterr().err
+    assert main(["check", str(tmp_path), "--candidate", "no_such_module:f"]) == 2
+
+
+def test_check_folder_errors(tmp_path, capsys):
+    assert main(["check", str(tmp_path / "missing"), "--candidate", "manual:gradients"]) == 2
+    assert main(["check", str(tmp_path), "--candidate", "manual:gradients"]) == 2
+    assert "holds no .safetensors" in capsys.readouterr().err
+
+
+def test_check_candidate_that_raises_fails_the_case(tmp_path, capsys):
+    assert main(["export", str(tmp_path), "--case", "many-to-one/tanh/mse/T2-B1-D2-H2-O1/float64"]) == 0
+    capsys.readouterr()
+    assert main(["check", str(tmp_path), "--candidate", "mutants:not_a_dict"]) == 1
+    assert "returned list, expected a dict" in capsys.readouterr().out
+    assert main(["check", str(tmp_path), "--candidate", "builtins:print"]) == 1
+    assert "gave no gradient set" in capsys.readouterr().out

@@ -1,0 +1,244 @@
+"""Golden files: round trip, candidates' gradient files, and hostile files refused with exit code 2."""
+
+import io
+import json
+import os
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+import manual
+from oracle.cases import Case
+from oracle.cli import main
+from oracle.golden import load_golden
+
+CASE = Case("many-to-many", "tanh", "mse", T=4, B=2, D=3, H=4, O=2)
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("golden")
+    assert main(["export", str(folder), "--case", CASE.name]) == 0
+    return folder
+
+
+@pytest.fixture
+def one(golden, tmp_path):
+    """A private copy of the golden file, to spoil."""
+    (tmp_path / "g").mkdir()
+    path = tmp_path / "g" / f"{CASE.file_stem}.safetensors"
+    path.write_bytes((golden / path.name).read_bytes())
+    return path
+
+
+def manual_grads(path):
+    case, inputs, _, _ = load_golden(path)
+    return manual.gradients(inputs["params"], inputs["x"], inputs["target"], h0=inputs["h0"], **case.kwargs)
+
+
+def header_of(path):
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def with_header(path, header, data):
+    h = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(h)) + h + data)
+
+
+def test_round_trip_keeps_everything(golden):
+    case, inputs, truth, meta = load_golden(golden / f"{CASE.file_stem}.safetensors")
+    assert case == CASE
+    fresh = CASE.inputs()
+    np.testing.assert_array_equal(inputs["x"], fresh["x"])
+    np.testing.assert_array_equal(inputs["params"]["Whh"], fresh["params"]["Whh"])
+    assert set(truth.grads) == set(manual.GRAD_NAMES) and truth.grads["h"].shape == (4, 2, 4)
+    assert meta["schema"] == 1 and meta["seed"] == CASE.seed and meta["name"] == CASE.name
+    assert {"numpy", "torch", "blas", "python"} <= set(meta["versions"])
+    assert "C" in meta["tolerance"] and len(meta["sha256"]) == 8 + 3 * 9
+    assert "finite differences" in meta["checked"]
+
+
+def test_check_manual_passes(golden, capsys):
+    assert main(["check", str(golden), "--candidate", "manual:gradients"]) == 0
+    assert "1 cases, 1 passed, 0 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", ["npz", "safetensors"])
+def test_check_gradient_files(golden, tmp_path, fmt, capsys):
+    g = {k: np.asarray(v) for k, v in manual_grads(golden / f"{CASE.file_stem}.safetensors").items()}
+    path = tmp_path / f"{CASE.file_stem}.{fmt}"
+    if fmt == "npz":
+        np.savez(path, **g)
+    else:
+        from safetensors.numpy import save_file
+        save_file({k: np.ascontiguousarray(v) for k, v in g.items()}, str(path))
+    assert main(["check", str(golden), "--grads", str(tmp_path)]) == 0
+    g["z"][2, 1, 3] += 0.5  # one wrong element at t = 3
+    path.unlink()
+    np.savez(tmp_path / f"{CASE.file_stem}.npz", **g)
+    assert main(["check", str(golden), "--grads", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "z[t=3, b=1, i=3]" in out and "1/32 mismatched" in out
+
+
+def test_gradient_file_missing_is_a_failure(golden, tmp_path, capsys):
+    assert main(["check", str(golden), "--grads", str(tmp_path)]) == 1
+    assert "no gradient file" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ hostile golden files
+
+def refused(argv, capsys, *words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "refused" in err or "error" in err, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+def test_symlink_refused(one, tmp_path, capsys):
+    real = tmp_path / "elsewhere.safetensors"
+    one.rename(real)
+    os.symlink(real, one)  # the folder holds only a link to a valid file
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "symbolic link")
+
+
+def test_truncated_file_refused(one, capsys):
+    one.write_bytes(one.read_bytes()[:-100])
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "offsets")
+
+
+def test_header_overrun_refused(one, capsys):
+    raw = one.read_bytes()
+    one.write_bytes(struct.pack("<Q", 10**12) + raw[8:])
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "header length")
+
+
+def test_header_not_json_refused(one, capsys):
+    raw = one.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    one.write_bytes(raw[:8] + b"\x80" * n + raw[8 + n:])
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "not JSON")
+
+
+def test_huge_declared_shape_refused(one, capsys):
+    header, data = header_of(one)
+    header["grads.Whh"]["shape"] = [1_000_000, 1_000_000]
+    with_header(one, header, data)
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "grads.Whh")
+
+
+def test_huge_case_in_metadata_refused(one, capsys):
+    header, data = header_of(one)
+    info = json.loads(header["__metadata__"]["bptt"])
+    info["case"]["T"] = 10**6
+    header["__metadata__"]["bptt"] = json.dumps(info)
+    with_header(one, header, data)
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys)
+
+
+def test_shape_not_matching_case_refused(one, capsys):
+    header, data = header_of(one)
+    info = json.loads(header["__metadata__"]["bptt"])
+    info["case"]["H"] = 5
+    header["__metadata__"]["bptt"] = json.dumps(info)
+    with_header(one, header, data)
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "needs")
+
+
+@pytest.mark.parametrize("dtype", ["C64", "U8", "O"])
+def test_unexpected_dtype_refused(one, capsys, dtype):
+    header, data = header_of(one)
+    header["grads.bh"]["dtype"] = dtype
+    with_header(one, header, data)
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "dtype")
+
+
+def test_tampered_data_refused(one, capsys):
+    raw = bytearray(one.read_bytes())
+    raw[-3] ^= 0xFF
+    one.write_bytes(bytes(raw))
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "SHA-256")
+
+
+def test_non_finite_truth_refused(one, capsys):
+    from safetensors.numpy import load_file, save_file
+    t = load_file(str(one))
+    header, _ = header_of(one)
+    t["grads.by"] = np.array([np.nan, 0.0])
+    save_file(t, str(one), metadata=header["__metadata__"])
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys)
+
+
+def test_pickle_and_pt_files_are_never_read(golden, tmp_path, capsys):
+    (tmp_path / f"{CASE.file_stem}.pt").write_bytes(pickle.dumps({"Wxh": 1}))
+    assert main(["check", str(golden), "--grads", str(tmp_path)]) == 1  # not found, not loaded
+    assert "no gradient file" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ hostile candidate gradient files
+
+def grads_refused(golden, tmp_path, capsys, *words):
+    return refused(["check", str(golden), "--grads", str(tmp_path)], capsys, *words)
+
+
+def test_pickle_carrying_npz_refused(golden, tmp_path, capsys):
+    g = {k: np.asarray(v) for k, v in manual_grads(golden / f"{CASE.file_stem}.safetensors").items()}
+    g["Wxh"] = np.array([{"evil": "os.system"}] * 12, dtype=object).reshape(4, 3)
+    np.savez(tmp_path / f"{CASE.file_stem}.npz", **g)  # numpy pickles object arrays into the member
+    grads_refused(golden, tmp_path, capsys, "Wxh", "object")
+
+
+def test_unexpected_member_refused(golden, tmp_path, capsys):
+    with zipfile.ZipFile(tmp_path / f"{CASE.file_stem}.npz", "w") as z:
+        z.writestr("payload.pkl", pickle.dumps(print))
+    grads_refused(golden, tmp_path, capsys, "payload.pkl")
+
+
+def test_zip_bomb_refused(golden, tmp_path, capsys):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (4, 3)})
+    with zipfile.ZipFile(tmp_path / f"{CASE.file_stem}.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("Wxh.npy", buf.getvalue() + bytes(40 * 2**20))  # 40 MiB of zeros → ~40 KiB
+    grads_refused(golden, tmp_path, capsys, "zip bomb")
+
+
+def test_member_past_size_limit_refused(golden, tmp_path, capsys):
+    with zipfile.ZipFile(tmp_path / f"{CASE.file_stem}.npz", "w", zipfile.ZIP_STORED) as z:
+        z.writestr("Wxh.npy", bytes(65 * 2**20))
+    grads_refused(golden, tmp_path, capsys, "limit")
+
+
+def test_npz_wrong_shape_refused(golden, tmp_path, capsys):
+    np.savez(tmp_path / f"{CASE.file_stem}.npz", Wxh=np.zeros((3, 4)))
+    grads_refused(golden, tmp_path, capsys, "Wxh", "(3, 4)", "(4, 3)")
+
+
+def test_npz_integer_dtype_refused(golden, tmp_path, capsys):
+    np.savez(tmp_path / f"{CASE.file_stem}.npz", Wxh=np.zeros((4, 3), dtype=np.int64))
+    grads_refused(golden, tmp_path, capsys, "int64")
+
+
+def test_npz_not_a_zip_refused(golden, tmp_path, capsys):
+    (tmp_path / f"{CASE.file_stem}.npz").write_bytes(pickle.dumps({"Wxh": 1}))
+    grads_refused(golden, tmp_path, capsys, "not a zip")
+
+
+def test_safetensors_grads_unexpected_name_refused(golden, tmp_path, capsys):
+    from safetensors.numpy import save_file
+    save_file({"Wxh": np.zeros((4, 3)), "secret": np.zeros(2)}, str(tmp_path / f"{CASE.file_stem}.safetensors"))
+    grads_refused(golden, tmp_path, capsys, "secret")
+
+
+def test_safetensors_grads_symlink_refused(golden, tmp_path, capsys):
+    real = tmp_path / "real.safetensors"
+    from safetensors.numpy import save_file
+    save_file({"Wxh": np.zeros((4, 3))}, str(real))
+    os.symlink(real, tmp_path / f"{CASE.file_stem}.safetensors")
+    grads_refused(golden, tmp_path, capsys, "symbolic link")
