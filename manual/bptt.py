@@ -21,10 +21,13 @@ gradient one matrix product after the backward loop (DESIGN.md,
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Mapping
 
 from contract import NonFiniteGradientError, Problem, check_inputs, first_nonfinite_step
 from manual.activations import ACTIVATIONS
+from manual.kernels import kernels
 from manual.losses import LOSSES
 
 
@@ -43,26 +46,61 @@ def _check(params, x, target, h0, activation, loss, topology):
     return p, params, x, target, h0
 
 
-def _forward(p: Problem, params, x, h0):
-    """Hidden states of all steps: z (T, B, H) and hs (T+1, B, H) with hs[0] = h0."""
+def _rows(a) -> list:
+    """The per-step views a[0], a[1], …, made once instead of at every use in the loop."""
+    return [a[t, ...] for t in range(a.shape[0])]
+
+
+_workspace = threading.local()
+WORKSPACE_MAX_BYTES = 64 * 2**20  # larger buffers are allocated per call, not kept
+
+
+def _buffer(p: Problem, name: str, shape: tuple, reuse: bool):
+    """An internal buffer (never handed to the caller), kept per thread and reused.
+
+    Fresh large arrays cost page faults on every call (seen: 2 of 9 ms at
+    (T, B, H) = (100, 32, 128)); a buffer of the same shape, dtype and device
+    is reused instead. Contents are garbage: callers overwrite them.
+    """
+    if not reuse:
+        return p.xp.empty(shape, dtype=p.dtype, device=p.device)
+    cache = _workspace.__dict__.setdefault("buffers", {})
+    key = (p.xp.__name__, str(p.dtype), str(p.device), shape)
+    hit = cache.get(name)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    arr = p.xp.empty(shape, dtype=p.dtype, device=p.device)
+    if math.prod(shape) * p.xp.finfo(p.dtype).bits // 8 <= WORKSPACE_MAX_BYTES:
+        cache[name] = (key, arr)
+    return arr
+
+
+def _forward(p: Problem, params, x, h0, reuse: bool = False):
+    """Hidden states of all steps: z (T, B, H) and hs (T+1, B, H) with hs[0] = h0.
+
+    ``reuse``: z and hs come from the per-thread workspace (they must not
+    leave the caller, who will overwrite them on the next call).
+    """
     xp, T, B, D, H = p.xp, p.T, p.B, p.D, p.H
     Wxh, Whh, bh = params["Wxh"], params["Whh"], params["bh"]
-    act, _ = ACTIVATIONS[p.activation]
+    k = kernels(xp, p.activation)
+    z = _buffer(p, "z", (T, B, H), reuse)  # (T, B, H)
     # input projection of every step at once: x_t Wxhᵀ + bh
     if p.topology == "one-to-many":  # x at step 1, zero input after
-        z = xp.zeros((T, B, H), dtype=p.dtype, device=p.device) + bh  # (T, B, H)
+        z[...] = bh
         z[0, ...] = x @ Wxh.T + bh  # (B, H)
     else:
-        z = xp.reshape(xp.reshape(x, (T * B, D)) @ Wxh.T + bh, (T, B, H))  # (T, B, H)
-    hs = xp.empty((T + 1, B, H), dtype=p.dtype, device=p.device)  # (T+1, B, H)
+        k.mm_into(xp.reshape(x, (T * B, D)), Wxh.T, xp.reshape(z, (T * B, H)))
+        z += bh
+    hs = _buffer(p, "hs", (T + 1, B, H), reuse)  # (T+1, B, H)
     hs[0, ...] = h0
     WhhT = Whh.T  # (H, H)
+    zt, ht = _rows(z), _rows(hs)
     for t in range(T):
-        z[t, ...] = z[t, ...] + hs[t, ...] @ WhhT  # z_t = x_t Wxhᵀ + h_{t-1} Whhᵀ + bh
-        hs[t + 1, ...] = act(z[t, ...])  # h_t = act(z_t)
-    bad = first_nonfinite_step(xp, hs[1:, ...], backward=False)
-    if bad is not None:
-        raise NonFiniteGradientError("h (forward pass)", bad)
+        k.mm_add(zt[t], ht[t], WhhT)  # z_t = x_t Wxhᵀ + bh + h_{t-1} Whhᵀ
+        k.act_into(zt[t], ht[t + 1])  # h_t = act(z_t)
+    if not bool(xp.all(xp.isfinite(hs))):
+        raise NonFiniteGradientError("h (forward pass)", first_nonfinite_step(xp, hs[1:, ...], backward=False))
     return z, hs
 
 
@@ -139,7 +177,7 @@ def gradients(
     Wxh, Whh, Why = params["Wxh"], params["Whh"], params["Why"]
     _, dact = ACTIVATIONS[p.activation]
 
-    z, hs = _forward(p, params, x, h0)  # (T, B, H), (T+1, B, H)
+    z, hs = _forward(p, params, x, h0, reuse=True)  # (T, B, H), (T+1, B, H): workspace
     _, _, do = _output(p, params, hs, target)  # dL/do (S, B, O)
     S = do.shape[0]
     do2 = xp.reshape(do, (S * B, p.O))  # (S·B, O)
@@ -147,18 +185,22 @@ def gradients(
     dWhy = do2.T @ hr2  # dL/dWhy = Σ_t do_tᵀ h_t                     (O, H)
     dby = xp.sum(do2, axis=0)  # dL/dby = Σ_t Σ_b do_t                 (O,)
 
+    dA = dact(z, hs[1:, ...])  # act'(z_t) of every step at once                (T, B, H)
     # direct terms ∂L_t/∂h_t = do_t Why, at the steps the loss reads
-    dh = xp.zeros((T, B, H), dtype=p.dtype, device=p.device)  # (T, B, H)
+    dh = xp.empty((T, B, H), dtype=p.dtype, device=p.device)  # (T, B, H)
     dh[T - S :, ...] = xp.reshape(do2 @ Why, (S, B, H))
     dz = xp.empty((T, B, H), dtype=p.dtype, device=p.device)  # (T, B, H)
+    k = kernels(xp, p.activation)
+    dht, dzt, dAt = _rows(dh), _rows(dz), _rows(dA)
     for t in range(T - 1, -1, -1):
-        if t < T - 1:
-            dh[t, ...] = dh[t, ...] + dz[t + 1, ...] @ Whh  # dL/dh_t = ∂L_t/∂h_t + dL/dz_{t+1} Whh
-        dz[t, ...] = dh[t, ...] * dact(z[t, ...], hs[t + 1, ...])  # dL/dz_t = dL/dh_t ⊙ act'(z_t)
-    for name, steps in (("dL/dh", dh), ("dL/dz", dz)):
-        bad = first_nonfinite_step(xp, steps, backward=True)
-        if bad is not None:
-            raise NonFiniteGradientError(name, bad)
+        if t < T - S:  # no loss read at t: dL/dh_t = dL/dz_{t+1} Whh
+            k.mm_into(dzt[t + 1], Whh, dht[t])
+        elif t < T - 1:  # dL/dh_t = ∂L_t/∂h_t + dL/dz_{t+1} Whh
+            k.mm_add(dht[t], dzt[t + 1], Whh)
+        k.mul_into(dht[t], dAt[t], dzt[t])  # dL/dz_t = dL/dh_t ⊙ act'(z_t)
+    if not bool(xp.all(xp.isfinite(dz))):  # a NaN/Inf in dh reaches dz (inf·0 is NaN)
+        name, steps = ("dL/dh", dh) if first_nonfinite_step(xp, dh, True) else ("dL/dz", dz)
+        raise NonFiniteGradientError(name, first_nonfinite_step(xp, steps, backward=True))
 
     dz2 = xp.reshape(dz, (T * B, H))  # (T·B, H)
     dWhh = dz2.T @ xp.reshape(hs[:T, ...], (T * B, H))  # Σ_t dz_tᵀ h_{t-1}    (H, H)

@@ -34,7 +34,7 @@ class Case:
     dtype: str = "float64"
 
     @classmethod
-    def parse(cls, name: str) -> "Case":
+    def parse(cls, name: str) -> Case:
         """The case a full name describes, e.g. ``many-to-many/tanh/mse/T4-B2-D3-H4-O2/float64``."""
         parts = name.split("/")
         form = "topology/activation/loss/T<int>-B<int>-D<int>-H<int>-O<int>/dtype"

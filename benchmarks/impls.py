@@ -1,0 +1,147 @@
+"""What the benchmarks time: problems, implementations, flop counts, peak memory.
+
+Every implementation computes the gradients of the same many-to-one tanh RNN
+with a mean-squared-error loss (the seed's model), forward and backward:
+
+* ``manual``   manual.gradients on NumPy or on torch tensors (CPU, CUDA);
+* ``autograd`` reference.gradients: torch.autograd on the unrolled model;
+* ``nn.RNN``   torch.nn.RNN + a linear output, forward, loss, backward (cuDNN
+               on CUDA); the module is built once, outside the timed part.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import manual
+import reference
+
+O = 16  # outputs of the read-out layer
+SIZES = {"small": (50, 1, 16, 32), "medium": (100, 32, 64, 128), "large": (200, 64, 256, 512),
+         "wide": (100, 16, 1024, 1024)}
+T_SWEEP = [(T, 16, 64, 128) for T in (25, 50, 100, 200, 400)]
+H_SWEEP = [(100, 16, 64, H) for H in (32, 64, 128, 256, 512)]
+LONG = (100_000, 1, 16, 32)  # float64
+MEMORY_SIZES = ("large", "wide")  # peak memory is measured at these and at LONG
+
+
+def flops(T: int, B: int, D: int, H: int) -> float:
+    """Multiply-adds ×2 of forward + backward (read-out at the last step only, negligible otherwise).
+
+    forward: x Wxhᵀ 2TBDH, h Whhᵀ 2TBH²; backward: dz Whh 2TBH², dWhh 2TBH², dWxh 2TBDH, dx 2TBDH.
+    """
+    return 6.0 * T * B * H * H + 6.0 * T * B * D * H
+
+
+def inputs(T: int, B: int, D: int, H: int, dtype: str = "float32", lib: str = "numpy", device: str = "cpu",
+           seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    p = {"Wxh": rng.normal(0, 1 / np.sqrt(D), (H, D)), "Whh": rng.normal(0, 0.9 / np.sqrt(H), (H, H)),
+         "bh": rng.normal(0, 0.1, H), "Why": rng.normal(0, 1 / np.sqrt(H), (O, H)), "by": rng.normal(0, 0.1, O)}
+    x, y = rng.normal(0, 1, (T, B, D)), rng.normal(0, 1, (B, O))
+    if lib == "numpy":
+        c = lambda a: a.astype(dtype)  # noqa: E731
+    else:
+        c = lambda a: torch.from_numpy(a).to(device=device, dtype=getattr(torch, dtype))  # noqa: E731
+    return {"params": {k: c(v) for k, v in p.items()}, "x": c(x), "target": c(y)}
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def make(impl: str, size: tuple, dtype: str, device: str):
+    """(callable timed, callable returning the gradient set once for the correctness check)."""
+    T, B, D, H = size
+    if impl == "manual-numpy":
+        i = inputs(*size, dtype)
+        f = functools.partial(manual.gradients, i["params"], i["x"], i["target"])
+        return f, f
+    i = inputs(*size, dtype, "torch", device)
+    if impl == "manual-torch":
+        f = functools.partial(manual.gradients, i["params"], i["x"], i["target"])
+    elif impl == "autograd":
+        f = functools.partial(reference.gradients, i["params"], i["x"], i["target"])
+    elif impl == "nn.RNN":
+        return _nn_rnn(i, size, dtype, device)
+    else:
+        raise ValueError(f"impl must be manual-numpy, manual-torch, autograd or nn.RNN; got {impl!r}")
+
+    def timed():
+        f()
+        sync(device)
+
+    return timed, f
+
+
+def _nn_rnn(i: dict, size: tuple, dtype: str, device: str):
+    T, B, D, H = size
+    dt = getattr(torch, dtype)
+    rnn = torch.nn.RNN(D, H, dtype=dt, device=device)
+    out_layer = torch.nn.Linear(H, O, dtype=dt, device=device)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(i["params"]["Wxh"])
+        rnn.weight_hh_l0.copy_(i["params"]["Whh"])
+        rnn.bias_ih_l0.copy_(i["params"]["bh"])
+        rnn.bias_hh_l0.zero_()
+        out_layer.weight.copy_(i["params"]["Why"])
+        out_layer.bias.copy_(i["params"]["by"])
+    x = i["x"].clone().requires_grad_()
+    h0 = torch.zeros(1, B, H, dtype=dt, device=device, requires_grad=True)
+    params = [*rnn.parameters(), *out_layer.parameters()]
+
+    def step():
+        for q in (*params, x, h0):
+            q.grad = None
+        out, _ = rnn(x, h0)
+        torch.nn.functional.mse_loss(out_layer(out[-1]), i["target"]).backward()
+        sync(device)
+
+    def grads():
+        step()
+        return {"Wxh": rnn.weight_ih_l0.grad, "Whh": rnn.weight_hh_l0.grad, "bh": rnn.bias_ih_l0.grad,
+                "Why": out_layer.weight.grad, "by": out_layer.bias.grad, "h0": h0.grad[0], "x": x.grad}
+
+    return step, grads
+
+
+@functools.lru_cache(maxsize=8)
+def truth(size: tuple, dtype: str) -> dict:
+    """Float64 gradients on the dtype-rounded inputs (autograd; nn.RNN for the long sequence)."""
+    i = inputs(*size, dtype)
+    i64 = {"params": {k: v.astype(np.float64) for k, v in i["params"].items()},
+           "x": i["x"].astype(np.float64), "target": i["target"].astype(np.float64)}
+    fn = reference.nn_rnn_gradients if size[0] > 10_000 else reference.gradients
+    return fn(i64["params"], i64["x"], i64["target"])
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    from oracle.golden import environment
+
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or cpu
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), **environment()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def peak_rss_bytes(impl: str, size: tuple, dtype: str) -> int:
+    """Peak resident memory of one call, in a fresh process (CPU implementations)."""
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name("peakmem.py")), impl,
+                          *map(str, size), dtype], capture_output=True, text=True, timeout=600, check=True)
+    return int(out.stdout.split()[-1])

@@ -1,0 +1,120 @@
+"""Manual BPTT against autograd and torch.nn.RNN, forward + backward, one run, grouped side by side.
+
+    python -m pytest benchmarks --benchmark-json=bench.json      # then: python benchmarks/summarize.py bench.json
+
+Each benchmark first checks, outside the timed part, that the gradients it
+times are right (against the float64 truth, oracle's tolerance policy).
+"""
+
+import numpy as np
+import pytest
+import torch
+from impls import H_SWEEP, LONG, MEMORY_SIZES, SIZES, T_SWEEP, flops, machine, make, peak_rss_bytes, sync, truth
+
+from oracle.compare import compare
+
+CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine")
+CPU_IMPLS = ["manual-numpy", "manual-torch", "autograd", "nn.RNN"]
+CUDA_IMPLS = ["manual-torch", "autograd", "nn.RNN"]
+MACHINE = machine()
+
+
+def check(grads_once, size, dtype, device):
+    """The gradients this benchmark times equal the float64 truth (outside the timed part)."""
+    got = grads_once()
+    want = truth(size, dtype if dtype != "bfloat16" else "float32")
+    ref = None
+    if dtype != "float64":  # judged next to autograd's own error in the same dtype, as the oracle does
+        _, auto = make("autograd", size, dtype, device) if size[0] <= 10_000 else make("nn.RNN", size, dtype, device)
+        ref = auto()
+    report = compare({k: got[k] for k in want if k in got}, {k: want[k] for k in got if k in want}, ref=ref)
+    assert report.ok, str(report)
+
+
+def run(benchmark, impl, size, dtype, device, group, rounds=None):
+    timed, once = make(impl, size, dtype, device)
+    check(once, size, dtype, device)
+    T, B, D, H = size
+    benchmark.group = group
+    benchmark.extra_info.update({"impl": impl, "T": T, "B": B, "D": D, "H": H, "dtype": dtype, "device": device,
+                                 "flops": flops(*size), "machine": MACHINE})
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    if rounds:
+        benchmark.pedantic(timed, rounds=rounds, warmup_rounds=1)
+    else:
+        benchmark(timed)
+    if device == "cuda":
+        benchmark.extra_info["peak_bytes"] = torch.cuda.max_memory_allocated()
+    elif benchmark.enabled and (size in [SIZES[s] for s in MEMORY_SIZES] or size == LONG):
+        benchmark.extra_info["peak_bytes"] = peak_rss_bytes(impl, size, dtype)
+
+
+@pytest.mark.parametrize("impl", CPU_IMPLS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(SIZES))
+def test_cpu(benchmark, name, dtype, impl):
+    run(benchmark, impl, SIZES[name], dtype, "cpu", f"{name} {SIZES[name]} {dtype} cpu")
+
+
+@needs_cuda
+@pytest.mark.parametrize("impl", CUDA_IMPLS)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("name", list(SIZES))
+def test_cuda(benchmark, name, dtype, impl):
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    run(benchmark, impl, SIZES[name], dtype, "cuda", f"{name} {SIZES[name]} {dtype} cuda")
+
+
+SWEEP = [("sweep-T", s) for s in T_SWEEP] + [("sweep-H", s) for s in H_SWEEP]
+
+
+@pytest.mark.parametrize("impl", CPU_IMPLS)
+@pytest.mark.parametrize("kind, size", SWEEP, ids=[f"{k}-T{s[0]}-H{s[3]}" for k, s in SWEEP])
+def test_sweep(benchmark, kind, size, impl):
+    run(benchmark, impl, size, "float32", "cpu", f"{kind} {size} float32 cpu")
+
+
+@pytest.mark.parametrize("impl", ["manual-numpy", "manual-torch", "nn.RNN"])
+def test_long_sequence(benchmark, impl):
+    """T = 100,000: bounded memory, linear time (autograd's 100,000-node graph is left out: minutes)."""
+    run(benchmark, impl, LONG, "float64", "cpu", f"long {LONG} float64 cpu", rounds=3)
+
+
+PEAK_N = {"cpu": 1024, "cuda": 4096}
+
+
+PEAK_CASES = [("numpy", "float32", "cpu"), ("numpy", "float64", "cpu"), ("torch", "float32", "cpu"),
+              ("torch", "float64", "cpu"),
+              pytest.param("torch", "float32", "cuda", marks=needs_cuda),
+              pytest.param("torch", "bfloat16", "cuda", marks=needs_cuda)]
+
+
+@pytest.mark.parametrize("shape", ["square", "recurrence"])
+@pytest.mark.parametrize("lib, dtype, device", PEAK_CASES)
+def test_matmul_peak(benchmark, lib, dtype, device, shape):
+    """The machine's matrix-product GFLOP/s in this run: the yardstick for manual's GFLOP/s.
+
+    ``square``: n×n by n×n, the peak. ``recurrence``: the product each time step of
+    the "wide" size makes, (B×H)·(H×H) = (16×1024)·(1024×1024), which bounds the loop.
+    """
+    n = PEAK_N[device]
+    m, k, n = (n, n, n) if shape == "square" else (SIZES["wide"][1], SIZES["wide"][3], SIZES["wide"][3])
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(m, k)), rng.normal(size=(k, n))
+    if lib == "numpy":
+        a, b = a.astype(dtype), b.astype(dtype)
+        out = np.empty((m, n), dtype)
+        f = lambda: np.matmul(a, b, out=out)  # noqa: E731
+    else:
+        a, b = (torch.from_numpy(v).to(device=device, dtype=getattr(torch, dtype)) for v in (a, b))
+        out = torch.empty((m, n), device=device, dtype=getattr(torch, dtype))
+
+        def f():
+            torch.matmul(a, b, out=out)
+            sync(device)
+    benchmark.group = f"matmul {shape} {device}"
+    benchmark.extra_info.update({"impl": f"matmul-{lib}", "shape": shape, "dtype": dtype, "device": device,
+                                 "flops": 2.0 * m * k * n, "machine": MACHINE})
+    benchmark(f)
