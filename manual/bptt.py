@@ -99,9 +99,13 @@ def _forward(p: Problem, params, x, h0, reuse: bool = False):
     for t in range(T):
         k.mm_add(zt[t], ht[t], WhhT)  # z_t = x_t Wxhᵀ + bh + h_{t-1} Whhᵀ
         k.act_into(zt[t], ht[t + 1])  # h_t = act(z_t)
-    if not bool(xp.all(xp.isfinite(hs))):
-        raise NonFiniteGradientError("h (forward pass)", first_nonfinite_step(xp, hs[1:, ...], backward=False))
     return z, hs
+
+
+def _raise_if_forward_overflowed(xp, hs) -> None:
+    bad = first_nonfinite_step(xp, hs[1:, ...], backward=False)
+    if bad is not None:
+        raise NonFiniteGradientError("h (forward pass)", bad)
 
 
 def _read(p: Problem, hs):
@@ -135,6 +139,7 @@ def forward(
     """
     p, params, x, target, h0 = _check(params, x, target, h0, activation, loss, topology)
     z, hs = _forward(p, params, x, h0)
+    _raise_if_forward_overflowed(p.xp, hs)
     y, L, _ = _output(p, params, hs, target)
     return {"z": z, "h": hs[1:, ...], "y": y, "loss": L}
 
@@ -198,7 +203,8 @@ def gradients(
         elif t < T - 1:  # dL/dh_t = ∂L_t/∂h_t + dL/dz_{t+1} Whh
             k.mm_add(dht[t], dzt[t + 1], Whh)
         k.mul_into(dht[t], dAt[t], dzt[t])  # dL/dz_t = dL/dh_t ⊙ act'(z_t)
-    if not bool(xp.all(xp.isfinite(dz))):  # a NaN/Inf in dh reaches dz (inf·0 is NaN)
+    if not bool(xp.all(xp.isfinite(dz))):  # one check for both passes: a NaN/Inf anywhere reaches dz
+        _raise_if_forward_overflowed(xp, hs)
         name, steps = ("dL/dh", dh) if first_nonfinite_step(xp, dh, True) else ("dL/dz", dz)
         raise NonFiniteGradientError(name, first_nonfinite_step(xp, steps, backward=True))
 
