@@ -34,12 +34,13 @@ import os
 import platform
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from contract import ACTIVATIONS, GRAD_NAMES, LOSSES, PARAM_NAMES, TOPOLOGIES
-from oracle.cases import Case
+from oracle.cases import DTYPES, Case
 from oracle.truth import Truth
 
 SCHEMA = 1
@@ -86,8 +87,7 @@ def case_from_spec(spec: object, path) -> Case:
     """The Case a file's metadata describes, every field checked."""
     if not isinstance(spec, dict):
         raise GoldenFileError(path, "metadata 'case' is not an object")
-    choices = {"topology": TOPOLOGIES, "activation": ACTIVATIONS, "loss": LOSSES,
-               "dtype": ("float64", "float32", "float16", "bfloat16")}
+    choices = {"topology": TOPOLOGIES, "activation": ACTIVATIONS, "loss": LOSSES, "dtype": DTYPES}
     for key, allowed in choices.items():
         if spec.get(key) not in allowed:
             raise GoldenFileError(path, f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
@@ -291,6 +291,16 @@ def load_grads(path, case: Case) -> dict:
     _regular_file(path)
     if not zipfile.is_zipfile(path):
         raise GoldenFileError(path, "not a zip archive (.npz)", "save with numpy.savez")
+    try:
+        return _read_npz(path, expected)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError) as e:
+        if isinstance(e, GoldenFileError):
+            raise
+        raise GoldenFileError(path, f"unreadable archive ({e.__class__.__name__}: {e})",
+                              "save with numpy.savez") from None
+
+
+def _read_npz(path: Path, expected: dict) -> dict:
     out = {}
     with zipfile.ZipFile(path) as z:
         infos = z.infolist()
@@ -320,8 +330,8 @@ def load_grads(path, case: Case) -> dict:
                 except ValueError as e:
                     raise GoldenFileError(path, f"member {i.filename!r} has a bad .npy header ({e})") from None
                 _check_declared(path, name, dtype.kind == "f", str(dtype), shape, expected)
-                if dtype.itemsize * math.prod(shape) > i.file_size:
-                    raise GoldenFileError(path, f"member {i.filename!r} is truncated")
+                if dtype.itemsize * math.prod(shape) != i.file_size - f.tell():  # data after the header
+                    raise GoldenFileError(path, f"member {i.filename!r} is truncated or has trailing bytes")
             with z.open(i) as f:
                 out[name] = np.lib.format.read_array(f, allow_pickle=False)
     return out

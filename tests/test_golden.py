@@ -242,3 +242,23 @@ def test_safetensors_grads_symlink_refused(golden, tmp_path, capsys):
     save_file({"Wxh": np.zeros((4, 3))}, str(real))
     os.symlink(real, tmp_path / f"{CASE.file_stem}.safetensors")
     grads_refused(golden, tmp_path, capsys, "symbolic link")
+
+
+def test_npz_with_unsupported_compression_refused(golden, tmp_path, capsys):
+    path = tmp_path / f"{CASE.file_stem}.npz"
+    np.savez(path, Wxh=np.zeros((4, 3)))
+    raw = bytearray(path.read_bytes())
+    for sig in (b"PK\x03\x04", b"PK\x01\x02"):  # set the compression method to 99 (AES), unsupported
+        i = raw.find(sig)
+        off = 8 if sig == b"PK\x03\x04" else 10
+        raw[i + off:i + off + 2] = (99).to_bytes(2, "little")
+    path.write_bytes(bytes(raw))
+    grads_refused(golden, tmp_path, capsys, "unreadable archive")
+
+
+def test_npz_truncated_member_refused(golden, tmp_path, capsys):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (4, 3)})
+    with zipfile.ZipFile(tmp_path / f"{CASE.file_stem}.npz", "w") as z:
+        z.writestr("Wxh.npy", buf.getvalue() + bytes(16))  # 16 of 96 data bytes
+    grads_refused(golden, tmp_path, capsys, "truncated")
