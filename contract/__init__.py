@@ -10,7 +10,7 @@ sides can use it without breaking DESIGN.md's dependency rule: ``manual`` stays
 runnable with NumPy alone and ``reference`` stays blind to the derivation.
 """
 
-from contract.checks import Problem, check_inputs, first_nonfinite_step
+from contract.checks import Problem, all_finite, check_inputs, first_nonfinite_step
 from contract.names import (
     ACTIVATIONS,
     GRAD_NAMES,
@@ -30,6 +30,7 @@ __all__ = [
     "TOPOLOGIES",
     "NonFiniteGradientError",
     "Problem",
+    "all_finite",
     "check_inputs",
     "first_nonfinite_step",
 ]

@@ -25,7 +25,7 @@ import math
 import threading
 from collections.abc import Mapping
 
-from contract import NonFiniteGradientError, Problem, check_inputs, first_nonfinite_step
+from contract import NonFiniteGradientError, Problem, all_finite, check_inputs, first_nonfinite_step
 from manual.activations import ACTIVATIONS
 from manual.kernels import kernels
 from manual.losses import LOSSES
@@ -46,9 +46,9 @@ def _check(params, x, target, h0, activation, loss, topology):
     return p, params, x, target, h0
 
 
-def _rows(a) -> list:
-    """The per-step views a[0], a[1], …, made once instead of at every use in the loop."""
-    return [a[t, ...] for t in range(a.shape[0])]
+def _rows(xp, a) -> tuple:
+    """The per-step views a[0], a[1], …, made once (one call) instead of at every use in the loop."""
+    return xp.unstack(a, axis=0)
 
 
 _workspace = threading.local()
@@ -95,7 +95,7 @@ def _forward(p: Problem, params, x, h0, reuse: bool = False):
     hs = _buffer(p, "hs", (T + 1, B, H), reuse)  # (T+1, B, H)
     hs[0, ...] = h0
     WhhT = Whh.T  # (H, H)
-    zt, ht = _rows(z), _rows(hs)
+    zt, ht = _rows(xp, z), _rows(xp, hs)
     for t in range(T):
         k.mm_add(zt[t], ht[t], WhhT)  # z_t = x_t Wxhᵀ + bh + h_{t-1} Whhᵀ
         k.act_into(zt[t], ht[t + 1])  # h_t = act(z_t)
@@ -196,17 +196,19 @@ def gradients(
     dh[T - S :, ...] = xp.reshape(do2 @ Why, (S, B, H))
     dz = xp.empty((T, B, H), dtype=p.dtype, device=p.device)  # (T, B, H)
     k = kernels(xp, p.activation)
-    dht, dzt, dAt = _rows(dh), _rows(dz), _rows(dA)
+    dht, dzt, dAt = _rows(xp, dh), _rows(xp, dz), _rows(xp, dA)
     for t in range(T - 1, -1, -1):
         if t < T - S:  # no loss read at t: dL/dh_t = dL/dz_{t+1} Whh
             k.mm_into(dzt[t + 1], Whh, dht[t])
         elif t < T - 1:  # dL/dh_t = ∂L_t/∂h_t + dL/dz_{t+1} Whh
             k.mm_add(dht[t], dzt[t + 1], Whh)
         k.mul_into(dht[t], dAt[t], dzt[t])  # dL/dz_t = dL/dh_t ⊙ act'(z_t)
-    if not bool(xp.all(xp.isfinite(dz))):  # one check for both passes: a NaN/Inf anywhere reaches dz
+    if not all_finite(xp, dz):  # one check for both passes: a NaN/Inf anywhere reaches dz
         _raise_if_forward_overflowed(xp, hs)
         name, steps = ("dL/dh", dh) if first_nonfinite_step(xp, dh, True) else ("dL/dz", dz)
-        raise NonFiniteGradientError(name, first_nonfinite_step(xp, steps, backward=True))
+        bad = first_nonfinite_step(xp, steps, backward=True)
+        if bad is not None:
+            raise NonFiniteGradientError(name, bad)
 
     dz2 = xp.reshape(dz, (T * B, H))  # (T·B, H)
     dWhh = dz2.T @ xp.reshape(hs[:T, ...], (T * B, H))  # Σ_t dz_tᵀ h_{t-1}    (H, H)
