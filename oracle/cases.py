@@ -107,6 +107,11 @@ class Case:
         return out
 
 
+def run(fn, inputs: dict, kwargs: dict) -> dict:
+    """``fn`` (manual.gradients' signature) on ``inputs`` (params, x, target, h0) with activation/loss/topology."""
+    return fn(inputs["params"], inputs["x"], inputs["target"], h0=inputs["h0"], **kwargs)
+
+
 def all_cases(dtypes=DTYPES, shapes=SHAPES) -> list[Case]:
     """Every topology × activation × loss × shape × dtype."""
     return [

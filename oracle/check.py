@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 import reference
-from oracle.cases import Case, all_cases, select
+from oracle.cases import Case, all_cases, run, select
 from oracle.compare import Report
 from oracle.progress import Progress
 from oracle.truth import Truth, truth
@@ -60,20 +60,16 @@ def cast_inputs(inputs: dict, dtype: str) -> dict:
             "target": f(inputs["target"]), "h0": f(inputs["h0"])}
 
 
-def run(fn: Callable, inputs: dict, case: Case) -> dict:
-    return fn(inputs["params"], inputs["x"], inputs["target"], h0=inputs["h0"], **case.kwargs)
-
-
 def judge(candidate: Callable, case: Case, inputs: dict, want: Truth) -> CaseResult:
     """Run ``candidate`` on ``inputs`` (NumPy, the case's dtype) and compare it with ``want``."""
     try:
-        got = run(candidate, inputs, case)
+        got = run(candidate, inputs, case.kwargs)
         if not isinstance(got, dict):
             return CaseResult(case, error=f"returned {type(got).__name__}, expected a dict name → array")
     except Exception as e:  # noqa: BLE001 - a candidate's failure is a result, not a crash
         last = traceback.format_exception_only(type(e), e)[-1].strip()
         return CaseResult(case, error=last)
-    ref = run(reference.gradients, inputs, case) if case.dtype != "float64" else None
+    ref = run(reference.gradients, inputs, case.kwargs) if case.dtype != "float64" else None
     return CaseResult(case, want.compare(got, ref=ref, optional=OPTIONAL, title=case.name))
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import manual
-from oracle.cases import Case
-from oracle.check import run
+from oracle.cases import Case, run
 from oracle.compare import COND_FACTOR, EPS, MAX_TOL, REF_FACTOR, C
 from oracle.fd import FD_TOL, fd_errors
 from oracle.golden import environment, write_golden
@@ -33,7 +32,7 @@ def export(folder: Path, cases: list[Case]) -> tuple[int, list[str]]:
     for case in cases:
         inputs = as_float64(case.inputs())  # the case's numbers, rounded to its dtype, in float64
         want = truth(inputs, case.kwargs)
-        report = want.compare(run(manual.gradients, inputs, case), title=f"{case.name}: manual vs autograd")
+        report = want.compare(run(manual.gradients, inputs, case.kwargs), title=f"{case.name}: manual vs autograd")
         fd = fd_errors(want.grads, inputs, case.kwargs) if small(case) else {}
         bad_fd = {k: e for k, e in fd.items() if not e <= FD_TOL}
         if not report.ok or bad_fd:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import reference
+from oracle.cases import run
 from oracle.compare import EPS, Report, compare
 
 
@@ -56,10 +57,6 @@ def _perturbed(inputs: dict, rng: np.random.Generator) -> dict:
         return a * (1 + EPS["float64"] * rng.uniform(-1, 1, a.shape))
     return {"params": {k: p(v) for k, v in inputs["params"].items()}, "x": p(inputs["x"]),
             "target": p(inputs["target"]), "h0": p(inputs["h0"])}
-
-
-def _grads(inputs: dict, kwargs: dict) -> dict:
-    return reference.gradients(inputs["params"], inputs["x"], inputs["target"], h0=inputs["h0"], **kwargs)
 
 
 def _suffix_max(a: np.ndarray) -> np.ndarray:
@@ -103,11 +100,11 @@ def truth(inputs: dict, kwargs: dict, draws: int = 2, seed: int = 0) -> Truth:
     they are widened to float64 first); ``kwargs``: activation, loss, topology.
     """
     inputs = as_float64(inputs)
-    want = _grads(inputs, kwargs)
+    want = run(reference.gradients, inputs, kwargs)
     rng = np.random.default_rng(seed)
     sens = {k: np.zeros_like(v) for k, v in want.items()}
     for _ in range(draws):
-        moved = _grads(_perturbed(inputs, rng), kwargs)
+        moved = run(reference.gradients, _perturbed(inputs, rng), kwargs)
         for k in sens:
             sens[k] = np.maximum(sens[k], np.abs(moved[k] - want[k]) / EPS["float64"])
     return Truth(want, sens, amplification(inputs, kwargs, want))

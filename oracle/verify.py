@@ -11,8 +11,8 @@ import torch
 import manual
 import reference
 from contract import GRAD_NAMES
-from oracle.cases import Case
-from oracle.check import cast_inputs, run
+from oracle.cases import Case, run
+from oracle.check import cast_inputs
 from oracle.progress import Progress
 from oracle.truth import Truth, truth
 
@@ -102,14 +102,14 @@ def verify_case(case: Case, device: str = "cpu") -> CaseVerdict:
     inputs = case.inputs()
     want = truth(inputs, case.kwargs)
     here = on_device(cast_inputs(inputs, case.dtype), device)
-    got = run(manual.gradients, here, case)
+    got = run(manual.gradients, here, case.kwargs)
     low = case.dtype != "float64"  # judged next to the reference's own error in that dtype
-    ref = run(reference.gradients, here, case) if low else None
+    ref = run(reference.gradients, here, case.kwargs) if low else None
     reports = {"autograd": want.compare(got, ref=ref, title=f"{case.name} vs autograd")}
     if case.activation in reference.NN_RNN_ACTIVATIONS:
-        nn64 = run(reference.nn_rnn_gradients, inputs, case)
+        nn64 = run(reference.nn_rnn_gradients, inputs, case.kwargs)
         nn_truth = Truth({**want.grads, **nn64}, want.sens, want.amp)  # h, z: nn.RNN does not give them
-        nn_ref = run(reference.nn_rnn_gradients, here, case) if low else None
+        nn_ref = run(reference.nn_rnn_gradients, here, case.kwargs) if low else None
         reports["nn.RNN"] = nn_truth.compare(got, ref=None if nn_ref is None else {**ref, **nn_ref},
                                              title=f"{case.name} vs nn.RNN")
     return CaseVerdict(case, reports)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from oracle.compare import compare, dtype_name, to_numpy
-from oracle.truth import Truth, as_float64
+from oracle.cases import run as call
+from oracle.compare import compare, dtype_name
+from oracle.truth import Truth
 
 # Statistics for the closing summary (printed by conftest.pytest_terminal_summary).
 STATS = {"comparisons": 0, "worst_float64": 0.0, "worst_where": ""}
-
-
-def call(fn, inputs: dict, kwargs: dict) -> dict:
-    return fn(inputs["params"], inputs["x"], inputs["target"], h0=inputs["h0"], **kwargs)
 
 
 def assert_grads_match(got: dict, want: dict, *, dtype: str | None = None, ref: dict | None = None,
@@ -35,4 +32,4 @@ def assert_grads_match(got: dict, want: dict, *, dtype: str | None = None, ref: 
     assert report.ok, str(report)
 
 
-__all__ = ["as_float64", "assert_grads_match", "call", "to_numpy"]
+__all__ = ["assert_grads_match", "call"]
