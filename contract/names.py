@@ -1,5 +1,7 @@
 """Vocabulary of the project: the names every side agrees on."""
 
+from __future__ import annotations
+
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
 LOSSES = ("mse", "cross_entropy", "bce")
 TOPOLOGIES = ("many-to-one", "many-to-many", "one-to-many")
@@ -14,14 +16,16 @@ class NonFiniteGradientError(FloatingPointError):
     """BPTT produced a NaN or Inf from finite inputs (overflow).
 
     ``tensor`` names the quantity and ``t`` the first time step (1-based, the
-    seed's numbering) where it stopped being finite. Nothing is clipped.
+    seed's numbering) where it stopped being finite, or None for a gradient
+    that is a sum over steps (dWhh, …) and overflowed only there. Nothing is
+    clipped.
     """
 
-    def __init__(self, tensor: str, t: int, detail: str = ""):
+    def __init__(self, tensor: str, t: int | None):
         self.tensor, self.t = tensor, t
-        msg = (
-            f"{tensor} stops being finite at time step t={t} (1-based): the "
-            f"recurrence overflowed{detail}. Nothing was clipped. Remedy: use "
-            "smaller weights or inputs, a shorter sequence, or float64."
+        where = (f"stops being finite at time step t={t} (1-based): the recurrence overflowed" if t is not None
+                 else "is not finite: its sum over time steps and batch rows overflowed")
+        super().__init__(
+            f"{tensor} {where}. Nothing was clipped. Remedy: use smaller weights or inputs, a shorter "
+            "sequence, or float64."
         )
-        super().__init__(msg)

@@ -222,5 +222,9 @@ def gradients(
         x2 = xp.reshape(x, (T * B, D))  # (T·B, D)
         dWxh = dz2.T @ x2  # Σ_t dz_tᵀ x_t                                      (H, D)
         dx = xp.reshape(dz2 @ Wxh, (T, B, D))  # dL/dx_t = dz_t Wxh             (T, B, D)
-    return {"Wxh": dWxh, "Whh": dWhh, "bh": dbh, "Why": dWhy, "by": dby,
-            "h0": dh0, "x": dx, "h": dh, "z": dz}
+    grads = {"Wxh": dWxh, "Whh": dWhh, "bh": dbh, "Why": dWhy, "by": dby, "h0": dh0, "x": dx, "h": dh, "z": dz}
+    for name, g in grads.items():  # dz was finite; a sum over steps can still overflow (float32, float16)
+        if name not in ("h", "z") and not all_finite(xp, g):
+            raise NonFiniteGradientError(name, first_nonfinite_step(xp, g, True) if name == "x" and g.ndim == 3
+                                         else None)
+    return grads

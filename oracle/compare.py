@@ -244,12 +244,13 @@ def compare_tensor(name: str, got, want, *, tol: float, ref=None, future=None, s
     if ref is not None:
         r = to_numpy(ref).astype(np.float64)
         rep.ref_normalised = float((np.abs(r - want) / scale).max(initial=0.0))
-        limit = max(tol, REF_FACTOR * rep.ref_normalised)
+        if np.isfinite(rep.ref_normalised):  # a reference that overflowed vouches for nothing
+            limit = max(tol, REF_FACTOR * rep.ref_normalised)
     allowed = np.minimum(limit * (1.0 if amp is None else to_numpy(amp)), max(limit, MAX_TOL)) * scale
     if sens is not None:
         allowed = allowed + COND_FACTOR * EPS.get(rep.dtype, EPS["float64"]) * to_numpy(sens)
     rep.tol = float((allowed / scale).max(initial=0.0))  # the bound in the units of `normalised`
-    mism = ~(d <= allowed)  # NaN counts as a mismatch
+    mism = ~(d <= allowed) | bad_finite  # NaN counts as a mismatch, and so does NaN/Inf where the truth is finite
     rep.mismatched = int(mism.sum())
     rep.nonfinite = int(bad_finite.sum())
     if rep.mismatched:

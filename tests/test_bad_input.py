@@ -138,3 +138,24 @@ def test_backward_overflow_names_the_first_step():
         with pytest.raises(NonFiniteGradientError) as info:
             manual.gradients(params, x, y)
     assert info.value.tensor == "dL/dh" and info.value.t == first_bad, str(info.value)
+
+
+def test_overflow_in_a_sum_over_steps_is_reported():
+    """float32: every dL/dz_t finite, but dWhh = Σ_t dz_tᵀ h_{t-1} overflows; reported, not returned as inf."""
+    T, B, D, H, O = 4, 1, 1, 1, 1
+    params = {"Wxh": np.ones((H, D), np.float32), "Whh": np.zeros((H, H), np.float32),
+              "bh": np.zeros(H, np.float32), "Why": np.ones((O, H), np.float32), "by": np.zeros(O, np.float32)}
+    x = np.full((T, B, D), 1e19, np.float32)  # h_t = 1e19, dL/dz_t = 2e19: finite; Σ_t dz_t x_t = 8e38: not
+    y = np.zeros((T, B, O), np.float32)
+    with np.errstate(over="ignore", invalid="ignore"), pytest.raises(NonFiniteGradientError) as info:
+        manual.gradients(params, x, y, activation="identity", topology="many-to-many")
+    assert info.value.tensor == "Wxh" and info.value.t is None, str(info.value)
+    assert "sum over time steps" in str(info.value) and "Remedy" in str(info.value)
+
+
+def test_compare_fails_inf_where_truth_is_finite_even_if_autograd_overflowed():
+    from oracle.compare import compare
+    want = {"Wxh": np.ones((2, 2)), "Why": np.ones((1, 2))}
+    got = {"Wxh": np.array([[1.0, np.inf], [1.0, 1.0]]), "Why": np.ones((1, 2))}
+    report = compare(got, want, ref={"Wxh": np.full((2, 2), np.inf), "Why": np.ones((1, 2))})
+    assert not report.ok and report["Wxh"].nonfinite == 1 and report["Wxh"].mismatched == 1
