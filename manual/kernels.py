@@ -51,7 +51,7 @@ def _torch(xp, activation: str) -> Kernels:
         "relu": lambda z, out: xp.clamp(z, min=0, out=out),
         "identity": lambda z, out: out.copy_(z),
     }[activation]
-    return Kernels(lambda c, a, b: c.addmm_(a, b), lambda a, b, out: out.addmm_(a, b, beta=0),
+    return Kernels(lambda c, a, b: c.addmm_(a, b), lambda a, b, out: xp.mm(a, b, out=out),
                    lambda a, b, out: xp.mul(a, b, out=out), act)
 
 
