@@ -25,7 +25,7 @@ import numpy as np
 
 import reference
 from oracle.cases import run
-from oracle.compare import EPS, Report, compare
+from oracle.compare import EPS, Report, compare, has_time_axis
 
 
 @dataclass
@@ -85,7 +85,7 @@ def amplification(inputs: dict, kwargs: dict, grads: dict) -> dict:
             k = per_step(k_loss)
         elif name in ("Why", "by"):  # made from dL/do alone
             k = k_loss.max()
-        elif name == "z" or (name == "x" and g.ndim == 3):
+        elif has_time_axis(name, g):  # z, and x with a time axis
             k = per_step(k_loss * k_act)
         else:  # a sum over steps may be made of its most cancelling step alone
             k = k_loss.max() * k_act.max()
