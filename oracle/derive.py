@@ -1,5 +1,7 @@
 """`bptt derive`: the seed notes' derivation with real numbers, equation by equation.
 
+Forward propagation first (h_t, y, L), then BPTT from t = T down to 1, then the total.
+
 For 2 steps the equations are computed by ``manual.seed.two_step`` and for 4
 by ``manual.seed.four_step`` (the notes written out line by line); for any
 other N by ``manual.gradients``. Each is set beside autograd's value of the
@@ -33,8 +35,11 @@ def _manual_terms(m: dict, steps: int, activation: str) -> dict:
     if steps == 4:
         return manual.seed.four_step(P, *x, h0, y, activation=activation)
     g = manual.gradients(P, x, y, h0=h0, activation=activation)
-    hs = np.concatenate([h0[None], manual.forward(P, x, y, h0=h0, activation=activation)["h"]])
-    out = {f"dL/dh{t}": g["h"][t - 1] for t in range(1, steps + 1)}
+    fwd = manual.forward(P, x, y, h0=h0, activation=activation)
+    hs = np.concatenate([h0[None], fwd["h"]])
+    out = {f"h{t}": fwd["h"][t - 1] for t in range(1, steps + 1)}
+    out.update({"y": fwd["y"][0], "L": fwd["loss"]})
+    out.update({f"dL/dh{t}": g["h"][t - 1] for t in range(1, steps + 1)})
     out.update({f"dL/dWhh (t={t})": g["z"][t - 1].T @ hs[t - 1] for t in range(1, steps + 1)})
     out["dL/dWhh"] = g["Whh"]
     return out
@@ -45,6 +50,7 @@ def lines(steps: int = 2, activation: str = "tanh", seed: int = 0) -> tuple[list
     m = tiny_model(steps, seed)
     kw = {"h0": m["h0"], "activation": activation, "loss": "mse", "topology": "many-to-one"}
     auto = reference.gradients(m["params"], m["x"], m["target"], **kw)
+    fwd = reference.forward(m["params"], m["x"], m["target"], **kw)
     per_step = reference.per_step_gradients(m["params"], m["x"], m["target"], **kw)
     mine = _manual_terms(m, steps, activation)
     tol = tolerance("float64", steps, max(B, D, H, O))
@@ -64,6 +70,12 @@ def lines(steps: int = 2, activation: str = "tanh", seed: int = 0) -> tuple[list
         out.extend([label, f"    manual   {fmt(got)}", f"    autograd {fmt(want)}",
                     f"    |diff|   {diff:.1e}{'' if good else '   MISMATCH'}"])
 
+    out.append("Forward propagation")
+    for t in range(1, steps + 1):
+        eq(f"  h{t} = {activation}(x{t} Wxhᵀ + h{t - 1} Whhᵀ + bh)", mine[f"h{t}"], fwd["h"][t - 1])
+    eq(f"  y = h{steps} Whyᵀ + by", mine["y"], fwd["y"][0])
+    eq("  L = mean((y − y_true)²)", mine["L"], fwd["loss"])
+    out.append("BPTT")
     for t in range(steps, 0, -1):
         out.append(f"T = {t}")
         if t == steps:

@@ -63,7 +63,8 @@ def test_derive_shows_each_equation(steps, activation, capsys):
     assert main(["derive", "--steps", str(steps), "--activation", activation]) == 0
     out = capsys.readouterr().out
     assert f"dL/dh{steps} = dL/dy ⋅ Why" in out and "MISMATCH" not in out
-    assert out.count("    manual   ") == out.count("    autograd ") == 2 * steps + 1
+    assert out.count("    manual   ") == out.count("    autograd ") == (steps + 2) + (2 * steps + 1)
+    assert out.index("Forward propagation") < out.index(f"h{steps} = {activation}(") < out.index("BPTT\n")
     if steps > 1:
         assert "(through the future)" in out
 
