@@ -73,6 +73,25 @@ def judge(candidate: Callable, case: Case, inputs: dict, want: Truth) -> CaseRes
     return CaseResult(case, want.compare(got, ref=ref, optional=OPTIONAL, title=case.name))
 
 
+def check_golden(folder: str | Path, candidate_for: Callable[[Case], Callable], pattern: str | None = None,
+                 progress: bool | None = None) -> CheckResult:
+    """Judge, on each golden file in ``folder`` (names containing ``pattern``), ``candidate_for(case)``.
+
+    Every file is loaded, and so refused if hostile (``GoldenFileError``),
+    before any candidate runs.
+    """
+    from oracle.golden import load_golden
+
+    loaded = [load_golden(p)[:3] for p in sorted(Path(folder).glob("*.safetensors"))]
+    loaded = [item for item in loaded if not pattern or pattern in item[0].name]
+    bar = Progress(len(loaded), "check", enabled=progress)
+    out = CheckResult()
+    for case, inputs, want in loaded:
+        out.results.append(judge(candidate_for(case), case, cast_inputs(inputs, case.dtype), want))
+        bar.step(case.name)
+    return out
+
+
 def check(candidate: Callable, cases: str | Iterable[Case] | None = None, *, golden: str | Path | None = None,
           progress: bool | None = None) -> CheckResult:
     """Judge ``candidate`` (``manual.gradients``' signature) on cases.
@@ -83,18 +102,7 @@ def check(candidate: Callable, cases: str | Iterable[Case] | None = None, *, gol
     filters them by substring).
     """
     if golden is not None:
-        from oracle.golden import load_golden
-
-        files = sorted(Path(golden).glob("*.safetensors"))
-        loaded = [load_golden(p)[:3] for p in files]
-        if isinstance(cases, str):
-            loaded = [item for item in loaded if cases in item[0].name]
-        bar = Progress(len(loaded), "check", enabled=progress)
-        out = CheckResult()
-        for case, inputs, want in loaded:
-            out.results.append(judge(candidate, case, cast_inputs(inputs, case.dtype), want))
-            bar.step(case.name)
-        return out
+        return check_golden(golden, lambda case: candidate, cases if isinstance(cases, str) else None, progress)
     chosen = select(all_cases(), cases) if cases is None or isinstance(cases, str) else list(cases)
     bar = Progress(len(chosen), "check", enabled=progress)
     out = CheckResult()

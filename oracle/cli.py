@@ -95,38 +95,40 @@ def _load_candidate(spec: str):
     return fn
 
 
+def _grads_files(folder: Path):
+    """candidate_for(case) reading a candidate's gradient file (refused when hostile: exit 2)."""
+    from oracle.golden import load_grads
+
+    def candidate_for(case):
+        stem = folder / case.file_stem
+        found = [p for p in (stem.with_suffix(".safetensors"), stem.with_suffix(".npz"))
+                 if p.exists() or p.is_symlink()]
+        if not found:
+            def missing(*args, **kwargs):
+                raise FileNotFoundError(f"no gradient file {stem}.safetensors or .npz")
+            return missing
+        got = load_grads(found[0], case)
+        return lambda *args, **kwargs: got
+
+    return candidate_for
+
+
 def cmd_check(args) -> int:
-    from oracle.check import CheckResult, judge
-    from oracle.golden import GoldenFileError, load_golden, load_grads
-    from oracle.progress import Progress
+    from oracle.check import check_golden
+    from oracle.golden import GoldenFileError
 
     folder = Path(args.dir)
     if not folder.is_dir():
         return _usage(f"{folder} is not a folder. Remedy: write golden cases with `bptt export {folder}`.")
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
+    if not any(folder.glob("*.safetensors")):
         return _usage(f"{folder} holds no .safetensors golden cases. Remedy: `bptt export {folder}`.")
-    candidate = _load_candidate(args.candidate) if args.candidate else None
-    result = CheckResult()
+    if args.candidate:
+        candidate = _load_candidate(args.candidate)
+        candidate_for = lambda case: candidate  # noqa: E731
+    else:
+        candidate_for = _grads_files(Path(args.grads))
     try:
-        golden = [load_golden(p) for p in files]
-        golden = [g for g in golden if not args.k or args.k in g[0].name]
-        bar = Progress(len(golden), "check")
-        for case, inputs, want, _ in golden:
-            from oracle.check import CaseResult, cast_inputs
-            here = cast_inputs(inputs, case.dtype)
-            if candidate is not None:
-                result.results.append(judge(candidate, case, here, want))
-            else:
-                stem = Path(args.grads) / case.file_stem
-                found = [p for p in (stem.with_suffix(".safetensors"), stem.with_suffix(".npz"))
-                         if p.exists() or p.is_symlink()]
-                if not found:
-                    result.results.append(CaseResult(case, error=f"no gradient file {stem}.safetensors or .npz"))
-                else:
-                    got = load_grads(found[0], case)
-                    result.results.append(judge(lambda *a, _g=got, **k: _g, case, here, want))
-            bar.step(case.name)
+        result = check_golden(folder, candidate_for, args.k)
     except GoldenFileError as e:
         return _usage(str(e))
     print(result)

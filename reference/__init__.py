@@ -12,14 +12,13 @@ Never imports ``manual``: this side knows the model, not the derivation.
   production kernel, cuDNN on CUDA) for the parameter, ``x`` and ``h0`` gradients.
 """
 
-from reference.autograd import forward, gradients, loss_value, per_step_gradients
+from reference.autograd import forward, gradients, per_step_gradients
 from reference.nn_rnn import NN_RNN_ACTIVATIONS, nn_rnn_gradients
 
 __all__ = [
     "NN_RNN_ACTIVATIONS",
     "forward",
     "gradients",
-    "loss_value",
     "nn_rnn_gradients",
     "per_step_gradients",
 ]

@@ -28,7 +28,7 @@ def _unrolled(p, params, x, target, h0, untie: bool):
         if p.topology != "one-to-many" or t == 0:  # one-to-many: zero input after step 1
             z = z + xt @ Wxh.T
         h = ACT[p.activation](z)
-        if z.requires_grad:  # not under no_grad (forward, loss_value)
+        if z.requires_grad:  # not under no_grad (forward)
             z.retain_grad()
             h.retain_grad()
         zs.append(z)
@@ -115,19 +115,3 @@ def forward(
         out = {"z": torch.stack(zs), "h": torch.stack(hs), "y": fy[p.loss](o), "loss": L}
     return from_torch(out, numpy_in)
 
-
-def loss_value(
-    params: Mapping,
-    x,
-    target,
-    *,
-    h0=None,
-    activation: str = "tanh",
-    loss: str = "mse",
-    topology: str = "many-to-one",
-):
-    """The loss L of the unrolled model, a Python float."""
-    p, params, x, target, h0, _ = to_torch(params, x, target, h0, activation, loss, topology)
-    with torch.no_grad():
-        L = _unrolled(p, params, x, target, h0, untie=False)[0]
-    return float(L)
