@@ -28,7 +28,8 @@ def check(grads_once, size, dtype, device):
     if dtype != "float64":  # judged next to autograd's own error in the same dtype, as the oracle does
         _, auto = make("autograd", size, dtype, device) if size[0] <= 10_000 else make("nn.RNN", size, dtype, device)
         ref = auto()
-    report = compare({k: got[k] for k in want if k in got}, {k: want[k] for k in got if k in want}, ref=ref)
+    report = compare({k: got[k] for k in want if k in got}, {k: want[k] for k in got if k in want},
+                     dtype=dtype, ref=ref)
     assert report.ok, str(report)
 
 

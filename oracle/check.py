@@ -1,8 +1,19 @@
-"""Running a candidate BPTT on cases and judging it against the float64 truth."""
+"""Judging a candidate BPTT on cases against the float64 truth, so that a wrong gradient never passes.
+
+For each case, in this order:
+
+1. the reference side, from the case's pristine inputs: the float64 truth
+   (built-in cases: autograd; golden files: stored) and, for a float32 case,
+   autograd's own error in float32 (``Prepared``);
+2. the candidate, on its own copies of those inputs, in a worker process
+   unless ``isolate=False`` (``oracle.isolate``): twice, and a change to its
+   inputs, an exception, an exit, a crash or a hang is the case's failure;
+3. the judgement, here, by the case's bound (``oracle.compare.BOUND``): the
+   case's dtype, sizes and truth; nothing the candidate returns moves it.
+"""
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,17 +23,22 @@ import numpy as np
 import reference
 from oracle.cases import Case, all_cases, run, select
 from oracle.compare import Report
+from oracle.isolate import DEFAULT_TIMEOUT, CandidateError, Outcome, call, load, reference_to, run_isolated
 from oracle.progress import Progress
 from oracle.truth import Truth, truth
 
 OPTIONAL = ("h", "z")  # per-step internals: checked when a candidate gives them
 
 
+class NothingToCheckError(ValueError):
+    """The run could not be made: no case selected, or no folder of cases (the CLI's exit code 2)."""
+
+
 @dataclass
 class CaseResult:
     case: Case
     report: Report | None = None
-    error: str = ""  # the candidate raised, or its result was unusable
+    error: str = ""  # the candidate raised, crashed, hung, changed its inputs, or returned something unusable
 
     @property
     def ok(self) -> bool:
@@ -40,7 +56,7 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.results)
+        return bool(self.results) and all(r.ok for r in self.results)
 
     @property
     def failures(self) -> list[CaseResult]:
@@ -53,6 +69,16 @@ class CheckResult:
         return "\n".join(lines)
 
 
+@dataclass
+class Prepared:
+    """One case's reference side, made from its pristine inputs before any candidate runs."""
+
+    case: Case
+    inputs: dict  # NumPy, the case's dtype: what the candidate gets a copy of
+    want: Truth
+    ref: dict | None  # autograd in the case's dtype on the same inputs (None in float64)
+
+
 def cast_inputs(inputs: dict, dtype: str) -> dict:
     """Float inputs in ``dtype`` (NumPy); integer targets unchanged."""
     f = lambda a: a.astype(dtype) if np.issubdtype(a.dtype, np.floating) else a  # noqa: E731
@@ -60,54 +86,179 @@ def cast_inputs(inputs: dict, dtype: str) -> dict:
             "target": f(inputs["target"]), "h0": f(inputs["h0"])}
 
 
-def judge(candidate: Callable, case: Case, inputs: dict, want: Truth) -> CaseResult:
-    """Run ``candidate`` on ``inputs`` (NumPy, the case's dtype) and compare it with ``want``."""
+def prepare(case: Case, inputs: dict, want: Truth | None = None) -> Prepared:
+    """The reference side of ``case`` on ``inputs`` (``want``: its truth, computed when None)."""
+    inputs = cast_inputs(inputs, case.dtype)
+    want = truth(inputs, case.kwargs) if want is None else want
+    ref = run(reference.gradients, cast_inputs(inputs, case.dtype), case.kwargs) if case.dtype != "float64" else None
+    return Prepared(case, inputs, want, ref)
+
+
+def judge(p: Prepared, outcome: Outcome) -> CaseResult:
+    """The verdict on one case: every call's gradient set by the case's bound; the first failing one reported."""
+    if outcome.error:
+        return CaseResult(p.case, error=outcome.error)
+    if not outcome.grads:
+        return CaseResult(p.case, error="the candidate returned nothing")
+    report = None
+    for i, got in enumerate(outcome.grads):
+        title = p.case.name if i == 0 else (f"{p.case.name} (call {i + 1} of {len(outcome.grads)} on the same "
+                                            "inputs; the first call passed: state kept between calls?)")
+        report = p.want.compare(got, dtype=p.case.dtype, ref=p.ref, optional=OPTIONAL, title=title)
+        if not report.ok:
+            break
+    return CaseResult(p.case, report)
+
+
+def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: tuple, *, jobs: int | None,
+           timeout: float, progress: bool | None) -> CheckResult:
+    """Prepare, run and judge cases 0 … n−1; results in case order.
+
+    ``runner``: ``("isolated", what a worker loads)`` or ``("in-process", function)``.
+    """
+    if n == 0:
+        raise NothingToCheckError("no case selected. Remedy: `bptt verify --list` shows the built-in names; "
+                                  "loosen -k / the cases substring.")
+    bar = Progress(n, "check", enabled=progress)
+    prepared: dict[int, Prepared] = {}
+    results: list[CaseResult | None] = [None] * n
+
+    def task(i: int) -> tuple:
+        prepared[i] = prepare_case(i)
+        return prepared[i].inputs, prepared[i].case.kwargs
+
+    def done(i: int, outcome: Outcome) -> None:
+        results[i] = judge(prepared.pop(i), outcome)
+        bar.step(results[i].case.name)
+
+    kind, what = runner
+    if kind == "isolated":
+        run_isolated(what, n, task, done, jobs=jobs, timeout=timeout)
+    else:
+        for i in range(n):
+            inputs, kwargs = task(i)
+            done(i, call(what, inputs, kwargs))
+    return CheckResult(results)
+
+
+def _runner(candidate, isolate: bool) -> tuple:
+    """How the candidate will run, settled before any case is loaded (so a bad spec fails first)."""
+    if isolate:
+        return "isolated", reference_to(candidate)
     try:
-        got = run(candidate, inputs, case.kwargs)
-        if not isinstance(got, dict):
-            return CaseResult(case, error=f"returned {type(got).__name__}, expected a dict name → array")
-    except Exception as e:  # noqa: BLE001 - a candidate's failure is a result, not a crash
-        last = traceback.format_exception_only(type(e), e)[-1].strip()
-        return CaseResult(case, error=last)
-    ref = run(reference.gradients, inputs, case.kwargs) if case.dtype != "float64" else None
-    return CaseResult(case, want.compare(got, ref=ref, optional=OPTIONAL, title=case.name))
+        fn = load(("spec", candidate)) if isinstance(candidate, str) else candidate
+    except CandidateError:
+        raise
+    except Exception as e:  # noqa: BLE001 - in-process, an import error is reported like the isolated one
+        raise CandidateError(f"the candidate {candidate!r} could not be loaded: {type(e).__name__}: {e}. "
+                             "Remedy: fix the module, or check the MODULE:FUNCTION spelling.") from None
+    if not callable(fn):
+        raise TypeError(f"candidate must be a function with manual.gradients' signature; got "
+                        f"{type(fn).__name__}. Remedy: pass the function itself, or 'MODULE:FUNCTION'.")
+    return "in-process", fn
 
 
-def check_golden(folder: str | Path, candidate_for: Callable[[Case], Callable], pattern: str | None = None,
-                 progress: bool | None = None) -> CheckResult:
-    """Judge, on each golden file in ``folder`` (names containing ``pattern``), ``candidate_for(case)``.
+def golden_cases(folder: str | Path, pattern: str | None = None) -> list:
+    """(case, inputs, truth) of every golden file in ``folder`` whose case name contains ``pattern``.
 
     Every file is loaded, and so refused if hostile (``GoldenFileError``),
-    before any candidate runs.
+    before any candidate runs. ``NothingToCheckError`` when the folder is
+    missing or holds no golden file.
     """
     from oracle.golden import load_golden
 
-    loaded = [load_golden(p)[:3] for p in sorted(Path(folder).glob("*.safetensors"))]
-    loaded = [item for item in loaded if not pattern or pattern in item[0].name]
-    bar = Progress(len(loaded), "check", enabled=progress)
-    out = CheckResult()
-    for case, inputs, want in loaded:
-        out.results.append(judge(candidate_for(case), case, cast_inputs(inputs, case.dtype), want))
-        bar.step(case.name)
-    return out
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NothingToCheckError(f"golden folder {str(folder)!r} is not a folder. Remedy: write golden cases "
+                                  f"with `bptt export {folder}`.")
+    paths = sorted(folder.glob("*.safetensors"))
+    if not paths:
+        raise NothingToCheckError(f"golden folder {str(folder)!r} holds no .safetensors golden cases. "
+                                  f"Remedy: `bptt export {folder}`.")
+    loaded = [load_golden(p)[:3] for p in paths]
+    return [item for item in loaded if not pattern or pattern in item[0].name]
 
 
-def check(candidate: Callable, cases: str | Iterable[Case] | None = None, *, golden: str | Path | None = None,
-          progress: bool | None = None) -> CheckResult:
-    """Judge ``candidate`` (``manual.gradients``' signature) on cases.
+def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, *,
+          golden: str | Path | None = None, isolate: bool = True, jobs: int | None = None,
+          timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None) -> CheckResult:
+    """Judge ``candidate`` (``manual.gradients``' signature, or ``"MODULE:FUNCTION"``) on cases.
 
     ``cases``: None for the whole built-in matrix, a substring of case names,
     or a list of ``Case``. ``golden``: a folder of golden files written by
     ``bptt export``, read instead of the built-in matrix (``cases`` then
     filters them by substring).
+
+    ``isolate`` (default): each case runs in a worker process (spawn), up to
+    ``jobs`` at once (default: the cores), each given ``timeout`` seconds; a
+    crash, exit or hang is that case's failure. The candidate must then be
+    importable by the worker: a module-level function (pickled by reference)
+    or a ``"MODULE:FUNCTION"`` string. ``isolate=False`` runs it in this
+    process (for a debugger; no timeout).
+
+    Raises ``NothingToCheckError`` when nothing is selected or the golden
+    folder is missing or empty, ``oracle.golden.GoldenFileError`` for a
+    refused file, ``oracle.isolate.CandidateError`` when the candidate cannot
+    be loaded.
     """
+    if timeout is None or not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}. "
+                         f"Remedy: timeout={DEFAULT_TIMEOUT:g}.")
+    if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be a positive integer or None (the cores); got {jobs!r}. Remedy: jobs=1.")
+    runner = _runner(candidate, isolate)
     if golden is not None:
-        return check_golden(golden, lambda case: candidate, cases if isinstance(cases, str) else None, progress)
-    chosen = select(all_cases(), cases) if cases is None or isinstance(cases, str) else list(cases)
-    bar = Progress(len(chosen), "check", enabled=progress)
+        items = golden_cases(golden, cases if isinstance(cases, str) else None)
+        prep = lambda i: prepare(*items[i])  # noqa: E731
+        n = len(items)
+    else:
+        chosen = select(all_cases(), cases) if cases is None or isinstance(cases, str) else list(cases)
+        prep = lambda i: prepare(chosen[i], chosen[i].inputs())  # noqa: E731
+        n = len(chosen)
+    return _drive(n, prep, runner, jobs=jobs, timeout=timeout, progress=progress)
+
+
+def check_files(golden: str | Path, grads: str | Path, pattern: str | None = None,
+                progress: bool | None = None) -> CheckResult:
+    """Judge gradient files (``<case file stem>.safetensors`` or ``.npz`` in ``grads``) against golden cases.
+
+    Files are read as data only (``oracle.golden.load_grads``); a hostile
+    one is refused with ``GoldenFileError``. A case without a file fails,
+    and the report names any file for it that is never read (``.pt``,
+    ``.pkl``: pickle can run code).
+    """
+    from oracle.golden import load_grads
+
+    grads = Path(grads)
+    if not grads.is_dir():
+        raise NothingToCheckError(f"gradient folder {str(grads)!r} is not a folder. Remedy: pass the folder "
+                                  "your code wrote <case file stem>.safetensors or .npz files to.")
+    items = golden_cases(golden, pattern)
+    bar = Progress(len(items), "check", enabled=progress)
+    if not items:
+        raise NothingToCheckError(f"no golden case in {str(golden)!r} matches {pattern!r}. "
+                                  "Remedy: loosen -k.")
     out = CheckResult()
-    for case in chosen:
-        inputs = case.inputs()
-        out.results.append(judge(candidate, case, inputs, truth(inputs, case.kwargs)))
+    for case, inputs, want in items:
+        p = prepare(case, inputs, want)
+        stem = grads / case.file_stem
+        found = [q for q in (stem.with_suffix(".safetensors"), stem.with_suffix(".npz")) if q.exists() or
+                 q.is_symlink()]
+        if found:
+            outcome = Outcome(grads=[load_grads(found[0], case)])
+        else:
+            unread = sorted(q.name for q in grads.glob(f"{case.file_stem}.*") if q.suffix not in (".safetensors",
+                                                                                                  ".npz"))
+            why = f"no gradient file {stem}.safetensors or .npz"
+            if unread:
+                why += (f"; {', '.join(unread)} is never read (only .safetensors and .npz are: a .pt or pickle "
+                        "file can run code when loaded). Remedy: save with safetensors.numpy.save_file or "
+                        "numpy.savez")
+            outcome = Outcome(error=why)
+        out.results.append(judge(p, outcome))
         bar.step(case.name)
     return out
+
+
+__all__ = ["CandidateError", "CaseResult", "CheckResult", "NothingToCheckError", "Prepared", "cast_inputs",
+           "check", "check_files", "golden_cases", "judge", "prepare"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -41,6 +40,50 @@ def _cases(args):
     return chosen
 
 
+def _writable_file(path: str):
+    """``path`` opened for writing now, before the run, so an unwritable target is a usage error up front."""
+    try:
+        return open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by the caller after the run
+    except OSError as e:
+        raise SystemExit(_usage(f"--json {path}: cannot write there ({e.strerror}). Remedy: pass a path in a "
+                                "folder that exists and that you can write to.")) from None
+
+
+def _writable_folder(folder: Path) -> None:
+    """``folder`` exists (made if need be) and takes files, checked before anything is computed."""
+    import tempfile
+
+    if folder.exists() and not folder.is_dir():
+        raise SystemExit(_usage(f"{folder} is a file, not a folder. Remedy: pass a folder name, e.g. golden/."))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise SystemExit(_usage(f"cannot write golden files to {folder} ({e.strerror}). Remedy: pass a folder "
+                                "you can write to.")) from None
+
+
+def _jobs(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value!r} (e.g. --jobs 2)")
+    return n
+
+
+def _seconds(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        x = float("nan")
+    if not 0 < x < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds; got {value!r} (e.g. --timeout 60)")
+    return x
+
+
 def cmd_verify(args) -> int:
     from oracle.verify import failures_text, verify
 
@@ -48,14 +91,20 @@ def cmd_verify(args) -> int:
     if args.list:
         print("\n".join(c.name for c in cases))
         return EXIT_OK
-    v = verify(cases, device=_device(args.device), allow_tf32=args.allow_tf32)
-    if not args.quiet:
-        print(v.table())
-    if not v.ok:
-        print(failures_text(v))
-    print(v.summary())
-    if args.json:
-        Path(args.json).write_text(json.dumps(v.to_json(), indent=1))
+    device = _device(args.device)
+    out = _writable_file(args.json) if args.json else None
+    try:
+        v = verify(cases, device=device, allow_tf32=args.allow_tf32, jobs=args.jobs)
+        if not args.quiet:
+            print(v.table())
+        if not v.ok:
+            print(failures_text(v))
+        print(v.summary())
+        if out:
+            out.write(json.dumps(v.to_json(), indent=1))
+    finally:
+        if out:
+            out.close()
     return EXIT_OK if v.ok else EXIT_MISMATCH
 
 
@@ -64,6 +113,8 @@ def cmd_derive(args) -> int:
 
     if args.steps < 1:
         return _usage(f"--steps must be at least 1; got {args.steps}. Remedy: --steps 2 is the notes' example.")
+    if args.seed < 0:
+        return _usage(f"--seed must be a non-negative integer; got {args.seed}. Remedy: --seed 0.")
     out, ok = lines(args.steps, args.activation, args.seed)
     print("\n".join(out))
     return EXIT_OK if ok else EXIT_MISMATCH
@@ -72,64 +123,32 @@ def cmd_derive(args) -> int:
 def cmd_export(args) -> int:
     from oracle.export import export
 
-    written, refused = export(Path(args.dir), _cases(args))
+    folder = Path(args.dir)
+    cases = _cases(args)
+    _writable_folder(folder)
+    try:
+        written, refused = export(folder, cases)
+    except OSError as e:
+        return _usage(f"writing to {folder} failed ({e.strerror}). Remedy: free space or pass another folder.")
     for msg in refused:
         print(msg, file=sys.stderr)
     print(f"wrote {written} golden case(s) to {args.dir}; refused {len(refused)}")
     return EXIT_OK if not refused else EXIT_MISMATCH
 
 
-def _load_candidate(spec: str):
-    module, _, func = spec.partition(":")
-    if not module or not func:
-        raise SystemExit(_usage(f"--candidate must be MODULE:FUNCTION; got {spec!r}. "
-                                "Remedy: e.g. --candidate manual:gradients"))
-    sys.path.insert(0, str(Path.cwd()))
-    try:
-        fn = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as e:
-        raise SystemExit(_usage(f"--candidate {spec}: {e}. Remedy: run from the folder that holds the "
-                                "module, or install it.")) from None
-    if not callable(fn):
-        raise SystemExit(_usage(f"--candidate {spec} is not callable"))
-    return fn
-
-
-def _grads_files(folder: Path):
-    """candidate_for(case) reading a candidate's gradient file (refused when hostile: exit 2)."""
-    from oracle.golden import load_grads
-
-    def candidate_for(case):
-        stem = folder / case.file_stem
-        found = [p for p in (stem.with_suffix(".safetensors"), stem.with_suffix(".npz"))
-                 if p.exists() or p.is_symlink()]
-        if not found:
-            def missing(*args, **kwargs):
-                raise FileNotFoundError(f"no gradient file {stem}.safetensors or .npz")
-            return missing
-        got = load_grads(found[0], case)
-        return lambda *args, **kwargs: got
-
-    return candidate_for
-
-
 def cmd_check(args) -> int:
-    from oracle.check import check_golden
+    from oracle.check import NothingToCheckError, check, check_files
     from oracle.golden import GoldenFileError
+    from oracle.isolate import CandidateError
 
-    folder = Path(args.dir)
-    if not folder.is_dir():
-        return _usage(f"{folder} is not a folder. Remedy: write golden cases with `bptt export {folder}`.")
-    if not any(folder.glob("*.safetensors")):
-        return _usage(f"{folder} holds no .safetensors golden cases. Remedy: `bptt export {folder}`.")
-    if args.candidate:
-        candidate = _load_candidate(args.candidate)
-        candidate_for = lambda case: candidate  # noqa: E731
-    else:
-        candidate_for = _grads_files(Path(args.grads))
+    sys.path.insert(0, str(Path.cwd()))  # the candidate's module, from the folder the command runs in
     try:
-        result = check_golden(folder, candidate_for, args.k)
-    except GoldenFileError as e:
+        if args.candidate:
+            result = check(args.candidate, args.k, golden=args.dir, jobs=args.jobs, timeout=args.timeout,
+                           isolate=not args.in_process)
+        else:
+            result = check_files(args.dir, args.grads, args.k)
+    except (NothingToCheckError, GoldenFileError, CandidateError) as e:
         return _usage(str(e))
     print(result)
     return EXIT_OK if result.ok else EXIT_MISMATCH
@@ -137,6 +156,7 @@ def cmd_check(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     from contract import ACTIVATIONS
+    from oracle.isolate import DEFAULT_TIMEOUT
 
     p = argparse.ArgumentParser(prog="bptt", description="Hand-derived BPTT, verified against torch.autograd.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -155,6 +175,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--json", metavar="PATH", help="write the results as JSON")
     v.add_argument("--list", action="store_true", help="list the selected case names and exit")
     v.add_argument("-q", "--quiet", action="store_true", help="summary and failures only, no table")
+    v.add_argument("--jobs", type=_jobs, metavar="N",
+                   help="worker processes (default: the cores on the CPU, 1 on CUDA)")
     v.set_defaults(fn=cmd_verify)
 
     d = sub.add_parser("derive", help="the seed's derivation with real numbers, manual beside autograd")
@@ -174,6 +196,12 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--candidate", metavar="MODULE:FUNCTION", help="a function with manual.gradients' signature")
     who.add_argument("--grads", metavar="DIR2", help="folder of <case>.safetensors or .npz gradient files")
     c.add_argument("-k", metavar="SUBSTRING", help="only cases whose name contains SUBSTRING")
+    c.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"per case, for the candidate's calls (default {DEFAULT_TIMEOUT:g}); past it the case fails")
+    c.add_argument("--jobs", type=_jobs, metavar="N",
+                   help="worker processes running the candidate (default: the cores)")
+    c.add_argument("--in-process", action="store_true",
+                   help="run the candidate in this process (for a debugger): no isolation, no timeout")
     c.set_defaults(fn=cmd_check)
     return p
 

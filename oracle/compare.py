@@ -42,8 +42,21 @@ The policy (DESIGN.md, "How to judge agreement"):
 * In reduced precision an ill-conditioned case (a recurrence near its edge of
   stability, vanishing steps underflowing) can exceed any fixed bound while
   the code is right; then autograd in the same dtype is just as far off. So
-  when autograd's own error in that dtype is given, a tensor also passes
-  whose error is at most REF_FACTOR times autograd's.
+  when autograd's own error in that dtype is given (computed by the checker
+  from the case's pristine inputs, before any candidate runs), a tensor also
+  passes whose error is at most REF_FACTOR times autograd's.
+
+All of it, in one formula (``BOUND``; ``allowed_error`` computes it, the
+README and every golden file's metadata quote it):
+
+    |got − truth| ≤ min( max(C·eps·√(T·K)·amp, REF_FACTOR·autograd_err)·scale
+                         + COND_FACTOR·eps·sens ,  MAX_TOL·scale )
+
+eps is the eps of the *case's* dtype, the precision the candidate was asked
+to compute in, never of what it hands back: a float64 case is judged by the
+float64 bound even when the candidate returns float16 (or bfloat16 zeros).
+Nothing the candidate returns widens its own bound, and no allowance, the
+autograd-relative one included, lets the bound past MAX_TOL·scale.
 
 Mistakes in a derivation give normalised errors of order 1; the bound at the
 largest built-in case (T = 256, K = 8) is 6.4e-13 in float64 and 3.5e-4 in
@@ -53,6 +66,7 @@ float32, so the two never meet.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -150,6 +164,7 @@ class TensorReport:
     ref_normalised: float | None = None
     nonfinite: int = 0  # NaN/Inf where the truth is finite
     why: str = ""
+    note: str = ""  # e.g. returned in a lower precision than the case
 
     @property
     def ok(self) -> bool:
@@ -171,6 +186,8 @@ class TensorReport:
                   f"max rel err {self.max_rel:.3e} at {self.max_rel_at}")
         if self.nonfinite:
             s += f"\n        {self.nonfinite} NaN/Inf where the truth is finite"
+        if self.note:
+            s += f"\n        {self.note}"
         return s
 
 
@@ -188,7 +205,10 @@ class Report:
         return [t for t in self.tensors if not t.ok]
 
     def __getitem__(self, name: str) -> TensorReport:
-        return next(t for t in self.tensors if t.name == name)
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(f"no tensor {name!r} in this report; it holds {', '.join(t.name for t in self.tensors)}")
 
     @property
     def worst(self) -> float:
@@ -215,11 +235,35 @@ def _safe(s: np.ndarray) -> np.ndarray:
     return np.where(s > 0, s, np.finfo(np.float64).tiny)
 
 
-def compare_tensor(name: str, got, want, *, tol: float, ref=None, future=None, sens=None,
-                   amp=None) -> TensorReport:
-    """Judge one tensor against its float64 truth ``want``.
+def allowed_error(want: np.ndarray, scale: np.ndarray, dtype: str, tol: float, *, ref_err: float | None = None,
+                  sens=None, amp=None) -> np.ndarray:
+    """The largest |got − truth| each element may have: ``BOUND``, the policy's one formula.
 
-    ``ref``: autograd's result in got's dtype (reduced precision); ``future``:
+    ``want``: the float64 truth; ``scale``: its scale (broadcastable);
+    ``dtype``: the case's dtype; ``tol``: C·eps·√(T·K) for it; ``ref_err``:
+    autograd's normalised error in that dtype (None in float64, or when
+    autograd overflowed: it then vouches for nothing); ``sens``, ``amp``: the
+    truth's sensitivity and amplification.
+    """
+    rel = tol * (1.0 if amp is None else to_numpy(amp))  # C·eps·√(T·K)·amp
+    if ref_err is not None and np.isfinite(ref_err):
+        rel = np.maximum(rel, REF_FACTOR * ref_err)
+    allowed = rel * scale
+    if sens is not None:
+        allowed = allowed + COND_FACTOR * EPS[dtype] * to_numpy(sens)
+    return np.broadcast_to(np.minimum(allowed, MAX_TOL * scale), want.shape)
+
+
+BOUND = ("min(max(C[dtype]*eps(dtype)*sqrt(T*K)*amp, REF_FACTOR*autograd_err)*scale + COND_FACTOR*eps(dtype)*sens, "
+         "MAX_TOL*scale), dtype = the case's dtype")
+
+
+def compare_tensor(name: str, got, want, *, tol: float, dtype: str = "float64", ref=None, future=None, sens=None,
+                   amp=None) -> TensorReport:
+    """Judge one tensor against its float64 truth ``want`` by the bound of ``dtype`` (the case's).
+
+    ``tol``: C·eps·√(T·K) of ``dtype``; ``ref``: autograd's result in the
+    case's dtype (reduced precision), from the case's own inputs; ``future``:
     for ``h0``, the truth of ``h``, whose scale continues to step 0;
     ``sens``, ``amp``: the truth's sensitivity and amplification (``oracle.truth``),
     the shape of ``want``; see the module's docstring.
@@ -230,7 +274,11 @@ def compare_tensor(name: str, got, want, *, tol: float, ref=None, future=None, s
         rep.status, rep.why = "FAIL", "missing"
         return rep
     rep.dtype = dtype_name(got)
-    g = to_numpy(got)
+    try:
+        g = to_numpy(got)
+    except Exception as e:  # noqa: BLE001 - whatever a candidate hands back, the verdict is a report
+        rep.status, rep.why = "FAIL", f"not an array ({type(got).__name__}: {e})"
+        return rep
     if not np.issubdtype(g.dtype, np.floating):
         rep.status, rep.why = "FAIL", f"dtype {g.dtype} is not floating"
         return rep
@@ -243,21 +291,18 @@ def compare_tensor(name: str, got, want, *, tol: float, ref=None, future=None, s
     d = np.where(bad_finite, np.inf, np.abs(g - want))
     scale = _safe(_scale(want, stepped, future))
     rep.normalised = float((d / scale).max(initial=0.0))
-    limit = tol
     if ref is not None:
         r = to_numpy(ref).astype(np.float64)
         rep.ref_normalised = float((np.abs(r - want) / scale).max(initial=0.0))
-        if np.isfinite(rep.ref_normalised):  # a reference that overflowed vouches for nothing
-            limit = max(tol, REF_FACTOR * rep.ref_normalised)
-    allowed = np.minimum(limit * (1.0 if amp is None else to_numpy(amp)), max(limit, MAX_TOL)) * scale
-    if sens is not None:
-        allowed = allowed + COND_FACTOR * EPS.get(rep.dtype, EPS["float64"]) * to_numpy(sens)
+    allowed = allowed_error(want, scale, dtype, tol, ref_err=rep.ref_normalised, sens=sens, amp=amp)
     rep.tol = float((allowed / scale).max(initial=0.0))  # the bound in the units of `normalised`
     mism = ~(d <= allowed) | bad_finite  # NaN counts as a mismatch, and so does NaN/Inf where the truth is finite
     rep.mismatched = int(mism.sum())
     rep.nonfinite = int(bad_finite.sum())
     if rep.mismatched:
         rep.status = "FAIL"
+        if EPS.get(rep.dtype, 0.0) > EPS[dtype]:
+            rep.note = f"returned as {rep.dtype}, judged by the case's {dtype} bound"
         where = np.argwhere(mism)
         rep.first = _label(name, tuple(int(i) for i in where[0]), stepped)
         if stepped:
@@ -271,23 +316,28 @@ def compare_tensor(name: str, got, want, *, tol: float, ref=None, future=None, s
     return rep
 
 
-def compare(got: dict, want: dict, *, ref: dict | None = None, sens: dict | None = None,
+def compare(got: dict, want: dict, *, dtype: str = "float64", ref: dict | None = None, sens: dict | None = None,
             amp: dict | None = None, tol: float | None = None, optional: tuple[str, ...] = (),
             title: str = "") -> Report:
     """Judge the gradient set ``got`` against the float64 truth ``want``.
 
+    ``dtype``: the precision the candidate was asked to compute in (the
+    case's dtype); the bound is that dtype's, whatever dtypes ``got`` holds.
     Every name in ``want`` is compared; a name of ``optional`` that ``got``
     lacks is reported "not given" instead of failing. ``ref`` is autograd's
-    gradient set in got's dtype (reduced precision), ``tol`` overrides the
-    bound of :func:`tolerance`; ``sens`` and ``amp`` are the truth's
-    sensitivity and amplification (:func:`oracle.truth.truth`), which widen the
-    bound where the case itself cancels.
+    gradient set in ``dtype`` on the same inputs (reduced precision), ``tol``
+    overrides C·eps·√(T·K) of :func:`tolerance`; ``sens`` and ``amp`` are the
+    truth's sensitivity and amplification (:func:`oracle.truth.truth`), which
+    widen the bound where the case itself cancels. See ``BOUND``.
     """
+    if dtype not in EPS:
+        raise ValueError(f"dtype must be one of {', '.join(EPS)} (the case's dtype); got {dtype!r}. "
+                         "Remedy: pass the dtype the candidate was asked to compute in, e.g. dtype='float32'.")
+    if not isinstance(got, Mapping):
+        raise TypeError(f"got must be a dict name → array (a gradient set); got {type(got).__name__}. "
+                        "Remedy: return {'Wxh': ..., 'Whh': ..., ...} as manual.gradients does.")
     if tol is None:
-        T, K = sizes(want)
-        dtypes = {dtype_name(got[k]) for k in want if got.get(k) is not None}
-        dt = max(dtypes, key=lambda d: EPS.get(d, 0.0)) if dtypes else "float64"
-        tol = tolerance(dt if dt in EPS else "float64", T, K)
+        tol = tolerance(dtype, *sizes(want))
     order = [k for k in GRAD_NAMES if k in want] + [k for k in want if k not in GRAD_NAMES]
     report = Report(title=title)
     for name in order:
@@ -295,10 +345,9 @@ def compare(got: dict, want: dict, *, ref: dict | None = None, sens: dict | None
             report.tensors.append(TensorReport(name, "not given"))
             continue
         report.tensors.append(
-            compare_tensor(name, got.get(name), want[name],
-                           tol=tol, amp=None if amp is None else amp.get(name),
+            compare_tensor(name, got.get(name), want[name], tol=tol, dtype=dtype,
+                           amp=None if amp is None else amp.get(name),
                            ref=None if ref is None else ref.get(name),
                            future=want.get("h") if name == "h0" else None,
                            sens=None if sens is None else sens.get(name)))
     return report
-

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import platform
+import re
 import struct
 import zipfile
 import zlib
@@ -50,6 +51,8 @@ MAX_MEMBER_BYTES = 64 * 2**20
 MAX_RATIO = 200  # float64 gradients compress by 1.1–2×; zip bombs by 1000×
 MAX_DIM = 1_000_000
 MAX_ELEMENTS = 20_000_000
+MAX_JSON_DEPTH = 8  # our header and metadata nest 3 deep
+MAX_INT_DIGITS = 24  # sizes and offsets; a 5,000-digit integer is an attack on int(), not a size
 
 ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64}
 FLOAT_ST = {"F64", "F32", "F16", "BF16"}
@@ -103,6 +106,38 @@ def case_from_spec(spec: object, path) -> Case:
     return case
 
 
+# ---------------------------------------------------------------- bounded JSON
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(digits)} digits (at most {MAX_INT_DIGITS})")
+    return int(digits)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(raw: bytes | str, path, what: str):
+    """``raw`` parsed as JSON with every cost bounded: depth, integer size, no NaN/Infinity constants."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        raise GoldenFileError(path, f"{what} is not JSON (not UTF-8)") from None
+    brackets = np.frombuffer(_STRING.sub('""', text).encode(), np.uint8)
+    step = np.isin(brackets, (ord("["), ord("{"))).astype(np.int64) - np.isin(brackets, (ord("]"), ord("}")))
+    depth = int(np.cumsum(step).max(initial=0))
+    if depth > MAX_JSON_DEPTH:
+        raise GoldenFileError(path, f"{what} nests {depth} deep, more than the {MAX_JSON_DEPTH} a golden file uses")
+    try:
+        return json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError, RecursionError) as e:
+        raise GoldenFileError(path, f"{what} is not JSON ({e.__class__.__name__}: {str(e)[:80]})") from None
+
+
 # ---------------------------------------------------------------- safetensors
 
 def _regular_file(path: Path) -> int:
@@ -127,10 +162,7 @@ def _read_header(path: Path) -> tuple[dict, dict, int]:
         if n > MAX_HEADER_BYTES or 8 + n > size:
             raise GoldenFileError(path, f"header length {n} overruns the file ({size} bytes) or the limit")
         raw = f.read(n)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise GoldenFileError(path, f"header is not JSON ({e.__class__.__name__})") from None
+    header = parse_json(raw, path, "header")
     if not isinstance(header, dict):
         raise GoldenFileError(path, "header is not a JSON object")
     meta = header.pop("__metadata__", {}) or {}
@@ -189,10 +221,9 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
     """(case, inputs, truth, metadata) of one golden file; refuses anything unexpected."""
     path = Path(path)
     header, meta, start = _read_header(path)
-    try:
-        info = json.loads(meta.get("bptt", ""))
-    except json.JSONDecodeError:
-        raise GoldenFileError(path, "metadata 'bptt' is missing or not JSON") from None
+    if "bptt" not in meta:
+        raise GoldenFileError(path, "metadata 'bptt' is missing: not a golden file of this project")
+    info = parse_json(meta["bptt"], path, "metadata 'bptt'")
     if not isinstance(info, dict) or info.get("schema") != SCHEMA:
         raise GoldenFileError(path, f"schema {info.get('schema') if isinstance(info, dict) else None!r}, "
                                     f"expected {SCHEMA}")
@@ -206,6 +237,10 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
             raise GoldenFileError(path, f"tensor {name!r} declares {header[name]['dtype']} "
                                         f"{tuple(header[name]['shape'])}, case {case.name} needs "
                                         f"{'/'.join(sorted(dtypes))} {shape}")
+    if info.get("name") != case.name or path.name != f"{case.file_stem}.safetensors":
+        raise GoldenFileError(path, f"its metadata holds case {case.name} (name {info.get('name')!r}), which a "
+                                    f"file named {path.name} does not", f"name it {case.file_stem}.safetensors, "
+                                    "or export the case again")
     t = _read_tensors(path, header, start)
     hashes = info.get("sha256", {})
     for name, a in t.items():
@@ -220,7 +255,7 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
 
 
 def write_golden(path, case: Case, inputs: dict, truth: Truth, extra: dict) -> None:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     tensors = {f"params.{k}": inputs["params"][k] for k in PARAM_NAMES}
     tensors.update({"inputs.x": inputs["x"], "inputs.h0": inputs["h0"], "inputs.target": inputs["target"]})
@@ -236,7 +271,8 @@ def write_golden(path, case: Case, inputs: dict, truth: Truth, extra: dict) -> N
     info = {"schema": SCHEMA, "name": case.name, "case": spec, "seed": case.seed, **extra,
             "sha256": {k: sha256(v) for k, v in tensors.items()}}
     tmp = Path(str(path) + ".tmp")
-    save_file(tensors, str(tmp), metadata={"bptt": json.dumps(info, sort_keys=True)})
+    with open(tmp, "wb") as f:  # open(): the mode follows the umask, as for any file the user writes
+        f.write(save(tensors, metadata={"bptt": json.dumps(info, sort_keys=True)}))
     os.replace(tmp, path)
 
 

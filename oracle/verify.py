@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -13,6 +15,7 @@ import reference
 from contract import GRAD_NAMES
 from oracle.cases import Case, run
 from oracle.check import cast_inputs
+from oracle.isolate import default_jobs
 from oracle.progress import Progress
 from oracle.truth import Truth, truth
 
@@ -105,25 +108,49 @@ def verify_case(case: Case, device: str = "cpu") -> CaseVerdict:
     got = run(manual.gradients, here, case.kwargs)
     low = case.dtype != "float64"  # judged next to the reference's own error in that dtype
     ref = run(reference.gradients, here, case.kwargs) if low else None
-    reports = {"autograd": want.compare(got, ref=ref, title=f"{case.name} vs autograd")}
+    reports = {"autograd": want.compare(got, dtype=case.dtype, ref=ref, title=f"{case.name} vs autograd")}
     if case.activation in reference.NN_RNN_ACTIVATIONS:
         nn64 = run(reference.nn_rnn_gradients, inputs, case.kwargs)
         nn_truth = Truth({**want.grads, **nn64}, want.sens, want.amp)  # h, z: nn.RNN does not give them
         nn_ref = run(reference.nn_rnn_gradients, here, case.kwargs) if low else None
-        reports["nn.RNN"] = nn_truth.compare(got, ref=None if nn_ref is None else {**ref, **nn_ref},
+        reports["nn.RNN"] = nn_truth.compare(got, dtype=case.dtype, ref=None if nn_ref is None else {**ref, **nn_ref},
                                              title=f"{case.name} vs nn.RNN")
     return CaseVerdict(case, reports)
 
 
+def _verify_in_worker(case: Case, device: str, allow_tf32: bool) -> CaseVerdict:
+    with tf32(allow_tf32):
+        return verify_case(case, device)
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # the workers share the cores; the built-in cases are too small to split
+
+
 def verify(cases: list[Case], device: str = "cpu", allow_tf32: bool = False,
-           progress: bool | None = None) -> Verification:
+           progress: bool | None = None, jobs: int | None = None) -> Verification:
+    """Manual against autograd (and nn.RNN) on ``cases``; ``jobs`` worker processes (default: the cores on
+    the CPU, 1 on CUDA; 1 runs in this process)."""
+    if not cases:
+        raise ValueError("cases is empty: nothing to verify. Remedy: oracle.all_cases(), or loosen the selection.")
+    if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be a positive integer or None; got {jobs!r}. Remedy: jobs=1.")
+    jobs = min(jobs or (default_jobs() if device == "cpu" else 1), len(cases))
     out = Verification(device=device, tf32=allow_tf32 and device != "cpu")
     start = time.perf_counter()
     bar = Progress(len(cases), "verify", enabled=progress)
-    with tf32(allow_tf32):
-        for case in cases:
-            out.verdicts.append(verify_case(case, device))
-            bar.step(case.name)
+    if jobs == 1:
+        with tf32(allow_tf32):
+            for case in cases:
+                out.verdicts.append(verify_case(case, device))
+                bar.step(case.name)
+    else:  # our own code only (no candidate), so a plain pool; spawn: no fork of a process that holds torch
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_one_thread) as pool:
+            futures = [pool.submit(_verify_in_worker, c, device, allow_tf32) for c in cases]
+            for f in as_completed(futures):
+                bar.step(f.result().case.name)
+            out.verdicts = [f.result() for f in futures]
     out.seconds = time.perf_counter() - start
     return out
 

@@ -25,7 +25,8 @@ def assert_grads_match(got: dict, want: dict, *, dtype: str | None = None, ref: 
             f"{where}: {k} has shape {tuple(got[k].shape)}, expected {tuple(want[k].shape)}")
         if dtype is not None:
             assert dtype_name(got[k]) == dtype, f"{where}: {k} has dtype {dtype_name(got[k])}, expected {dtype}"
-    report = compare(got, want, ref=ref, sens=truth.sens, amp=truth.amp, tol=tol, title=where)
+    report = compare(got, want, dtype=dtype or "float64", ref=ref, sens=truth.sens, amp=truth.amp, tol=tol,
+                     title=where)
     STATS["comparisons"] += len(report.tensors)
     if all(dtype_name(got[k]) == "float64" for k in want) and report.worst > STATS["worst_float64"]:
         STATS["worst_float64"], STATS["worst_where"] = report.worst, where
