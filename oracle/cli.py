@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it
 
 
 def _device(name: str | None) -> str:
@@ -215,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except SystemExit as e:
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bptt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

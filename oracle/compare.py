@@ -258,6 +258,21 @@ BOUND = ("min(max(C[dtype]*eps(dtype)*sqrt(T*K)*amp, REF_FACTOR*autograd_err)*sc
          "MAX_TOL*scale), dtype = the case's dtype")
 
 
+def bounds(name: str, want, *, dtype: str, tol: float, ref=None, future=None, sens=None,
+           amp=None) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(allowed |got − truth| per element, scale, autograd's normalised error) of tensor ``name``.
+
+    Everything here comes from the case: its truth ``want``, its dtype, its
+    sizes (in ``tol``) and autograd's result ``ref`` on its own inputs.
+    """
+    want = to_numpy(want).astype(np.float64)
+    scale = _safe(_scale(want, has_time_axis(name, want), future))
+    ref_err = None
+    if ref is not None:
+        ref_err = float((np.abs(to_numpy(ref).astype(np.float64) - want) / scale).max(initial=0.0))
+    return allowed_error(want, scale, dtype, tol, ref_err=ref_err, sens=sens, amp=amp), scale, ref_err
+
+
 def compare_tensor(name: str, got, want, *, tol: float, dtype: str = "float64", ref=None, future=None, sens=None,
                    amp=None) -> TensorReport:
     """Judge one tensor against its float64 truth ``want`` by the bound of ``dtype`` (the case's).
@@ -289,12 +304,9 @@ def compare_tensor(name: str, got, want, *, tol: float, dtype: str = "float64", 
     stepped = has_time_axis(name, want)
     bad_finite = ~np.isfinite(g) & np.isfinite(want)
     d = np.where(bad_finite, np.inf, np.abs(g - want))
-    scale = _safe(_scale(want, stepped, future))
+    allowed, scale, rep.ref_normalised = bounds(name, want, dtype=dtype, tol=tol, ref=ref, future=future, sens=sens,
+                                                amp=amp)
     rep.normalised = float((d / scale).max(initial=0.0))
-    if ref is not None:
-        r = to_numpy(ref).astype(np.float64)
-        rep.ref_normalised = float((np.abs(r - want) / scale).max(initial=0.0))
-    allowed = allowed_error(want, scale, dtype, tol, ref_err=rep.ref_normalised, sens=sens, amp=amp)
     rep.tol = float((allowed / scale).max(initial=0.0))  # the bound in the units of `normalised`
     mism = ~(d <= allowed) | bad_finite  # NaN counts as a mismatch, and so does NaN/Inf where the truth is finite
     rep.mismatched = int(mism.sum())

@@ -33,6 +33,7 @@ import numpy as np
 
 CALLS = 2  # calls per case: a candidate right only on its first call fails on the second
 DEFAULT_TIMEOUT = 60.0  # seconds per case (both calls); the largest built-in case takes manual 10 ms
+LOAD_TIMEOUT = 120.0  # seconds for a worker to start and import the candidate (torch alone takes seconds)
 
 
 class CandidateError(ValueError):
@@ -113,16 +114,22 @@ def _describe(e: BaseException) -> str:
     return traceback.format_exception_only(type(e), e)[-1].strip()
 
 
-def call(fn: Callable, inputs: dict, kwargs: dict, calls: int = CALLS) -> Outcome:
-    """``fn`` (manual.gradients' signature) on fresh copies of ``inputs``, ``calls`` times."""
+def call(fn: Callable, inputs: dict, kwargs: dict, calls: int = CALLS, in_worker: bool = False) -> Outcome:
+    """``fn`` (manual.gradients' signature) on fresh copies of ``inputs``, ``calls`` times.
+
+    In this process a KeyboardInterrupt is the user's and goes on up; in a
+    worker (which ignores Ctrl-C: the checker handles it) it is the candidate's.
+    """
     out = Outcome()
     for i in range(calls):
         mine = _copy(inputs)
         when = "" if i == 0 else f" (call {i + 1} of {calls} on the same inputs)"
         try:
             got = fn(mine["params"], mine["x"], mine["target"], h0=mine["h0"], **kwargs)
-        except KeyboardInterrupt:
-            raise
+        except KeyboardInterrupt as e:
+            if not in_worker:
+                raise
+            return Outcome(error=f"the candidate raised {type(e).__name__}{when}")
         except BaseException as e:  # noqa: BLE001 - a candidate's failure, sys.exit included, is a result
             return Outcome(error=f"the candidate {_describe(e)}{when}")
         changed = _changed(inputs, mine)
@@ -180,6 +187,7 @@ def reference_to(candidate: Callable | str) -> tuple:
 
 def _serve(conn, ref: tuple) -> None:
     """A worker's life: load the candidate, then run one case per message until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the checker, which then stops the workers
     try:
         fn = load(ref)
     except BaseException as e:  # noqa: BLE001 - reported to the checker, which stops with a usage error
@@ -191,7 +199,7 @@ def _serve(conn, ref: tuple) -> None:
         if task is None:
             return
         inputs, kwargs = task
-        conn.send(("done", call(fn, inputs, kwargs)))
+        conn.send(("done", call(fn, inputs, kwargs, in_worker=True)))
 
 
 def death(exitcode: int | None) -> str:
@@ -258,7 +266,7 @@ def run_isolated(ref: tuple, n: int, task: Callable[[int], tuple], done: Callabl
         while pending or any(w.task is not None for w in workers):
             busy = sum(w.task is not None for w in workers)
             while len(workers) < min(jobs, len(pending) + busy):
-                workers.append(_Worker(ctx, ref, timeout))
+                workers.append(_Worker(ctx, ref, max(timeout, LOAD_TIMEOUT)))
             for w in workers:
                 if w.ready and w.task is None and pending:
                     w.task = pending.popleft()
@@ -297,7 +305,7 @@ def _attend(w: _Worker, done: Callable[[int, Outcome], None], timeout: float) ->
         timed_out = w.proc.is_alive()
         w.stop(kill=True)
         if not w.ready:
-            why = f"took more than {timeout:g} s" if timed_out else death(w.proc.exitcode)
+            why = f"took more than {max(timeout, LOAD_TIMEOUT):g} s" if timed_out else death(w.proc.exitcode)
             raise CandidateError(f"the candidate could not be loaded in a worker process: loading it {why}. "
                                  "Remedy: `python -c 'import MODULE'` shows what happens at import.")
         if w.task is not None:
