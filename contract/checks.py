@@ -8,13 +8,15 @@ expected and the actual value, and a remedy that works.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from array_api_compat import array_namespace, device, is_array_api_obj
+import numpy as np
+from array_api_compat import array_namespace, device, is_array_api_obj, is_numpy_namespace
 
 from contract.names import ACTIVATIONS, LOSSES, PARAM_NAMES, TOPOLOGIES
 
@@ -38,6 +40,16 @@ class Problem:
     device: Any
 
 
+def _suggest(value: str, choices: tuple[str, ...]) -> str | None:
+    """The choice ``value`` most likely meant, ignoring case: an exact match first, then the closest."""
+    folded = {c.casefold(): c for c in choices}
+    key = value.casefold()
+    if key in folded:
+        return folded[key]
+    near = difflib.get_close_matches(key, list(folded), n=1)
+    return folded[near[0]] if near else None
+
+
 def _name(arg: str, value: object, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str):
         raise TypeError(
@@ -45,8 +57,8 @@ def _name(arg: str, value: object, choices: tuple[str, ...]) -> str:
             f"got {type(value).__name__} {value!r}. Remedy: pass the name as a string."
         )
     if value not in choices:
-        near = difflib.get_close_matches(value, choices, n=1)
-        hint = f"did you mean {near[0]!r}? " if near else ""
+        near = _suggest(value, choices)
+        hint = f"did you mean {near!r}? " if near else ""
         raise ValueError(
             f"{arg} must be one of {', '.join(map(repr, choices))}; got {value!r}. "
             f"Remedy: {hint}pass one of the names listed."
@@ -94,6 +106,13 @@ def _finite(arg: str, xp, a) -> None:
             f"{arg} must be finite; it holds NaN or Inf, first at index {bad}. "
             "Remedy: clean the input (e.g. numpy.nan_to_num) before computing gradients."
         )
+
+
+def _quiet(xp) -> contextlib.AbstractContextManager:
+    """NumPy's floating-point warnings off for NumPy arrays; the caller's state comes back on exit."""
+    if is_numpy_namespace(xp):
+        return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+    return contextlib.nullcontext()
 
 
 def _nonempty(arg: str, size: int, what: str) -> None:
@@ -247,8 +266,9 @@ def check_inputs(
     if h0 is not None:
         _shape("h0", h0, (B, H), "(B, H)")
 
-    for arg, a in named.items():
-        _finite(arg, xp, a)
+    with _quiet(xp):  # a sum of huge finite NumPy entries may overflow: no RuntimeWarning for that
+        for arg, a in named.items():
+            _finite(arg, xp, a)
     if loss == "bce":
         outside = (target < 0) | (target > 1)
         if bool(xp.any(outside)):

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 
 from contract import NonFiniteGradientError, Problem, all_finite, check_inputs, first_nonfinite_step
 from manual.activations import ACTIVATIONS
+from manual.errstate import numpy_quiet
 from manual.kernels import kernels
 from manual.losses import LOSSES
 
@@ -114,16 +115,37 @@ def _read(p: Problem, hs):
     return hs[p.T :, ...] if p.topology == "many-to-one" else hs[1:, ...]
 
 
-def _output(p: Problem, params, hs, target):
-    """o = h Whyᵀ + by for the steps read, then (y, L, dL/do), each (S, B, O) but L."""
+def _logits(p: Problem, params, hs, target) -> tuple:
+    """o = h Whyᵀ + by for the steps read (S, B, O), and their targets (S, B, O) or (S, B)."""
     xp = p.xp
     hr = _read(p, hs)  # (S, B, H)
     S = hr.shape[0]
     o = xp.reshape(xp.reshape(hr, (S * p.B, p.H)) @ params["Why"].T + params["by"], (S, p.B, p.O))
     y = target if p.topology != "many-to-one" else target[None, ...]  # (S, B, O) or (S, B)
-    return LOSSES[p.loss](o, y)
+    return o, y
 
 
+def _output(p: Problem, params, hs, target):
+    """o = h Whyᵀ + by for the steps read, then (y, L, dL/do), each (S, B, O) but L."""
+    return LOSSES[p.loss](*_logits(p, params, hs, target))
+
+
+def _raise_if_output_overflowed(p: Problem, params, hs, target, y, L) -> None:
+    """fy(o) and the loss must be finite; the error names the first step read where one is not."""
+    xp, S = p.xp, y.shape[0]
+    if all_finite(xp, y) and all_finite(xp, L):
+        return
+    bad = first_nonfinite_step(xp, y, backward=False)
+    if bad is not None:
+        raise NonFiniteGradientError("y (forward pass)", p.T - S + bad)
+    o, yt = _logits(p, params, hs, target)
+    for s in range(S):  # only on failure: the loss of each step alone
+        if not all_finite(xp, LOSSES[p.loss](o[s : s + 1, ...], yt[s : s + 1, ...])[1]):
+            raise NonFiniteGradientError("loss (forward pass)", p.T - S + s + 1)
+    raise NonFiniteGradientError("loss (forward pass)", None)  # only the sum over steps overflowed
+
+
+@numpy_quiet
 def forward(
     params: Mapping,
     x,
@@ -137,14 +159,18 @@ def forward(
     """Run the model and return ``z``, ``h`` (T, B, H), ``y`` (S, B, O) and ``loss`` (0-d).
 
     Arguments as :func:`gradients`. ``y`` is fy(o) at the S steps the loss reads.
+    Raises contract.NonFiniteGradientError when h, y or the loss overflowed,
+    naming the first time step (or None where only a sum over steps did).
     """
     p, params, x, target, h0 = _check(params, x, target, h0, activation, loss, topology)
     z, hs = _forward(p, params, x, h0)
     _raise_if_forward_overflowed(p.xp, hs)
     y, L, _ = _output(p, params, hs, target)
+    _raise_if_output_overflowed(p, params, hs, target, y, L)
     return {"z": z, "h": hs[1:, ...], "y": y, "loss": L}
 
 
+@numpy_quiet
 def gradients(
     params: Mapping,
     x,
@@ -176,7 +202,9 @@ def gradients(
     Raises:
         TypeError, ValueError: bad input (the message names the argument).
         contract.NonFiniteGradientError: the recurrence overflowed; it names
-            the first time step where a value stopped being finite.
+            the first time step where a value stopped being finite. NumPy
+            input runs under numpy.errstate (all ignored, the caller's state
+            restored on exit), so no RuntimeWarning comes before it.
     """
     p, params, x, target, h0 = _check(params, x, target, h0, activation, loss, topology)
     xp, T, B, D, H = p.xp, p.T, p.B, p.D, p.H

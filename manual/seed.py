@@ -13,16 +13,41 @@ and "⋅ transpose(h1)" becomes ``dz.T @ h1``. The notes' shorthand made precise
 * BPTT2 writes 1 − h² where it means act'(z) for a general act; the four-step
   function below uses act'(z), which is what the notes' last lines say.
 
+An overflow raises ``NonFiniteGradientError`` naming the first quantity (and
+its step) that stopped being finite; NumPy's own warnings are kept quiet.
+
 Both examples are many-to-one with a mean-squared-error loss, L = mean((y − y_true)²).
 """
 
+from __future__ import annotations
+
+import re
 from collections.abc import Mapping
 
 from array_api_compat import array_namespace
 
+from contract import NonFiniteGradientError, all_finite
 from manual.activations import ACTIVATIONS
+from manual.errstate import numpy_quiet
 
 
+def _step(name: str, T: int) -> int | None:
+    """The step of a quantity: its key's digit ("h2", "dL/dWhh (t=2)"); T for y, L, dL/dy; None for dL/dWhh."""
+    digit = re.search(r"(\d)\)?$", name)
+    if digit:
+        return int(digit[1])
+    return None if name == "dL/dWhh" else T
+
+
+def _finite(xp, out: dict, T: int) -> dict:
+    """The notes' quantities, in the order computed; the first that overflowed raises, naming its step."""
+    for name, v in out.items():
+        if not all_finite(xp, v):
+            raise NonFiniteGradientError(name, _step(name, T))
+    return out
+
+
+@numpy_quiet
 def two_step(params: Mapping, x1, x2, h0, y_true) -> dict:
     """BPTT of the notes' first example: two steps, tanh, identity output, MSE.
 
@@ -45,14 +70,15 @@ def two_step(params: Mapping, x1, x2, h0, y_true) -> dict:
     dL_dWhh_1 = (dL_dh1 * (1 - h1**2)).T @ h0  # dL/dh1 ⋅ 1 − squared(h1) ⋅ transpose(h0)  (H, H)
     # total gradient with respect to Whh
     dL_dWhh = dL_dWhh_1 + dL_dWhh_2  # (H, H)
-    return {
+    return _finite(xp, {
         "h1": h1, "h2": h2, "y": y, "L": L, "dL/dy": dL_dy,
         "dL/dh2": dL_dh2, "dL/dWhh (t=2)": dL_dWhh_2,
         "dL/dh1": dL_dh1, "dL/dWhh (t=1)": dL_dWhh_1,
         "dL/dWhh": dL_dWhh,
-    }
+    }, T=2)
 
 
+@numpy_quiet
 def four_step(params: Mapping, x1, x2, x3, x4, h0, y_true, activation: str = "tanh") -> dict:
     """BPTT of the notes' second example (BPTT2): four steps, a general act, MSE.
 
@@ -87,7 +113,7 @@ def four_step(params: Mapping, x1, x2, x3, x4, h0, y_true, activation: str = "ta
     dL_dWhh_1 = (dL_dh1 * dact(z1, h1)).T @ h0  # dL/dh1 ⋅ act(z1)' ⋅ transpose(h0)   (H, H)
     # total gradient with respect to Whh
     dL_dWhh = dL_dWhh_1 + dL_dWhh_2 + dL_dWhh_3 + dL_dWhh_4  # (H, H)
-    return {
+    return _finite(xp, {
         "z1": z1, "h1": h1, "z2": z2, "h2": h2, "z3": z3, "h3": h3, "z4": z4, "h4": h4,
         "y": y, "L": L, "dL/dy": dL_dy,
         "dL/dh4": dL_dh4, "dL/dWhh (t=4)": dL_dWhh_4,
@@ -95,4 +121,4 @@ def four_step(params: Mapping, x1, x2, x3, x4, h0, y_true, activation: str = "ta
         "dL/dh2": dL_dh2, "dL/dWhh (t=2)": dL_dWhh_2,
         "dL/dh1": dL_dh1, "dL/dWhh (t=1)": dL_dWhh_1,
         "dL/dWhh": dL_dWhh,
-    }
+    }, T=4)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-import reference
 from oracle.cases import Case, all_cases, run, select
 from oracle.compare import Report
 from oracle.isolate import DEFAULT_TIMEOUT, CandidateError, Outcome, call, load, reference_to, run_isolated
@@ -88,6 +87,8 @@ def cast_inputs(inputs: dict, dtype: str) -> dict:
 
 def prepare(case: Case, inputs: dict, want: Truth | None = None) -> Prepared:
     """The reference side of ``case`` on ``inputs`` (``want``: its truth, computed when None)."""
+    import reference  # here, not at the top: a worker process imports oracle without torch
+
     inputs = cast_inputs(inputs, case.dtype)
     want = truth(inputs, case.kwargs) if want is None else want
     ref = run(reference.gradients, cast_inputs(inputs, case.dtype), case.kwargs) if case.dtype != "float64" else None

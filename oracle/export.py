@@ -6,7 +6,7 @@ from pathlib import Path
 
 import manual
 from oracle.cases import Case, run
-from oracle.compare import COND_FACTOR, EPS, MAX_TOL, REF_FACTOR, C
+from oracle.compare import BOUND, COND_FACTOR, EPS, MAX_TOL, REF_FACTOR, C
 from oracle.fd import FD_TOL, fd_errors
 from oracle.golden import environment, write_golden
 from oracle.progress import Progress
@@ -25,7 +25,7 @@ def export(folder: Path, cases: list[Case]) -> tuple[int, list[str]]:
     """Write one golden file per case that passes the gates; return (written, refusals)."""
     folder.mkdir(parents=True, exist_ok=True)
     env = environment()
-    policy = {"bound": "min(C[dtype]*eps(dtype)*sqrt(T*K)*amp, MAX_TOL)*scale + COND_FACTOR*eps(dtype)*sens",
+    policy = {"bound": BOUND,
               "C": C, "eps": EPS, "COND_FACTOR": COND_FACTOR, "REF_FACTOR": REF_FACTOR, "MAX_TOL": MAX_TOL}
     written, refused = 0, []
     bar = Progress(len(cases), "export")

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
+
+BAR = 30  # characters of the bar itself
+
+
+def line_width() -> int:
+    """Characters a line may hold: one less than the terminal's columns (COLUMNS if set), so it never wraps."""
+    return max(shutil.get_terminal_size(fallback=(80, 24)).columns - 1, 1)
 
 
 class Progress:
@@ -16,12 +24,13 @@ class Progress:
         self.done += 1
         if not self.enabled:
             return
-        width = 30
-        filled = width * self.done // max(self.total, 1)
+        filled = BAR * self.done // max(self.total, 1)
         elapsed = time.perf_counter() - self.start
-        bar = "#" * filled + "." * (width - filled)
-        line = f"\r{self.label} [{bar}] {self.done}/{self.total} {elapsed:5.1f}s {what}"
-        self.stream.write(line[:120].ljust(120))
+        bar = "#" * filled + "." * (BAR - filled)
+        head = f"{self.label} [{bar}] {self.done}/{self.total} {elapsed:5.1f}s "
+        width = line_width()
+        # the case name is cut to what fits; padding wipes a longer previous line
+        self.stream.write("\r" + (head + what)[:width].ljust(width))
         if self.done >= self.total:
             self.stream.write("\n")
         self.stream.flush()

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import reference
 from oracle.cases import run
 from oracle.compare import EPS, Report, compare, has_time_axis
 
@@ -65,6 +64,8 @@ def _suffix_max(a: np.ndarray) -> np.ndarray:
 
 def amplification(inputs: dict, kwargs: dict, grads: dict) -> dict:
     """κ_loss · κ_act for every tensor of the gradient set, broadcast to its shape."""
+    import reference  # here, not at the top: a worker process imports oracle without torch
+
     P, target = inputs["params"], inputs["target"]
     y = reference.forward(P, inputs["x"], target, h0=inputs["h0"], **kwargs)["y"]  # fy(o), (S, B, O)
     yt = target if kwargs["topology"] != "many-to-one" else target[None]
@@ -99,6 +100,8 @@ def truth(inputs: dict, kwargs: dict, draws: int = 2, seed: int = 0) -> Truth:
     ``inputs``: ``params``, ``x``, ``target``, ``h0`` (any library or dtype:
     they are widened to float64 first); ``kwargs``: activation, loss, topology.
     """
+    import reference  # here, not at the top: a worker process imports oracle without torch
+
     inputs = as_float64(inputs)
     want = run(reference.gradients, inputs, kwargs)
     rng = np.random.default_rng(seed)

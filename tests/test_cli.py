@@ -1,6 +1,7 @@
 """The `bptt` command: exit codes 0 / 1 / 2, help, tables, JSON, and the console script itself."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,63 @@ def test_check_candidate_that_raises_fails_the_case(tmp_path, capsys):
     assert "returned list, expected a dict" in capsys.readouterr().out
     assert main(["check", str(tmp_path), "--candidate", "builtins:print"]) == 1
     assert "gave no gradient set" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ runs that cannot be made: exit 2, no traceback
+
+def no_traceback(capsys):
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err, out.err
+    return out.err
+
+
+def test_unwritable_json_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    import oracle.verify
+    monkeypatch.setattr(oracle.verify, "verify", lambda *a, **k: pytest.fail("ran before checking --json"))
+    assert main(["verify", "-k", "/tanh/mse/T17", "--json", str(tmp_path / "no/such/dir/v.json")]) == 2
+    assert "--json" in no_traceback(capsys)
+    assert main(["verify", "-k", "/tanh/mse/T17", "--json", str(tmp_path)]) == 2  # a folder
+    assert "Remedy" in no_traceback(capsys)
+
+
+def test_export_to_a_file_or_an_unwritable_folder_is_exit_2(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["export", str(afile), "-k", "T1-B1"]) == 2
+    assert "is a file, not a folder" in no_traceback(capsys)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.access(locked, os.W_OK):  # root writes anywhere: the permission check cannot be made here
+        locked = Path("/proc/golden")  # a folder nobody can create
+    assert main(["export", str(locked), "-k", "T1-B1"]) == 2
+    assert "cannot write golden files" in no_traceback(capsys)
+
+
+@pytest.mark.parametrize("sub", [["verify"], ["export", "/tmp/never-written"]])
+def test_nothing_selected_is_exit_2_everywhere(sub, capsys):
+    assert main([*sub, "-k", "no-such-case"]) == 2
+    assert "selects no case" in no_traceback(capsys)
+
+
+def test_derive_negative_seed_is_exit_2(capsys):
+    assert main(["derive", "--seed", "-1"]) == 2
+    assert "--seed must be a non-negative integer" in no_traceback(capsys)
+
+
+def test_verify_jobs_gives_the_same_verdicts(capsys):
+    assert main(["verify", "-q", "-k", "T17-B3-D4-H5-O3", "--jobs", "2"]) == 0
+    two = capsys.readouterr().out
+    assert main(["verify", "-q", "-k", "T17-B3-D4-H5-O3", "--jobs", "1"]) == 0
+    one = capsys.readouterr().out
+    tail = lambda s: s.strip().splitlines()[-1].rsplit(";", 1)[0]  # noqa: E731 - the summary without the time
+    assert tail(one) == tail(two) and "PASS: 72 cases" in one
+
+
+def test_ctrl_c_is_exit_130_without_traceback(monkeypatch, capsys):
+    import oracle.verify
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(oracle.verify, "verify", interrupted)
+    assert main(["verify", "-k", "T1-B1"]) == 130
+    assert "interrupted" in no_traceback(capsys)

@@ -262,3 +262,79 @@ def test_npz_truncated_member_refused(golden, tmp_path, capsys):
     with zipfile.ZipFile(tmp_path / f"{CASE.file_stem}.npz", "w") as z:
         z.writestr("Wxh.npy", buf.getvalue() + bytes(16))  # 16 of 96 data bytes
     grads_refused(golden, tmp_path, capsys, "truncated")
+
+
+# ------------------------------------------------------------------ parse errors are bounded, and reach their guard
+
+def resave(path, tensors, info):
+    """Write ``tensors`` with metadata ``info`` whose SHA-256s match the data (so later guards are reached)."""
+    from safetensors.numpy import save_file
+
+    from oracle.golden import sha256
+    info = dict(info, sha256={k: sha256(v) for k, v in tensors.items()})
+    save_file(tensors, str(path), metadata={"bptt": json.dumps(info)})
+
+
+def test_non_finite_truth_with_matching_hashes_is_refused_by_the_finiteness_guard(one, capsys):
+    from safetensors.numpy import load_file
+    t = load_file(str(one))
+    header, _ = header_of(one)
+    t["grads.by"] = np.array([np.nan, 0.0])
+    resave(one, t, json.loads(header["__metadata__"]["bptt"]))
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "grads.by", "NaN or Inf")
+
+
+@pytest.mark.parametrize("where", ["header", "metadata"])
+def test_deeply_nested_json_is_refused_without_recursion(one, capsys, where):
+    header, data = header_of(one)
+    deep = "[" * 100_000 + "]" * 100_000
+    if where == "header":
+        raw = json.dumps(header)[:-1] + ', "deep": ' + deep + "}"
+        h = raw.encode()
+        one.write_bytes(struct.pack("<Q", len(h)) + h + data)
+    else:
+        header["__metadata__"]["bptt"] = header["__metadata__"]["bptt"][:-1] + ', "deep": ' + deep + "}"
+        with_header(one, header, data)
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "nests")
+
+
+@pytest.mark.parametrize("where", ["header", "metadata"])
+def test_huge_integer_is_refused(one, capsys, where):
+    header, data = header_of(one)
+    big = "9" * 5000
+    if where == "header":
+        h = json.dumps(header).replace('"shape": [4]', '"shape": [' + big + "]", 1).encode()
+        assert big.encode() in h
+        one.write_bytes(struct.pack("<Q", len(h)) + h + data)
+    else:
+        header["__metadata__"]["bptt"] = header["__metadata__"]["bptt"].replace('"T": 4', '"T": ' + big)
+        assert big in header["__metadata__"]["bptt"]
+        with_header(one, header, data)
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "5000 digits")
+
+
+def test_renamed_golden_file_is_refused(one, capsys):
+    one.rename(one.with_name("many-to-many__tanh__mse__T9-B2-D3-H4-O2__float64.safetensors"))
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "name it", CASE.file_stem)
+
+
+def test_golden_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert main(["export", str(tmp_path), "--case", CASE.name]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / f"{CASE.file_stem}.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_pt_file_is_named_as_never_read(golden, tmp_path, capsys):
+    (tmp_path / f"{CASE.file_stem}.pt").write_bytes(pickle.dumps({"Wxh": 1}))
+    assert main(["check", str(golden), "--grads", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{CASE.file_stem}.pt is never read" in out and "can run code" in out
+
+
+def test_missing_bptt_metadata_is_refused(one, capsys):
+    from safetensors.numpy import load_file, save_file
+    save_file(load_file(str(one)), str(one))
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "metadata 'bptt' is missing")
