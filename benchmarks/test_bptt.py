@@ -28,8 +28,9 @@ def check(grads_once, size, dtype, device):
     if dtype != "float64":  # judged next to autograd's own error in the same dtype, as the oracle does
         _, auto = make("autograd", size, dtype, device) if size[0] <= 10_000 else make("nn.RNN", size, dtype, device)
         ref = auto()
-    report = compare({k: got[k] for k in want if k in got}, {k: want[k] for k in got if k in want},
-                     dtype=dtype, ref=ref)
+    # h, z: judged when the implementation gives them; the truth's h also sets h0's scale (dL/dh_0 is step 0
+    # of h), without which a vanishing dL/dh0 (below float32's range) would be judged on its own scale
+    report = compare(got, want, dtype=dtype, ref=ref, optional=("h", "z"))
     assert report.ok, str(report)
 
 
