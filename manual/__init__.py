@@ -7,6 +7,7 @@ through the array-API standard (``array_api_compat``).
 from contract import ACTIVATIONS, GRAD_NAMES, LOSSES, TOPOLOGIES, NonFiniteGradientError
 from manual import seed
 from manual.bptt import forward, gradients
+from manual.stack import module_forward, module_gradients
 
 __all__ = [
     "ACTIVATIONS",
@@ -16,5 +17,7 @@ __all__ = [
     "NonFiniteGradientError",
     "forward",
     "gradients",
+    "module_forward",
+    "module_gradients",
     "seed",
 ]

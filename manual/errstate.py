@@ -29,6 +29,22 @@ def quiet(params: object) -> contextlib.AbstractContextManager:
     return np.errstate(**IGNORE_ALL) if is_numpy_array(wxh) else contextlib.nullcontext()
 
 
+def quiet_for(a: object) -> contextlib.AbstractContextManager:
+    """``numpy.errstate`` ignoring everything when ``a`` is a NumPy array."""
+    return np.errstate(**IGNORE_ALL) if is_numpy_array(a) else contextlib.nullcontext()
+
+
+def numpy_quiet_input(fn: F) -> F:
+    """Run ``fn(config, state_dict, input, ...)`` quietly when ``input`` is NumPy's."""
+
+    @functools.wraps(fn)
+    def wrapper(config, state_dict, input, *args, **kwargs):
+        with quiet_for(input):
+            return fn(config, state_dict, input, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def numpy_quiet(fn: F) -> F:
     """Run ``fn(params, ...)`` under :func:`quiet`: overflow is the finiteness checks' to report."""
 

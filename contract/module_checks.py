@@ -1,0 +1,147 @@
+"""Input checks of the module contract (``module_gradients``), shared by manual and reference.
+
+Every failure is a ``TypeError`` or ``ValueError`` naming the argument, the
+expected and the actual value, and a remedy, as in ``contract.checks``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from array_api_compat import array_namespace, device, is_array_api_obj
+
+from contract.checks import CAST_REMEDY, _array, _finite, _nonempty, _quiet
+from contract.spec import RNNConfig, config_from, param_shapes
+
+
+@dataclass(frozen=True)
+class ModuleProblem:
+    """One validated call of the module contract: sizes, library, dtype, device."""
+
+    config: RNNConfig
+    T: int  # time steps
+    B: int  # batch rows
+    lengths: tuple[int, ...] | None  # each sequence's length, or None: all T
+    xp: Any
+    dtype: Any
+    device: Any
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        c = self.config
+        H2 = c.hidden_size * c.dirs
+        return (self.B, self.T, H2) if c.batch_first else (self.T, self.B, H2)
+
+    @property
+    def state_shape(self) -> tuple[int, int, int]:
+        c = self.config
+        return (c.num_layers * c.dirs, self.B, c.hidden_size)
+
+
+def _lengths(lengths, T: int, B: int) -> tuple[int, ...] | None:
+    """``lengths`` as a tuple of Python ints in 1…T (any library; torch wants them on the CPU anyway)."""
+    if lengths is None:
+        return None
+    if is_array_api_obj(lengths):
+        xp = array_namespace(lengths)
+        if not xp.isdtype(lengths.dtype, "integral"):
+            raise TypeError(f"lengths must hold integers; got dtype {lengths.dtype}. Remedy: e.g. "
+                            "numpy.asarray(lengths, dtype=numpy.int64) or t.long().")
+        if lengths.ndim != 1:
+            raise ValueError(f"lengths must be 1-D (B,); got shape {tuple(lengths.shape)}. Remedy: one length "
+                             "per batch row.")
+        values = [int(v) for v in (lengths.tolist() if hasattr(lengths, "tolist") else list(lengths))]
+    elif isinstance(lengths, (list, tuple)):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in lengths):
+            raise TypeError(f"lengths must hold integers; got {lengths!r}. Remedy: e.g. [5, 3, 1].")
+        values = list(lengths)
+    else:
+        raise TypeError(f"lengths must be a 1-D integer array or a list of ints, or None; got "
+                        f"{type(lengths).__name__}. Remedy: e.g. numpy.array([5, 3, 1]).")
+    if len(values) != B:
+        raise ValueError(f"lengths must have one entry per batch row, B = {B}; got {len(values)}. Remedy: "
+                         "pass (B,) lengths.")
+    bad = [(b, v) for b, v in enumerate(values) if not 1 <= v <= T]
+    if bad:
+        b, v = bad[0]
+        raise ValueError(f"lengths must lie in [1, T] = [1, {T}]; got {v} at row {b}. Remedy: clip the lengths "
+                         "to the padded input's time axis, and drop empty sequences.")
+    return tuple(values)
+
+
+def _same_kind(arg: str, a, ref_arg: str, ref, xp, dtype, dev, shape: tuple, meaning: str) -> None:
+    _array(arg, a)
+    if array_namespace(a) is not xp:
+        raise TypeError(f"{arg} is a {type(a).__module__}.{type(a).__name__} but {ref_arg} is a "
+                        f"{type(ref).__module__}.{type(ref).__name__}; all arrays must come from one library. "
+                        "Remedy: convert them all, e.g. torch.from_numpy(a) or t.cpu().numpy().")
+    if device(a) != dev:
+        raise ValueError(f"{arg} is on device {device(a)} but {ref_arg} is on {dev}; all arrays must be on one "
+                         f"device. Remedy: move it, e.g. a.to({str(dev)!r}).")
+    if a.dtype != dtype:
+        raise TypeError(f"{arg} has dtype {a.dtype} but {ref_arg} has {dtype}; all float inputs must share one "
+                        f"dtype. Remedy: {CAST_REMEDY.replace('float64', str(dtype).split('.')[-1])}.")
+    if tuple(a.shape) != shape:
+        raise ValueError(f"{arg} must have shape {shape} {meaning}; got {tuple(a.shape)}. Remedy: reshape or "
+                         "transpose it (torch.nn.RNN's layout).")
+
+
+def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, grad_hn=None,
+                        lengths=None, *, upstream: bool = True) -> ModuleProblem:
+    """Check the arguments of ``module_gradients`` (``upstream=False``: of the forward pass alone)."""
+    c = config_from(config)
+    shapes = param_shapes(c)
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping like torch.nn.RNN(...).state_dict(); got "
+                        f"{type(state_dict).__name__}. Remedy: pass {{'weight_ih_l0': ..., ...}}.")
+    missing = [k for k in shapes if k not in state_dict]
+    extra = sorted(str(k) for k in state_dict if k not in shapes)
+    if missing or extra:
+        raise ValueError(f"state_dict must have exactly the keys of torch.nn.RNN(**config).state_dict() "
+                         f"({', '.join(shapes)}); missing {missing or 'none'}, unexpected {extra or 'none'}. "
+                         "Remedy: build it from the same config (num_layers, bias, bidirectional).")
+    ref_arg = next(iter(shapes))
+    ref = _array(f"state_dict[{ref_arg!r}]", state_dict[ref_arg])
+    xp, dtype, dev = array_namespace(ref), ref.dtype, device(ref)
+    if not xp.isdtype(dtype, "real floating"):
+        raise TypeError(f"state_dict[{ref_arg!r}] must have a real floating dtype; got {dtype}. "
+                        f"Remedy: {CAST_REMEDY}.")
+    ref_arg = f"state_dict[{ref_arg!r}]"
+    named = {}
+    for k, shape in shapes.items():
+        arg = f"state_dict[{k!r}]"
+        _same_kind(arg, state_dict[k], ref_arg, ref, xp, dtype, dev, shape, "(torch.nn.RNN's layout)")
+        named[arg] = state_dict[k]
+    _array("input", input)
+    if input.ndim != 3:
+        raise ValueError(f"input must be 3-D, {'(B, T, input_size)' if c.batch_first else '(T, B, input_size)'}; "
+                         f"got shape {tuple(input.shape)}. Remedy: add the missing axis, e.g. x[None].")
+    T, B = (int(input.shape[1]), int(input.shape[0])) if c.batch_first else (int(input.shape[0]),
+                                                                               int(input.shape[1]))
+    _nonempty("input", T, "T (time steps)")
+    _nonempty("input", B, "B (batch rows)")
+    layout = "(B, T, input_size)" if c.batch_first else "(T, B, input_size)"
+    shape = (B, T, c.input_size) if c.batch_first else (T, B, c.input_size)
+    _same_kind("input", input, ref_arg, ref, xp, dtype, dev, shape, f"{layout}, batch_first={c.batch_first}")
+    named["input"] = input
+    p = ModuleProblem(c, T, B, _lengths(lengths, T, B), xp, dtype, dev)
+    if hx is not None:
+        _same_kind("hx", hx, ref_arg, ref, xp, dtype, dev, p.state_shape, "(num_layers·dirs, B, hidden_size)")
+        named["hx"] = hx
+    if upstream and grad_output is None and grad_hn is None:
+        raise ValueError("grad_output and grad_hn are both None: there is no loss to differentiate. Remedy: "
+                         "pass dL/doutput (the shape of the output) and/or dL/dh_n.")
+    if grad_output is not None:
+        _same_kind("grad_output", grad_output, ref_arg, ref, xp, dtype, dev, p.output_shape,
+                   "(the module's output: T or B first as batch_first says, hidden_size·dirs last)")
+        named["grad_output"] = grad_output
+    if grad_hn is not None:
+        _same_kind("grad_hn", grad_hn, ref_arg, ref, xp, dtype, dev, p.state_shape,
+                   "(num_layers·dirs, B, hidden_size), as h_n")
+        named["grad_hn"] = grad_hn
+    with _quiet(xp):
+        for arg, a in named.items():
+            _finite(arg, xp, a)
+    return p
