@@ -220,14 +220,29 @@ class Report:
         return "\n".join([f"{head}{verdict}", *(t.line() for t in self.tensors)])
 
 
-def _scale(want: np.ndarray, stepped: bool, future=None) -> np.ndarray:
+TIME_ORDERS = (None, "suffix", "prefix", "all")
+
+
+def time_order(name: str, a, time="auto") -> str | None:
+    """How tensor ``name``'s steps are scaled: None (no time axis), "suffix" (step t by the steps s ≥ t: the
+    backward pass of a forward recurrence computes t = T … 1), "prefix" (s ≤ t: a reverse-direction
+    recurrence), "all" (every step: both directions mix in it). "auto": the seed model's rule."""
+    if time == "auto":
+        return "suffix" if has_time_axis(name, a) else None
+    if time not in TIME_ORDERS:
+        raise ValueError(f"time order of {name} must be one of {TIME_ORDERS}; got {time!r}")
+    return time
+
+
+def _scale(want: np.ndarray, time: str | None, future=None) -> np.ndarray:
     """The scale each element's error is measured on, broadcastable to ``want``."""
     a = np.abs(want)
     if future is not None:  # h0 is dL/dh_0, step 0 of h: its scale is the suffix max at step 0
         return np.asarray(max(a.max(initial=0.0), float(np.abs(to_numpy(future)).max(initial=0.0))))
-    if stepped:  # step t's scale: max |truth| over steps s ≥ t (see the module's docstring)
+    if time in ("suffix", "prefix"):  # step t's scale: max |truth| over the steps computed before it
         step_max = a.reshape(a.shape[0], -1).max(axis=1)  # (T,)
-        return np.maximum.accumulate(step_max[::-1])[::-1].reshape((-1,) + (1,) * (a.ndim - 1))
+        acc = np.maximum.accumulate(step_max[::-1])[::-1] if time == "suffix" else np.maximum.accumulate(step_max)
+        return acc.reshape((-1,) + (1,) * (a.ndim - 1))
     return np.asarray(a.max(initial=0.0))
 
 
@@ -259,14 +274,14 @@ BOUND = ("min(max(C[dtype]*eps(dtype)*sqrt(T*K)*amp, REF_FACTOR*autograd_err)*sc
 
 
 def bounds(name: str, want, *, dtype: str, tol: float, ref=None, future=None, sens=None,
-           amp=None) -> tuple[np.ndarray, np.ndarray, float | None]:
+           amp=None, time="auto") -> tuple[np.ndarray, np.ndarray, float | None]:
     """(allowed |got − truth| per element, scale, autograd's normalised error) of tensor ``name``.
 
     Everything here comes from the case: its truth ``want``, its dtype, its
     sizes (in ``tol``) and autograd's result ``ref`` on its own inputs.
     """
     want = to_numpy(want).astype(np.float64)
-    scale = _safe(_scale(want, has_time_axis(name, want), future))
+    scale = _safe(_scale(want, time_order(name, want, time), future))
     ref_err = None
     if ref is not None:
         ref_err = float((np.abs(to_numpy(ref).astype(np.float64) - want) / scale).max(initial=0.0))
@@ -274,7 +289,7 @@ def bounds(name: str, want, *, dtype: str, tol: float, ref=None, future=None, se
 
 
 def compare_tensor(name: str, got, want, *, tol: float, dtype: str = "float64", ref=None, future=None, sens=None,
-                   amp=None) -> TensorReport:
+                   amp=None, time="auto") -> TensorReport:
     """Judge one tensor against its float64 truth ``want`` by the bound of ``dtype`` (the case's).
 
     ``tol``: C·eps·√(T·K) of ``dtype``; ``ref``: autograd's result in the
@@ -301,11 +316,12 @@ def compare_tensor(name: str, got, want, *, tol: float, dtype: str = "float64", 
         rep.status, rep.why = "FAIL", f"shape {tuple(g.shape)}, expected {tuple(want.shape)}"
         return rep
     g = g.astype(np.float64)
-    stepped = has_time_axis(name, want)
+    order = time_order(name, want, time)
+    stepped = order is not None and want.ndim == 3
     bad_finite = ~np.isfinite(g) & np.isfinite(want)
     d = np.where(bad_finite, np.inf, np.abs(g - want))
     allowed, scale, rep.ref_normalised = bounds(name, want, dtype=dtype, tol=tol, ref=ref, future=future, sens=sens,
-                                                amp=amp)
+                                                amp=amp, time=order)
     rep.normalised = float((d / scale).max(initial=0.0))
     rep.tol = float((allowed / scale).max(initial=0.0))  # the bound in the units of `normalised`
     mism = ~(d <= allowed) | bad_finite  # NaN counts as a mismatch, and so does NaN/Inf where the truth is finite
@@ -317,8 +333,8 @@ def compare_tensor(name: str, got, want, *, tol: float, dtype: str = "float64", 
             rep.note = f"returned as {rep.dtype}, judged by the case's {dtype} bound"
         where = np.argwhere(mism)
         rep.first = _label(name, tuple(int(i) for i in where[0]), stepped)
-        if stepped:
-            rep.backward_first_t = int(where[:, 0].max()) + 1
+        if stepped:  # a reverse-direction recurrence computes t = 1 … T
+            rep.backward_first_t = int(where[:, 0].min() if order == "prefix" else where[:, 0].max()) + 1
         ia = np.unravel_index(int(np.argmax(np.where(np.isnan(d), np.inf, d))), d.shape)
         rep.max_abs, rep.max_abs_at = float(d[ia]), _label(name, tuple(map(int, ia)), stepped)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -330,7 +346,7 @@ def compare_tensor(name: str, got, want, *, tol: float, dtype: str = "float64", 
 
 def compare(got: dict, want: dict, *, dtype: str = "float64", ref: dict | None = None, sens: dict | None = None,
             amp: dict | None = None, tol: float | None = None, optional: tuple[str, ...] = (),
-            title: str = "") -> Report:
+            title: str = "", steps: dict | None = None, size: tuple[int, int] | None = None) -> Report:
     """Judge the gradient set ``got`` against the float64 truth ``want``.
 
     ``dtype``: the precision the candidate was asked to compute in (the
@@ -341,6 +357,9 @@ def compare(got: dict, want: dict, *, dtype: str = "float64", ref: dict | None =
     overrides C·eps·√(T·K) of :func:`tolerance`; ``sens`` and ``amp`` are the
     truth's sensitivity and amplification (:func:`oracle.truth.truth`), which
     widen the bound where the case itself cancels. See ``BOUND``.
+    ``steps``: name → time order (:func:`time_order`) for gradient sets other
+    than the seed model's; ``size``: (T, K) for the bound, read off ``want``
+    when None.
     """
     if dtype not in EPS:
         raise ValueError(f"dtype must be one of {', '.join(EPS)} (the case's dtype); got {dtype!r}. "
@@ -349,7 +368,7 @@ def compare(got: dict, want: dict, *, dtype: str = "float64", ref: dict | None =
         raise TypeError(f"got must be a dict name → array (a gradient set); got {type(got).__name__}. "
                         "Remedy: return {'Wxh': ..., 'Whh': ..., ...} as manual.gradients does.")
     if tol is None:
-        tol = tolerance(dtype, *sizes(want))
+        tol = tolerance(dtype, *(size or sizes(want)))
     order = [k for k in GRAD_NAMES if k in want] + [k for k in want if k not in GRAD_NAMES]
     report = Report(title=title)
     for name in order:
@@ -361,5 +380,6 @@ def compare(got: dict, want: dict, *, dtype: str = "float64", ref: dict | None =
                            amp=None if amp is None else amp.get(name),
                            ref=None if ref is None else ref.get(name),
                            future=want.get("h") if name == "h0" else None,
-                           sens=None if sens is None else sens.get(name)))
+                           sens=None if sens is None else sens.get(name),
+                           time="auto" if steps is None else steps.get(name)))
     return report

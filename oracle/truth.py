@@ -32,9 +32,11 @@ class Truth:
     grads: dict  # name → float64 array, the gradient set
     sens: dict | None = None  # name → sensitivity (per unit of eps)
     amp: dict | None = None  # name → amplification of rounding errors by cancellation (≥ 1)
+    steps: dict | None = None  # name → time order (oracle.compare.time_order); None: the seed model's
+    size: tuple[int, int] | None = None  # (T, K) of the bound; None: read off the shapes
 
     def compare(self, got: dict, **kwargs) -> Report:
-        return compare(got, self.grads, sens=self.sens, amp=self.amp, **kwargs)
+        return compare(got, self.grads, sens=self.sens, amp=self.amp, steps=self.steps, size=self.size, **kwargs)
 
 
 def as_float64(inputs: dict) -> dict:

@@ -1,0 +1,207 @@
+"""Module cases: torch.nn.RNN configurations driven by upstream gradients, named, seeded, deterministic.
+
+A module case's name reads
+
+    module/RNN_TANH/L2-bi-bf-nobias/T5-B3-I3-H4/lengths-mixed/up-both/float64
+
+(mode; layers, then ``bi`` when bidirectional, ``bf`` when batch_first,
+``nobias`` without biases; sizes; ``lengths-full`` or ``lengths-mixed``;
+which upstream gradients drive it: ``up-output``, ``up-hn`` or ``up-both``;
+dtype). Its inputs depend on the name without the dtype, as for the seed
+model's cases. Mixed lengths include 1 and T.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from contract.spec import MODES, RNNConfig, param_shapes, step_names
+from oracle.compare import EPS
+from oracle.truth import Truth
+
+UPSTREAMS = ("output", "hn", "both")
+LENGTHS = ("full", "mixed")
+DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class ModuleCase:
+    mode: str
+    num_layers: int
+    bidirectional: bool
+    batch_first: bool
+    bias: bool
+    T: int
+    B: int
+    I: int  # noqa: E741  input_size
+    H: int
+    lengths: str = "full"
+    upstream: str = "both"
+    dtype: str = "float64"
+
+    kind = "module"  # which signature a candidate has: manual.module_gradients'
+
+    @property
+    def config(self) -> RNNConfig:
+        return RNNConfig(self.mode, self.I, self.H, self.num_layers, self.bias, self.batch_first, self.bidirectional)
+
+    @property
+    def name(self) -> str:
+        flags = "".join(f"-{f}" for f, on in (("bi", self.bidirectional), ("bf", self.batch_first),
+                                              ("nobias", not self.bias)) if on)
+        return (f"module/{self.mode}/L{self.num_layers}{flags}/T{self.T}-B{self.B}-I{self.I}-H{self.H}/"
+                f"lengths-{self.lengths}/up-{self.upstream}/{self.dtype}")
+
+    @property
+    def file_stem(self) -> str:
+        return self.name.replace("/", "__")
+
+    @property
+    def seed(self) -> int:
+        return zlib.crc32(self.name.rsplit("/", 1)[0].encode())
+
+    @classmethod
+    def parse(cls, name: str) -> ModuleCase:
+        """The case a full name describes (see the module's docstring)."""
+        m = re.fullmatch(r"module/(\w+)/L(\d+)((?:-bi|-bf|-nobias)*)/T(\d+)-B(\d+)-I(\d+)-H(\d+)/"
+                         r"lengths-(\w+)/up-(\w+)/(\w+)", name)
+        form = "module/MODE/L<int>[-bi][-bf][-nobias]/T<int>-B<int>-I<int>-H<int>/lengths-full|mixed/" \
+               "up-output|hn|both/dtype"
+        if not m:
+            raise ValueError(f"module case name must read {form}; got {name!r}. Remedy: e.g. "
+                             "module/RNN_TANH/L2-bi/T5-B3-I3-H4/lengths-mixed/up-both/float64")
+        mode, L, flags, T, B, I, H, lengths, up, dtype = m.groups()  # noqa: E741
+        for what, value, choices in (("mode", mode, MODES), ("lengths", lengths, LENGTHS),
+                                     ("upstream", up, UPSTREAMS), ("dtype", dtype, DTYPES)):
+            if value not in choices:
+                raise ValueError(f"module case {what} must be one of {choices}; got {value!r} in {name!r}. "
+                                 "Remedy: pick one of the names listed.")
+        sizes = [int(v) for v in (L, T, B, I, H)]
+        if min(sizes) < 1 or flags != "".join(f for f in ("-bi", "-bf", "-nobias") if f in flags):
+            raise ValueError(f"module case name must read {form}; got {name!r} (sizes ≥ 1, flags in that order)")
+        return cls(mode, sizes[0], "-bi" in flags, "-bf" in flags, "-nobias" not in flags, *sizes[1:],
+                   lengths=lengths, upstream=up, dtype=dtype)
+
+    def length_list(self) -> list[int] | None:
+        """Each row's length: None (all T) or a mix that holds 1 and T when B allows."""
+        if self.lengths == "full":
+            return None
+        pattern = [1, self.T, (self.T + 1) // 2]
+        return [pattern[b % 3] for b in range(self.B)]
+
+    def inputs(self, dtype: str | None = None) -> dict:
+        """config, state_dict, input, hx, grad_output, grad_hn, lengths (NumPy, the case's dtype by default)."""
+        rng = np.random.default_rng(self.seed)
+        c = self.config
+        sd = {}
+        for k, shape in param_shapes(c).items():  # spectral radius of weight_hh ≈ 0.9
+            fan = shape[1] if len(shape) == 2 else self.H
+            sd[k] = rng.normal(0, (0.9 if "weight_hh" in k else 1.0) / np.sqrt(fan), shape) if "weight" in k \
+                else rng.normal(0, 0.1, shape)
+        T, B = self.T, self.B
+        x = rng.normal(0, 1, (B, T, self.I) if self.batch_first else (T, B, self.I))
+        hx = rng.normal(0, 0.5, (c.num_layers * c.dirs, B, self.H))
+        out_shape = (B, T, self.H * c.dirs) if self.batch_first else (T, B, self.H * c.dirs)
+        g_out = rng.normal(0, 1, out_shape) if self.upstream in ("output", "both") else None
+        g_hn = rng.normal(0, 1, hx.shape) if self.upstream in ("hn", "both") else None
+
+        def cast(a):
+            return None if a is None else a.astype(self.dtype).astype(dtype or self.dtype)
+
+        return {"config": c.as_dict(), "state_dict": {k: cast(v) for k, v in sd.items()}, "input": cast(x),
+                "hx": cast(hx), "grad_output": cast(g_out), "grad_hn": cast(g_hn), "lengths": self.length_list()}
+
+
+def run_module(fn, inputs: dict) -> dict:
+    """``fn`` (manual.module_gradients' signature) on a module case's inputs."""
+    return fn(inputs["config"], inputs["state_dict"], inputs["input"], inputs["hx"],
+              grad_output=inputs["grad_output"], grad_hn=inputs["grad_hn"], lengths=inputs["lengths"])
+
+
+def time_orders(config: RNNConfig) -> dict:
+    """name → time order (oracle.compare.time_order) of a module's gradient set.
+
+    One direction: every per-step tensor and ``input`` is made t = T … 1 (a
+    suffix). Bidirectional: the top layer's forward tensors are a suffix, its
+    reverse ones a prefix; below it and in ``input`` both directions mix.
+    """
+    out = {}
+    top = config.num_layers - 1
+    for h, z, layer, s in step_names(config):
+        if not config.bidirectional:
+            order = "suffix"
+        elif layer == top:
+            order = "prefix" if s else "suffix"
+        else:
+            order = "all"
+        out[h] = out[z] = order
+    out["input"] = "all" if config.bidirectional else "suffix"
+    return out
+
+
+def to_time_major(case_or_config, grads: dict) -> dict:
+    """``input`` (B, T, I) → (T, B, I) when batch_first, so every stepped tensor has time first."""
+    c = case_or_config.config if hasattr(case_or_config, "config") else case_or_config
+    if not c.batch_first or "input" not in grads or grads["input"] is None:
+        return grads
+    a = grads["input"]
+    return {**grads, "input": a.transpose(1, 0, 2) if isinstance(a, np.ndarray) else a.permute(1, 0, 2)}
+
+
+def _perturbed(inputs: dict, rng: np.random.Generator) -> dict:
+    def p(a):
+        return None if a is None else a * (1 + EPS["float64"] * rng.uniform(-1, 1, a.shape))
+    return {**inputs, "state_dict": {k: p(v) for k, v in inputs["state_dict"].items()}, "input": p(inputs["input"]),
+            "hx": p(inputs["hx"]), "grad_output": p(inputs["grad_output"]), "grad_hn": p(inputs["grad_hn"])}
+
+
+def module_truth(inputs: dict, draws: int = 2, seed: int = 0) -> Truth:
+    """The float64 truth of a module case (unrolled autograd), time-major, with sensitivity and amplification.
+
+    amp: act'(z) taken from the rounded h cancels where units saturate; per
+    layer and direction κ_act(t) = max|dL/dh_t| / max|dL/dz_t| (≥ 1), per
+    step for its h and z, its largest value for everything else.
+    """
+    from reference.module import unrolled_module_gradients  # here: importing oracle never imports torch
+
+    c = RNNConfig(**inputs["config"])
+    as64 = {**inputs, "state_dict": {k: v.astype(np.float64) for k, v in inputs["state_dict"].items()},
+            **{k: None if inputs[k] is None else inputs[k].astype(np.float64)
+               for k in ("input", "hx", "grad_output", "grad_hn")}}
+    want = to_time_major(c, run_module(unrolled_module_gradients, as64))
+    rng = np.random.default_rng(seed)
+    sens = {k: np.zeros_like(v) for k, v in want.items()}
+    for _ in range(draws):
+        moved = to_time_major(c, run_module(unrolled_module_gradients, _perturbed(as64, rng)))
+        for k in sens:
+            sens[k] = np.maximum(sens[k], np.abs(moved[k] - want[k]) / EPS["float64"])
+    amp, worst = {}, 1.0
+    for h, z, _, _ in step_names(c):
+        T = want[h].shape[0]
+        dh, dz = (np.abs(want[n]).reshape(T, -1).max(axis=1) for n in (h, z))
+        k_act = np.divide(dh, dz, out=np.ones(T), where=dz > 0).clip(min=1.0)[:, None, None]  # (T, 1, 1)
+        amp[h] = amp[z] = np.broadcast_to(k_act, want[h].shape).copy()
+        worst = max(worst, float(k_act.max()))
+    for name, g in want.items():
+        if name not in amp:
+            amp[name] = np.full(g.shape, worst)
+    T = inputs["input"].shape[1 if c.batch_first else 0]
+    K = max(c.input_size, c.hidden_size * c.dirs, inputs["input"].shape[0 if c.batch_first else 1])
+    return Truth(want, sens, amp, steps=time_orders(c), size=(T * c.num_layers, K))
+
+
+def all_module_cases(dtypes=DTYPES) -> list[ModuleCase]:
+    """The built-in module matrix for ``bptt verify``: layers × directions × batch_first × bias × mode ×
+    lengths × upstream, B ∈ {1, 3}, at T = 5 (I = 3, H = 4), in each dtype."""
+    return [ModuleCase(mode, L, bi, bf, bias, 5, B, 3, 4, lengths=ln, upstream=up, dtype=dt)
+            for mode, L, bi, bf, bias, ln, up, B, dt in itertools.product(
+                MODES, (1, 2, 3), (False, True), (False, True), (True, False), LENGTHS, UPSTREAMS, (1, 3), dtypes)]
+
+
+__all__ = ["ModuleCase", "all_module_cases", "module_truth", "run_module", "time_orders",
+           "to_time_major"]

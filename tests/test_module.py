@@ -1,0 +1,115 @@
+"""manual.module_gradients against torch.nn.RNN itself and unrolled autograd, on the whole parity matrix.
+
+Every tensor of the module's gradient set, float64 and float32, judged against
+the float64 truth by the tolerance policy: layers 1…3 × bidirectional ×
+batch_first × bias × tanh/relu × lengths (full, mixed with 1 and T) ×
+upstream (output, h_n, both) × B ∈ {1, 3}.
+"""
+
+import numpy as np
+import pytest
+import torch
+from helpers import STATS
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import manual
+from contract.spec import MODES
+from oracle.module_cases import ModuleCase, all_module_cases, module_truth, run_module, to_time_major
+from oracle.truth import Truth
+from reference.module import nn_module_gradients, unrolled_module_gradients
+
+MATRIX = all_module_cases(dtypes=("float64",))
+FLOAT32 = all_module_cases(dtypes=("float32",))[::3]
+
+
+def judge(case, got, want, ref=None, where=""):
+    report = want.compare(to_time_major(case, got), dtype=case.dtype,
+                          ref=None if ref is None else to_time_major(case, ref), title=where or case.name)
+    STATS["comparisons"] += len(report.tensors)
+    if case.dtype == "float64" and report.worst > STATS["worst_float64"]:
+        STATS["worst_float64"], STATS["worst_where"] = report.worst, case.name
+    assert report.ok, str(report)
+    return report
+
+
+def test_matrix_size():
+    assert len(MATRIX) == 576 and len({c.name for c in MATRIX}) == 576
+
+
+@pytest.mark.parametrize("case", MATRIX, ids=lambda c: c.name)
+def test_manual_equals_nn_rnn_and_unrolled_autograd(case):
+    inputs = case.inputs()
+    want = module_truth(inputs)  # unrolled autograd, every tensor, per-step ones included
+    got = run_module(manual.module_gradients, inputs)
+    assert list(got)[: len(inputs["state_dict"])] == list(inputs["state_dict"])  # state_dict's order
+    judge(case, got, want)
+    nn = to_time_major(case, run_module(nn_module_gradients, inputs))  # torch.nn.RNN, packed when lengths
+    both = Truth({**want.grads, **nn}, want.sens, want.amp, want.steps, want.size)  # nn.RNN's wherever it has one
+    judge(case, got, both, where=f"nn.RNN {case.name}")
+
+
+@pytest.mark.parametrize("case", FLOAT32, ids=lambda c: c.name)
+def test_float32_against_the_float64_truth(case):
+    inputs = case.inputs()
+    want = module_truth(case.inputs("float64"))
+    got = run_module(manual.module_gradients, inputs)
+    assert all(v.dtype == np.float32 for v in got.values())
+    judge(case, got, want, ref=run_module(unrolled_module_gradients, inputs))
+
+
+@pytest.mark.parametrize("case", MATRIX[::29], ids=lambda c: c.name)
+def test_torch_in_torch_out(case):
+    inputs = case.inputs()
+    t = {**inputs, "state_dict": {k: torch.from_numpy(v) for k, v in inputs["state_dict"].items()},
+         **{k: None if inputs[k] is None else torch.from_numpy(inputs[k])
+            for k in ("input", "hx", "grad_output", "grad_hn")}}
+    got = run_module(manual.module_gradients, t)
+    assert all(isinstance(v, torch.Tensor) and v.dtype == torch.float64 for v in got.values())
+    judge(case, {k: v.numpy() for k, v in got.items()}, module_truth(inputs))
+
+
+@pytest.mark.parametrize("case", [c for c in MATRIX if c.lengths == "mixed" and c.B == 3][::5], ids=lambda c: c.name)
+def test_padded_steps_get_exactly_zero(case):
+    inputs = case.inputs()
+    got = run_module(manual.module_gradients, inputs)
+    dx = to_time_major(case, got)["input"]  # (T, B, I)
+    for b, n in enumerate(case.length_list()):
+        assert np.all(dx[n:, b] == 0), f"{case.name}: input gradient at padded steps of row {b}"
+        for name, g in got.items():
+            if name.startswith("z_l"):
+                assert np.all(g[n:, b] == 0), f"{case.name}: {name} at padded steps of row {b}"
+
+
+@pytest.mark.parametrize("case", MATRIX[::11], ids=lambda c: c.name)
+def test_hx_none_means_zeros(case):
+    inputs = case.inputs()
+    got = manual.module_gradients(inputs["config"], inputs["state_dict"], inputs["input"], None,
+                                  grad_output=inputs["grad_output"], grad_hn=inputs["grad_hn"],
+                                  lengths=inputs["lengths"])
+    inputs["hx"] = 0 * inputs["hx"]
+    judge(case, got, module_truth(inputs))
+
+
+def test_module_forward_equals_nn_rnn():
+    case = ModuleCase("RNN_TANH", 2, True, True, True, 6, 3, 3, 4, lengths="mixed")
+    i = case.inputs()
+    out = manual.module_forward(i["config"], i["state_dict"], i["input"], i["hx"], lengths=i["lengths"])
+    rnn = torch.nn.RNN(**case.config.torch_kwargs(), dtype=torch.float64)
+    rnn.load_state_dict({k: torch.from_numpy(v) for k, v in i["state_dict"].items()})
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(i["input"]), torch.tensor(i["lengths"]),
+                                                     batch_first=True, enforce_sorted=False)
+    o, h_n = rnn(packed, torch.from_numpy(i["hx"]))
+    o, _ = torch.nn.utils.rnn.pad_packed_sequence(o, batch_first=True, total_length=case.T)
+    np.testing.assert_allclose(out["output"], o.detach().numpy(), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(out["h_n"], h_n.detach().numpy(), rtol=0, atol=1e-14)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(MODES), st.integers(1, 3), st.booleans(), st.booleans(), st.booleans(),
+       st.integers(1, 7), st.integers(1, 4), st.integers(1, 4), st.integers(1, 5),
+       st.sampled_from(["full", "mixed"]), st.sampled_from(["output", "hn", "both"]))
+def test_random_sizes(mode, L, bi, bf, bias, T, B, I, H, lengths, up):  # noqa: E741
+    case = ModuleCase(mode, L, bi, bf, bias, T, B, I, H, lengths=lengths, upstream=up)
+    inputs = case.inputs()
+    judge(case, run_module(manual.module_gradients, inputs), module_truth(inputs))
