@@ -46,3 +46,37 @@ def fd_errors(grads: dict, inputs: dict, kwargs: dict) -> dict:
         fd = fd_gradient(inputs, kwargs, name)
         out[name] = float(np.abs(np.asarray(grads[name]) - fd).max() / max(np.abs(fd).max(), L, 1.0))
     return out
+
+
+def module_scalar(inputs: dict) -> float:
+    """L = Σ grad_output ⊙ output + Σ grad_hn ⊙ h_n on manual.module_forward: the scalar whose gradient
+    the module contract's upstream gradients define."""
+    out = manual.module_forward(inputs["config"], inputs["state_dict"], inputs["input"], inputs["hx"],
+                                lengths=inputs["lengths"])
+    L = 0.0
+    if inputs["grad_output"] is not None:
+        L += float(np.sum(inputs["grad_output"] * out["output"]))
+    if inputs["grad_hn"] is not None:
+        L += float(np.sum(inputs["grad_hn"] * out["h_n"]))
+    return L
+
+
+def module_fd_errors(grads: dict, inputs: dict) -> dict:
+    """name → max |grads[name] − central differences| / max(|fd|, |L|, 1), every parameter, input and hx."""
+    L = abs(module_scalar(inputs))
+    targets = {k: ("state_dict", k) for k in inputs["state_dict"]}
+    targets.update({"input": (None, "input"), "hx": (None, "hx")})
+    out = {}
+    for name, (group, key) in targets.items():
+        base = inputs[group][key] if group else inputs[key]
+        fd = np.zeros_like(base)
+        for idx in np.ndindex(base.shape):
+            vals = []
+            for sign in (1, -1):
+                a = base.copy()
+                a[idx] += sign * STEP
+                inp = {**inputs, group: {**inputs[group], key: a}} if group else {**inputs, key: a}
+                vals.append(module_scalar(inp))
+            fd[idx] = (vals[0] - vals[1]) / (2 * STEP)
+        out[name] = float(np.abs(np.asarray(grads[name]) - fd).max() / max(np.abs(fd).max(), L, 1.0))
+    return out

@@ -10,15 +10,22 @@ Never imports ``manual``: this side knows the model, not the derivation.
 * :func:`forward` — the unrolled model's z, h, outputs and loss.
 * :func:`nn_rnn_gradients` — the model built on ``torch.nn.RNN`` (torch's
   production kernel, cuDNN on CUDA) for the parameter, ``x`` and ``h0`` gradients.
+* :func:`nn_module_gradients`, :func:`unrolled_module_gradients` — the module
+  contract (``manual.module_gradients``' signature): through ``torch.nn.RNN``
+  itself (packed input for variable lengths), and unrolled per layer and
+  direction with per-step ``h_l{k}{s}``, ``z_l{k}{s}``.
 """
 
 from reference.autograd import forward, gradients, per_step_gradients
+from reference.module import nn_module_gradients, unrolled_module_gradients
 from reference.nn_rnn import NN_RNN_ACTIVATIONS, nn_rnn_gradients
 
 __all__ = [
     "NN_RNN_ACTIVATIONS",
     "forward",
     "gradients",
+    "nn_module_gradients",
     "nn_rnn_gradients",
     "per_step_gradients",
+    "unrolled_module_gradients",
 ]

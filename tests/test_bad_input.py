@@ -6,6 +6,7 @@ import torch
 
 import manual
 import reference
+import reference.module
 from contract import NonFiniteGradientError
 from oracle.cases import Case
 
@@ -159,3 +160,79 @@ def test_compare_fails_inf_where_truth_is_finite_even_if_autograd_overflowed():
     got = {"Wxh": np.array([[1.0, np.inf], [1.0, 1.0]]), "Why": np.ones((1, 2))}
     report = compare(got, want, ref={"Wxh": np.full((2, 2), np.inf), "Why": np.ones((1, 2))})
     assert not report.ok and report["Wxh"].nonfinite == 1 and report["Wxh"].mismatched == 1
+
+
+# ------------------------------------------------------------------ the module contract
+
+def module_args(**changes):
+    from oracle.module_cases import ModuleCase
+    i = ModuleCase("RNN_TANH", 2, True, False, True, 4, 3, 3, 5).inputs()
+    args = {"config": i["config"], "state_dict": i["state_dict"], "input": i["input"], "hx": i["hx"],
+            "grad_output": i["grad_output"], "grad_hn": i["grad_hn"], "lengths": None}
+    args.update(changes)
+    return args
+
+
+MI = module_args()
+SD = MI["state_dict"]
+MODULE_BAD = [  # (id, changes, exception, words)
+    ("config-not-dict", {"config": ["RNN_TANH"]}, TypeError, ["config", "dict", "list"]),
+    ("mode-unknown", {"config": {**MI["config"], "mode": "LSTM"}}, ValueError, ["mode", "'LSTM'", "RNN_TANH"]),
+    ("mode-case", {"config": {**MI["config"], "mode": "rnn_relu"}}, ValueError, ["did you mean 'RNN_RELU'"]),
+    ("config-unknown-key", {"config": {**MI["config"], "proj_size": 2}}, ValueError, ["proj_size", "unknown"]),
+    ("nonlinearity-contradicts", {"config": {**MI["config"], "nonlinearity": "relu"}}, ValueError,
+     ["nonlinearity", "RNN_TANH"]),
+    ("dropout", {"config": {**MI["config"], "dropout": 0.5}}, ValueError, ["dropout", "0.5"]),
+    ("hidden-zero", {"config": {**MI["config"], "hidden_size": 0}}, ValueError, ["hidden_size", "positive"]),
+    ("flag-not-bool", {"config": {**MI["config"], "bias": 1}}, TypeError, ["bias", "True or False"]),
+    ("missing-key", {"state_dict": {k: v for k, v in SD.items() if k != "bias_hh_l1_reverse"}}, ValueError,
+     ["bias_hh_l1_reverse", "missing"]),
+    ("extra-key", {"state_dict": {**SD, "weight_hr_l0": SD["weight_hh_l0"]}}, ValueError,
+     ["weight_hr_l0", "unexpected"]),
+    ("weight-transposed", {"state_dict": {**SD, "weight_ih_l0": SD["weight_ih_l0"].T}}, ValueError,
+     ["weight_ih_l0", "(5, 3)", "(3, 5)"]),
+    ("layer1-input-size", {"state_dict": {**SD, "weight_ih_l1": SD["weight_ih_l1"][:, :5]}}, ValueError,
+     ["weight_ih_l1", "(5, 10)", "(5, 5)"]),
+    ("weight-int", {"state_dict": {**SD, "weight_hh_l0": SD["weight_hh_l0"].astype(np.int64)}}, TypeError,
+     ["weight_hh_l0", "int64"]),
+    ("mixed-dtype", {"input": MI["input"].astype(np.float32)}, TypeError, ["input", "float32", "float64"]),
+    ("mixed-library", {"hx": torch.from_numpy(MI["hx"])}, TypeError, ["hx", "torch", "one library"]),
+    ("input-2d", {"input": MI["input"][0]}, ValueError, ["input", "3-D", "(3, 3)"]),
+    ("input-size", {"input": MI["input"][..., :2]}, ValueError, ["input", "(4, 3, 3)", "(4, 3, 2)"]),
+    ("T-zero", {"input": MI["input"][:0], "grad_output": MI["grad_output"][:0]}, ValueError, ["input", "T", "0"]),
+    ("hx-shape", {"hx": MI["hx"][:2]}, ValueError, ["hx", "(4, 3, 5)", "(2, 3, 5)"]),
+    ("grad-output-shape", {"grad_output": MI["grad_output"][..., :5]}, ValueError,
+     ["grad_output", "(4, 3, 10)", "(4, 3, 5)"]),
+    ("grad-hn-shape", {"grad_hn": MI["grad_hn"][0]}, ValueError, ["grad_hn", "(4, 3, 5)", "(3, 5)"]),
+    ("no-upstream", {"grad_output": None, "grad_hn": None}, ValueError, ["grad_output", "grad_hn", "both None"]),
+    ("input-nan", {"input": np.where(MI["input"] > 1, np.nan, MI["input"])}, ValueError, ["input", "finite"]),
+    ("lengths-float", {"lengths": np.array([1.0, 2.0, 3.0])}, TypeError, ["lengths", "integers", "float64"]),
+    ("lengths-count", {"lengths": [4, 4]}, ValueError, ["lengths", "B = 3", "2"]),
+    ("lengths-zero", {"lengths": [4, 0, 2]}, ValueError, ["lengths", "[1, 4]", "0", "row 1"]),
+    ("lengths-past-T", {"lengths": [4, 5, 2]}, ValueError, ["lengths", "[1, 4]", "5"]),
+    ("lengths-kind", {"lengths": "4,4,4"}, TypeError, ["lengths", "str"]),
+]
+MODULE_ENTRY_POINTS = [manual.module_gradients, reference.module.nn_module_gradients,
+                       reference.module.unrolled_module_gradients]
+
+
+@pytest.mark.parametrize("fn", MODULE_ENTRY_POINTS, ids=lambda f: f"{f.__module__}.{f.__name__}")
+@pytest.mark.parametrize("case_id, changes, exc, words", MODULE_BAD, ids=[b[0] for b in MODULE_BAD])
+def test_module_bad_input(fn, case_id, changes, exc, words):
+    a = module_args(**changes)
+    with pytest.raises(exc) as info:
+        fn(a["config"], a["state_dict"], a["input"], a["hx"], grad_output=a["grad_output"], grad_hn=a["grad_hn"],
+           lengths=a["lengths"])
+    msg = str(info.value)
+    assert "Remedy" in msg, msg
+    for w in words:
+        assert w in msg, f"{case_id}: {w!r} not in: {msg}"
+
+
+def test_module_overflow_names_layer_and_step():
+    a = module_args(state_dict={k: v * 1e200 if "weight_hh" in k else v for k, v in SD.items()},
+                    config={**MI["config"], "mode": "RNN_RELU"})
+    with pytest.raises(NonFiniteGradientError) as info:
+        manual.module_gradients(a["config"], a["state_dict"], a["input"], a["hx"], grad_output=a["grad_output"],
+                                grad_hn=a["grad_hn"])
+    assert info.value.tensor.startswith("h_l0") and info.value.t is not None, str(info.value)
