@@ -20,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.spec import step_names
 from oracle.cases import Case, all_cases, run, select
+from oracle.catalog import builtin_cases, kind_of
 from oracle.compare import Report
 from oracle.isolate import DEFAULT_TIMEOUT, CandidateError, Outcome, call, load, reference_to, run_isolated
+from oracle.module_cases import module_truth, run_module, to_time_major
 from oracle.progress import Progress
 from oracle.truth import Truth, truth
 
@@ -85,10 +88,23 @@ def cast_inputs(inputs: dict, dtype: str) -> dict:
             "target": f(inputs["target"]), "h0": f(inputs["h0"])}
 
 
-def prepare(case: Case, inputs: dict, want: Truth | None = None) -> Prepared:
+def _cast_module(inputs: dict, dtype: str) -> dict:
+    f = lambda a: None if a is None else a.astype(dtype)  # noqa: E731
+    return {**inputs, "state_dict": {k: f(v) for k, v in inputs["state_dict"].items()},
+            **{k: f(inputs[k]) for k in ("input", "hx", "grad_output", "grad_hn")}}
+
+
+def prepare(case, inputs: dict, want: Truth | None = None) -> Prepared:
     """The reference side of ``case`` on ``inputs`` (``want``: its truth, computed when None)."""
     import reference  # here, not at the top: a worker process imports oracle without torch
 
+    if kind_of(case) == "module":
+        inputs = _cast_module(inputs, case.dtype)
+        want = module_truth(inputs) if want is None else want
+        ref = None
+        if case.dtype != "float64":
+            ref = to_time_major(case, run_module(reference.unrolled_module_gradients, _cast_module(inputs, case.dtype)))
+        return Prepared(case, inputs, want, ref)
     inputs = cast_inputs(inputs, case.dtype)
     want = truth(inputs, case.kwargs) if want is None else want
     ref = run(reference.gradients, cast_inputs(inputs, case.dtype), case.kwargs) if case.dtype != "float64" else None
@@ -102,10 +118,14 @@ def judge(p: Prepared, outcome: Outcome) -> CaseResult:
     if not outcome.grads:
         return CaseResult(p.case, error="the candidate returned nothing")
     report = None
+    module = kind_of(p.case) == "module"
+    optional = tuple(n for h, z, _, _ in step_names(p.case.config) for n in (h, z)) if module else OPTIONAL
     for i, got in enumerate(outcome.grads):
+        if module and getattr(got.get("input"), "ndim", 0) == 3:
+            got = to_time_major(p.case, got)
         title = p.case.name if i == 0 else (f"{p.case.name} (call {i + 1} of {len(outcome.grads)} on the same "
                                             "inputs; the first call passed: state kept between calls?)")
-        report = p.want.compare(got, dtype=p.case.dtype, ref=p.ref, optional=OPTIONAL, title=title)
+        report = p.want.compare(got, dtype=p.case.dtype, ref=p.ref, optional=optional, title=title)
         if not report.ok:
             break
     return CaseResult(p.case, report)
@@ -126,7 +146,8 @@ def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: tuple, *, jo
 
     def task(i: int) -> tuple:
         prepared[i] = prepare_case(i)
-        return prepared[i].inputs, prepared[i].case.kwargs
+        case = prepared[i].case
+        return prepared[i].inputs, getattr(case, "kwargs", {}), kind_of(case)
 
     def done(i: int, outcome: Outcome) -> None:
         results[i] = judge(prepared.pop(i), outcome)
@@ -137,8 +158,8 @@ def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: tuple, *, jo
         run_isolated(what, n, task, done, jobs=jobs, timeout=timeout)
     else:
         for i in range(n):
-            inputs, kwargs = task(i)
-            done(i, call(what, inputs, kwargs))
+            inputs, kwargs, kind = task(i)
+            done(i, call(what, inputs, kwargs, kind=kind))
     return CheckResult(results)
 
 
@@ -185,8 +206,9 @@ def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, 
           timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None) -> CheckResult:
     """Judge ``candidate`` (``manual.gradients``' signature, or ``"MODULE:FUNCTION"``) on cases.
 
-    ``cases``: None for the whole built-in matrix, a substring of case names,
-    or a list of ``Case``. ``golden``: a folder of golden files written by
+    ``cases``: None for the seed model's built-in matrix, a substring of case
+    names ("module/" for the module matrix, whose candidates have
+    ``manual.module_gradients``' signature), or a list of cases. ``golden``: a folder of golden files written by
     ``bptt export``, read instead of the built-in matrix (``cases`` then
     filters them by substring).
 
@@ -213,7 +235,10 @@ def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, 
         prep = lambda i: prepare(*items[i])  # noqa: E731
         n = len(items)
     else:
-        chosen = select(all_cases(), cases) if cases is None or isinstance(cases, str) else list(cases)
+        if cases is None:  # the seed model's matrix: a candidate has one signature
+            chosen = all_cases()
+        else:
+            chosen = select(builtin_cases(), cases) if isinstance(cases, str) else list(cases)
         prep = lambda i: prepare(chosen[i], chosen[i].inputs())  # noqa: E731
         n = len(chosen)
     return _drive(n, prep, runner, jobs=jobs, timeout=timeout, progress=progress)

@@ -27,15 +27,16 @@ def _usage(msg: str) -> int:
 
 
 def _cases(args):
-    from oracle.cases import DTYPES, Case, all_cases, select
+    from oracle.cases import DTYPES, select
+    from oracle.catalog import builtin_cases, parse_case
 
     if getattr(args, "case", None):
         try:
-            return [Case.parse(n) for n in args.case]
+            return [parse_case(n) for n in args.case]
         except ValueError as e:
             raise SystemExit(_usage(str(e))) from None
     dtypes = DTYPES if args.dtype == "all" else (args.dtype,)
-    chosen = select(all_cases(dtypes=dtypes), args.k)
+    chosen = select(builtin_cases(dtypes=dtypes), args.k)
     if not chosen:
         raise SystemExit(_usage(f"-k {args.k!r} selects no case. Remedy: `bptt verify --list` shows the names."))
     return chosen

@@ -27,6 +27,7 @@ their arrays are read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -41,10 +42,15 @@ from pathlib import Path
 import numpy as np
 
 from contract import ACTIVATIONS, GRAD_NAMES, LOSSES, PARAM_NAMES, TOPOLOGIES
+from contract.spec import MODES, param_shapes
+from contract.spec import grad_shapes as module_grad_shapes
 from oracle.cases import DTYPES, Case
+from oracle.catalog import kind_of
+from oracle.module_cases import ModuleCase, bound_size, time_orders, to_time_major
 from oracle.truth import Truth
 
-SCHEMA = 1
+SCHEMA = 2  # 2: a "kind" ("seed" or "module"); 1: the seed model's files before it, still read
+READABLE = (1, 2)
 MAX_FILE_BYTES = 256 * 2**20  # the largest built-in case is under 1 MiB
 MAX_HEADER_BYTES = 2**20
 MAX_MEMBER_BYTES = 64 * 2**20
@@ -67,16 +73,32 @@ class GoldenFileError(ValueError):
 
 # ---------------------------------------------------------------- shapes of a case
 
-def grad_shapes(case: Case) -> dict:
-    """name → shape of every gradient (and so of sens and amp) of ``case``."""
+def grad_shapes(case) -> dict:
+    """name → shape of every gradient (and so of sens and amp) of ``case`` (``input`` in the caller's layout)."""
+    if kind_of(case) == "module":
+        return module_grad_shapes(case.config, case.T, case.B)
     T, B, D, H, O = case.T, case.B, case.D, case.H, case.O
     return {"Wxh": (H, D), "Whh": (H, H), "bh": (H,), "Why": (O, H), "by": (O,), "h0": (B, H),
             "x": (B, D) if case.topology == "one-to-many" else (T, B, D), "h": (T, B, H), "z": (T, B, H)}
 
 
-def file_shapes(case: Case) -> dict:
+def file_shapes(case) -> dict:
     """name → (shape, allowed safetensors dtypes) of every tensor of a golden file."""
     g = grad_shapes(case)
+    if kind_of(case) == "module":
+        c = case.config
+        out = {f"state_dict.{k}": (v, {"F64"}) for k, v in param_shapes(c).items()}
+        out.update({"inputs.input": (g["input"], {"F64"}), "inputs.hx": (g["hx"], {"F64"})})
+        if case.upstream in ("output", "both"):
+            T, B, H2 = case.T, case.B, case.H * c.dirs
+            out["inputs.grad_output"] = ((B, T, H2) if c.batch_first else (T, B, H2), {"F64"})
+        if case.upstream in ("hn", "both"):
+            out["inputs.grad_hn"] = (g["hx"], {"F64"})
+        if case.lengths != "full":
+            out["inputs.lengths"] = ((case.B,), {"I64"})
+        for prefix in ("grads", "sens", "amp"):
+            out.update({f"{prefix}.{k}": (v, {"F64"}) for k, v in g.items()})
+        return out
     lead = () if case.topology == "many-to-one" else (case.T,)
     target = ((*lead, case.B), {"I64"}) if case.loss == "cross_entropy" else ((*lead, case.B, case.O), {"F64"})
     out = {f"params.{k}": (g[k], {"F64"}) for k in PARAM_NAMES}
@@ -86,10 +108,12 @@ def file_shapes(case: Case) -> dict:
     return out
 
 
-def case_from_spec(spec: object, path) -> Case:
-    """The Case a file's metadata describes, every field checked."""
+def case_from_spec(spec: object, path, kind: str = "seed"):
+    """The case a file's metadata describes, every field checked."""
     if not isinstance(spec, dict):
         raise GoldenFileError(path, "metadata 'case' is not an object")
+    if kind == "module":
+        return _module_case_from_spec(spec, path)
     choices = {"topology": TOPOLOGIES, "activation": ACTIVATIONS, "loss": LOSSES, "dtype": DTYPES}
     for key, allowed in choices.items():
         if spec.get(key) not in allowed:
@@ -104,6 +128,35 @@ def case_from_spec(spec: object, path) -> Case:
     if sum(math.prod(s) for s, _ in file_shapes(case).values()) > MAX_ELEMENTS:
         raise GoldenFileError(path, f"case {case.name} declares more than {MAX_ELEMENTS} elements")
     return case
+
+
+def _module_case_from_spec(spec: dict, path) -> ModuleCase:
+    choices = {"mode": MODES, "lengths": ("full", "mixed"), "upstream": ("output", "hn", "both"), "dtype": DTYPES}
+    for key, allowed in choices.items():
+        if spec.get(key) not in allowed:
+            raise GoldenFileError(path, f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
+    for key in ("bidirectional", "batch_first", "bias"):
+        if not isinstance(spec.get(key), bool):
+            raise GoldenFileError(path, f"metadata case.{key} is {spec.get(key)!r}, expected true or false")
+    dims = {}
+    for key in ("num_layers", "T", "B", "I", "H"):
+        v = spec.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_DIM:
+            raise GoldenFileError(path, f"metadata case.{key} is {v!r}, expected an integer in [1, {MAX_DIM}]")
+        dims[key] = v
+    if dims["num_layers"] > 64:
+        raise GoldenFileError(path, f"metadata case.num_layers is {dims['num_layers']}, more than 64")
+    case = ModuleCase(spec["mode"], dims["num_layers"], spec["bidirectional"], spec["batch_first"], spec["bias"],
+                      dims["T"], dims["B"], dims["I"], dims["H"], lengths=spec["lengths"],
+                      upstream=spec["upstream"], dtype=spec["dtype"])
+    if sum(math.prod(s) for s, _ in file_shapes(case).values()) > MAX_ELEMENTS:
+        raise GoldenFileError(path, f"case {case.name} declares more than {MAX_ELEMENTS} elements")
+    return case
+
+
+def spec_of(case) -> dict:
+    """The metadata's ``case`` object: every field of the case."""
+    return {f.name: getattr(case, f.name) for f in dataclasses.fields(case)}
 
 
 # ---------------------------------------------------------------- bounded JSON
@@ -224,10 +277,14 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
     if "bptt" not in meta:
         raise GoldenFileError(path, "metadata 'bptt' is missing: not a golden file of this project")
     info = parse_json(meta["bptt"], path, "metadata 'bptt'")
-    if not isinstance(info, dict) or info.get("schema") != SCHEMA:
+    if not isinstance(info, dict) or info.get("schema") not in READABLE:
         raise GoldenFileError(path, f"schema {info.get('schema') if isinstance(info, dict) else None!r}, "
-                                    f"expected {SCHEMA}")
-    case = case_from_spec(info.get("case"), path)
+                                    f"this bptt-reference reads schemas {READABLE}",
+                              "update bptt-reference (pip install -U), or export the case again with this one")
+    kind = info.get("kind", "seed") if info["schema"] >= 2 else "seed"
+    if kind not in ("seed", "module"):
+        raise GoldenFileError(path, f"metadata kind is {kind!r}, expected 'seed' or 'module'")
+    case = case_from_spec(info.get("case"), path, kind)
     expected = file_shapes(case)
     if set(header) != set(expected):
         raise GoldenFileError(path, f"tensors {sorted(set(header) ^ set(expected))} unexpected or missing "
@@ -248,27 +305,54 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
             raise GoldenFileError(path, f"tensor {name!r} does not match its SHA-256 in the metadata")
         if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
             raise GoldenFileError(path, f"tensor {name!r} holds NaN or Inf")
+    if kind == "module":
+        return (case, *_module_from_tensors(path, case, t), info)
     inputs = {"params": {k: t[f"params.{k}"] for k in PARAM_NAMES}, "x": t["inputs.x"],
               "h0": t["inputs.h0"], "target": t["inputs.target"]}
     truth = Truth(*({k: t[f"{p}.{k}"] for k in GRAD_NAMES} for p in ("grads", "sens", "amp")))
     return case, inputs, truth, info
 
 
-def write_golden(path, case: Case, inputs: dict, truth: Truth, extra: dict) -> None:
+def _module_from_tensors(path, case: ModuleCase, t: dict) -> tuple[dict, Truth]:
+    """(inputs, truth) of a module case from its file's tensors; the truth time-major, as the oracle judges."""
+    c = case.config
+    lengths = t.get("inputs.lengths")
+    if lengths is not None and not np.all((lengths >= 1) & (lengths <= case.T)):
+        raise GoldenFileError(path, f"inputs.lengths {lengths.tolist()} outside [1, {case.T}]")
+    inputs = {"config": c.as_dict(), "state_dict": {k: t[f"state_dict.{k}"] for k in param_shapes(c)},
+              "input": t["inputs.input"], "hx": t["inputs.hx"], "grad_output": t.get("inputs.grad_output"),
+              "grad_hn": t.get("inputs.grad_hn"), "lengths": None if lengths is None else lengths.tolist()}
+    names = module_grad_shapes(c, case.T, case.B)
+    grads, sens, amp = ({k: t[f"{p}.{k}"] for k in names} for p in ("grads", "sens", "amp"))
+    major = lambda d: to_time_major(c, d)  # noqa: E731
+    return inputs, Truth(major(grads), major(sens), major(amp), time_orders(c), bound_size(c, case.T, case.B))
+
+
+def write_golden(path, case, inputs: dict, truth: Truth, extra: dict) -> None:
+    """One golden file; a module case's gradients in the caller's layout (``input`` batch-first when it is)."""
     from safetensors.numpy import save
 
-    tensors = {f"params.{k}": inputs["params"][k] for k in PARAM_NAMES}
-    tensors.update({"inputs.x": inputs["x"], "inputs.h0": inputs["h0"], "inputs.target": inputs["target"]})
-    for prefix, d in (("grads", truth.grads), ("sens", truth.sens), ("amp", truth.amp)):
-        tensors.update({f"{prefix}.{k}": d[k] for k in GRAD_NAMES})
+    if kind_of(case) == "module":
+        tensors = {f"state_dict.{k}": v for k, v in inputs["state_dict"].items()}
+        tensors.update({f"inputs.{k}": inputs[k] for k in ("input", "hx", "grad_output", "grad_hn")
+                        if inputs[k] is not None})
+        if inputs["lengths"] is not None:
+            tensors["inputs.lengths"] = np.asarray(inputs["lengths"], dtype=np.int64)
+        for prefix, d in (("grads", truth.grads), ("sens", truth.sens), ("amp", truth.amp)):
+            # back to the caller's layout: the (B, T) ↔ (T, B) transpose is its own inverse
+            tensors.update({f"{prefix}.{k}": v for k, v in to_time_major(case, d).items()})
+    else:
+        tensors = {f"params.{k}": inputs["params"][k] for k in PARAM_NAMES}
+        tensors.update({"inputs.x": inputs["x"], "inputs.h0": inputs["h0"], "inputs.target": inputs["target"]})
+        for prefix, d in (("grads", truth.grads), ("sens", truth.sens), ("amp", truth.amp)):
+            tensors.update({f"{prefix}.{k}": d[k] for k in GRAD_NAMES})
     tensors = {k: np.ascontiguousarray(v, dtype=np.int64 if v.dtype.kind in "iu" else np.float64)
                for k, v in tensors.items()}
     for k, v in tensors.items():
         if v.dtype.kind == "f" and not np.isfinite(v).all():
             raise ValueError(f"{case.name}: {k} is not finite; a golden case is never written with NaN/Inf")
-    spec = {"topology": case.topology, "activation": case.activation, "loss": case.loss, "T": case.T,
-            "B": case.B, "D": case.D, "H": case.H, "O": case.O, "dtype": case.dtype}
-    info = {"schema": SCHEMA, "name": case.name, "case": spec, "seed": case.seed, **extra,
+    info = {"schema": SCHEMA, "kind": kind_of(case), "name": case.name, "case": spec_of(case), "seed": case.seed,
+            **extra,
             "sha256": {k: sha256(v) for k, v in tensors.items()}}
     tmp = Path(str(path) + ".tmp")
     with open(tmp, "wb") as f:  # open(): the mode follows the umask, as for any file the user writes

@@ -58,30 +58,46 @@ def default_jobs() -> int:
 
 # ---------------------------------------------------------------- one call, in whatever process
 
-def _copy(inputs: dict) -> dict:
-    return {"params": {k: np.array(v, copy=True) for k, v in inputs["params"].items()},
-            "x": np.array(inputs["x"], copy=True), "target": np.array(inputs["target"], copy=True),
-            "h0": np.array(inputs["h0"], copy=True)}
+def _copy(a):
+    """A deep copy of a case's inputs: arrays, dicts of arrays, lists (lengths), scalars (config)."""
+    if isinstance(a, dict):
+        return {k: _copy(v) for k, v in a.items()}
+    if isinstance(a, list):
+        return list(a)
+    return np.array(a, copy=True) if isinstance(a, np.ndarray) else a
 
 
-def _changed(pristine: dict, given: dict) -> list[str]:
-    """What the candidate changed in its copy of the inputs, each named as the caller wrote it."""
+def _changed(pristine: dict, given: dict, where: str = "") -> list[str]:
+    """What the candidate changed in its copy of the inputs, each named as the caller wrote it
+    (``params["Why"] was modified in place``, ``x was modified in place``)."""
     out = []
-    params = given.get("params")
-    for k, v in pristine["params"].items():
-        if not isinstance(params, dict) or k not in params:
-            out.append(f'params["{k}"] was removed from the dict')
-        elif params[k] is not None and not _same(v, params[k]):
-            out.append(f'params["{k}"] was modified in place')
-    if isinstance(params, dict):
-        out += [f'params["{k}"] was added to the dict' for k in params if k not in pristine["params"]]
-    out += [f"{k} was modified in place" for k in ("x", "target", "h0") if not _same(pristine[k], given.get(k))]
+    for k, v in pristine.items():
+        name = f'{where}["{k}"]' if where else k
+        if not isinstance(given, dict) or k not in given:
+            out.append(f"{name} was removed from the dict")
+        elif isinstance(v, dict):
+            out += _changed(v, given[k], name) if isinstance(given[k], dict) else [f"{name} was replaced"]
+        elif not _same(v, given[k]):
+            out.append(f"{name} was modified in place")
+    if isinstance(given, dict):
+        out += [f'{where}["{k}"] was added to the dict' if where else f"{k} was added"
+                for k in given if k not in pristine]
     return out
 
 
-def _same(a: np.ndarray, b) -> bool:
-    return isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype and \
-        a.tobytes() == b.tobytes()
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype and \
+            a.tobytes() == b.tobytes()
+    return type(a) is type(b) and a == b
+
+
+def invoke(fn: Callable, inputs: dict, kwargs: dict, kind: str = "seed"):
+    """``fn`` on a case's inputs with the signature of its kind: manual.gradients' or manual.module_gradients'."""
+    if kind == "module":
+        return fn(inputs["config"], inputs["state_dict"], inputs["input"], inputs["hx"],
+                  grad_output=inputs["grad_output"], grad_hn=inputs["grad_hn"], lengths=inputs["lengths"])
+    return fn(inputs["params"], inputs["x"], inputs["target"], h0=inputs["h0"], **kwargs)
 
 
 def _plain(got) -> dict:
@@ -111,11 +127,12 @@ def _plain(got) -> dict:
 def _describe(e: BaseException) -> str:
     if isinstance(e, SystemExit):
         return f"called sys.exit({e.code!r})"
-    return traceback.format_exception_only(type(e), e)[-1].strip()
+    return "raised " + traceback.format_exception_only(type(e), e)[-1].strip()
 
 
-def call(fn: Callable, inputs: dict, kwargs: dict, calls: int = CALLS, in_worker: bool = False) -> Outcome:
-    """``fn`` (manual.gradients' signature) on fresh copies of ``inputs``, ``calls`` times.
+def call(fn: Callable, inputs: dict, kwargs: dict, calls: int = CALLS, in_worker: bool = False,
+         kind: str = "seed") -> Outcome:
+    """``fn`` (the signature of ``kind``, see :func:`invoke`) on fresh copies of ``inputs``, ``calls`` times.
 
     In this process a KeyboardInterrupt is the user's and goes on up; in a
     worker (which ignores Ctrl-C: the checker handles it) it is the candidate's.
@@ -125,7 +142,7 @@ def call(fn: Callable, inputs: dict, kwargs: dict, calls: int = CALLS, in_worker
         mine = _copy(inputs)
         when = "" if i == 0 else f" (call {i + 1} of {calls} on the same inputs)"
         try:
-            got = fn(mine["params"], mine["x"], mine["target"], h0=mine["h0"], **kwargs)
+            got = invoke(fn, mine, kwargs, kind)
         except KeyboardInterrupt as e:
             if not in_worker:
                 raise
@@ -198,8 +215,8 @@ def _serve(conn, ref: tuple) -> None:
         task = conn.recv()
         if task is None:
             return
-        inputs, kwargs = task
-        conn.send(("done", call(fn, inputs, kwargs, in_worker=True)))
+        inputs, kwargs, kind = task
+        conn.send(("done", call(fn, inputs, kwargs, in_worker=True, kind=kind)))
 
 
 def death(exitcode: int | None) -> str:
@@ -252,7 +269,7 @@ def run_isolated(ref: tuple, n: int, task: Callable[[int], tuple], done: Callabl
                  jobs: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
     """Run the candidate ``ref`` on tasks 0 … n−1 in up to ``jobs`` worker processes.
 
-    ``task(i)`` gives task i's (inputs, kwargs); it is called in this process
+    ``task(i)`` gives task i's (inputs, kwargs, kind); it is called in this process
     just before the task is handed out (so the checker prepares case i while
     workers run the ones before it). ``done(i, outcome)`` receives each
     result as it comes. A worker that dies or passes the deadline gives its

@@ -163,9 +163,10 @@ def _perturbed(inputs: dict, rng: np.random.Generator) -> dict:
 def module_truth(inputs: dict, draws: int = 2, seed: int = 0) -> Truth:
     """The float64 truth of a module case (unrolled autograd), time-major, with sensitivity and amplification.
 
-    amp: act'(z) taken from the rounded h cancels where units saturate; per
-    layer and direction κ_act(t) = max|dL/dh_t| / max|dL/dz_t| (≥ 1), per
-    step for its h and z, its largest value for everything else.
+    amp: tanh'(z) taken from the rounded h (1 − h²) cancels where units
+    saturate; per layer and direction κ_act(t) = max|dL/dh_t| / max|dL/dz_t|
+    (≥ 1), per step for its h and z, its largest value for everything else;
+    1 under relu, whose derivative is exactly 0 or 1.
     """
     from reference.module import unrolled_module_gradients  # here: importing oracle never imports torch
 
@@ -185,14 +186,20 @@ def module_truth(inputs: dict, draws: int = 2, seed: int = 0) -> Truth:
         T = want[h].shape[0]
         dh, dz = (np.abs(want[n]).reshape(T, -1).max(axis=1) for n in (h, z))
         k_act = np.divide(dh, dz, out=np.ones(T), where=dz > 0).clip(min=1.0)[:, None, None]  # (T, 1, 1)
+        if c.nonlinearity == "relu":  # relu' is exactly 0 or 1: nothing cancels (a dead unit is not a saturated one)
+            k_act = np.ones_like(k_act)
         amp[h] = amp[z] = np.broadcast_to(k_act, want[h].shape).copy()
         worst = max(worst, float(k_act.max()))
     for name, g in want.items():
         if name not in amp:
             amp[name] = np.full(g.shape, worst)
-    T = inputs["input"].shape[1 if c.batch_first else 0]
-    K = max(c.input_size, c.hidden_size * c.dirs, inputs["input"].shape[0 if c.batch_first else 1])
-    return Truth(want, sens, amp, steps=time_orders(c), size=(T * c.num_layers, K))
+    T, B = (inputs["input"].shape[1], inputs["input"].shape[0]) if c.batch_first else inputs["input"].shape[:2]
+    return Truth(want, sens, amp, steps=time_orders(c), size=bound_size(c, T, B))
+
+
+def bound_size(config: RNNConfig, T: int, B: int) -> tuple[int, int]:
+    """(T, K) of the bound C·eps·√(T·K): a chain of T steps through each of the layers, sums over K terms."""
+    return T * config.num_layers, max(config.input_size, config.hidden_size * config.dirs, B)
 
 
 def all_module_cases(dtypes=DTYPES) -> list[ModuleCase]:
@@ -203,5 +210,5 @@ def all_module_cases(dtypes=DTYPES) -> list[ModuleCase]:
                 MODES, (1, 2, 3), (False, True), (False, True), (True, False), LENGTHS, UPSTREAMS, (1, 3), dtypes)]
 
 
-__all__ = ["ModuleCase", "all_module_cases", "module_truth", "run_module", "time_orders",
+__all__ = ["ModuleCase", "all_module_cases", "bound_size", "module_truth", "run_module", "time_orders",
            "to_time_major"]

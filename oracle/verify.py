@@ -16,6 +16,7 @@ from contract import GRAD_NAMES
 from oracle.cases import Case, run
 from oracle.check import cast_inputs
 from oracle.isolate import default_jobs
+from oracle.module_cases import ModuleCase, module_truth, run_module, to_time_major
 from oracle.progress import Progress
 from oracle.truth import Truth, truth
 
@@ -32,10 +33,13 @@ def tf32(allowed: bool):
 
 
 def on_device(inputs: dict, device: str) -> dict:
-    """NumPy inputs on the CPU; torch tensors on CUDA."""
+    """NumPy inputs on the CPU; torch tensors on CUDA (either kind of case)."""
     if device == "cpu":
         return inputs
-    t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    t = lambda a: None if a is None else torch.from_numpy(a).to(device)  # noqa: E731
+    if "state_dict" in inputs:
+        return {**inputs, "state_dict": {k: t(v) for k, v in inputs["state_dict"].items()},
+                **{k: t(inputs[k]) for k in ("input", "hx", "grad_output", "grad_hn")}}
     return {"params": {k: t(v) for k, v in inputs["params"].items()}, "x": t(inputs["x"]),
             "target": t(inputs["target"]), "h0": t(inputs["h0"])}
 
@@ -74,9 +78,34 @@ class Verification:
                    default=0.0)
 
     def table(self) -> str:
+        seed = [v for v in self.verdicts if not isinstance(v.case, ModuleCase)]
+        module = [v for v in self.verdicts if isinstance(v.case, ModuleCase)]
+        return "\n\n".join(t for t in (self._seed_table(seed), self._module_table(module)) if t)
+
+    def _module_table(self, verdicts) -> str:
+        """One row per module case; each column the worst over layers and directions."""
+        if not verdicts:
+            return ""
+        groups = {"weight_ih": "weight_ih_l", "weight_hh": "weight_hh_l", "bias": "bias_", "input": "input",
+                  "hx": "hx", "h": "h_l", "z": "z_l"}
+        head = f"{'module case':<70}" + "".join(f"{n:>10}" for n in groups) + "  verdict"
+        rows = [head, "-" * len(head)]
+        for v in verdicts:
+            cells = []
+            for prefix in groups.values():
+                ts = [t for r in v.reports.values() for t in r.tensors
+                      if t.name == prefix or (prefix.endswith(("_l", "_")) and t.name.startswith(prefix))]
+                w = max((t.normalised for t in ts), default=None)
+                cells.append(f"{'-' if w is None else f'{w:.1e}':>9}{'!' if any(not t.ok for t in ts) else ' '}")
+            rows.append(f"{v.case.name:<70}" + "".join(cells) + ("  ok" if v.ok else "  FAIL"))
+        return "\n".join(rows)
+
+    def _seed_table(self, verdicts) -> str:
+        if not verdicts:
+            return ""
         head = f"{'case':<58}" + "".join(f"{n:>9}" for n in GRAD_NAMES) + "  verdict"
         rows = [head, "-" * len(head)]
-        for v in self.verdicts:
+        for v in verdicts:
             cells = []
             for n in GRAD_NAMES:
                 w = v.worst(n)
@@ -101,7 +130,29 @@ class Verification:
                           for t in r.tensors] for ref, r in v.reports.items()}} for v in self.verdicts]}
 
 
-def verify_case(case: Case, device: str = "cpu") -> CaseVerdict:
+def verify_module_case(case: ModuleCase, device: str = "cpu") -> CaseVerdict:
+    """manual.module_gradients against unrolled autograd (every tensor) and torch.nn.RNN (its tensors)."""
+    want = module_truth(case.inputs("float64"))
+    here = on_device(case.inputs(), device)
+    got = to_time_major(case, to_numpy_all(run_module(manual.module_gradients, here)))
+    low = case.dtype != "float64"
+    ref = to_time_major(case, to_numpy_all(run_module(reference.unrolled_module_gradients, here))) if low else None
+    reports = {"autograd": want.compare(got, dtype=case.dtype, ref=ref, title=f"{case.name} vs autograd")}
+    nn = to_time_major(case, to_numpy_all(run_module(reference.nn_module_gradients, case.inputs("float64"))))
+    nn_ref = to_time_major(case, to_numpy_all(run_module(reference.nn_module_gradients, here))) if low else None
+    nn_truth = Truth({**want.grads, **nn}, want.sens, want.amp, want.steps, want.size)
+    reports["nn.RNN"] = nn_truth.compare(got, dtype=case.dtype, ref=None if nn_ref is None else {**ref, **nn_ref},
+                                         title=f"{case.name} vs nn.RNN")
+    return CaseVerdict(case, reports)
+
+
+def to_numpy_all(g: dict) -> dict:
+    return {k: v.detach().cpu().numpy() if hasattr(v, "detach") else v for k, v in g.items()}
+
+
+def verify_case(case, device: str = "cpu") -> CaseVerdict:
+    if isinstance(case, ModuleCase):
+        return verify_module_case(case, device)
     inputs = case.inputs()
     want = truth(inputs, case.kwargs)
     here = on_device(cast_inputs(inputs, case.dtype), device)

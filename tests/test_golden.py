@@ -57,7 +57,7 @@ def test_round_trip_keeps_everything(golden):
     np.testing.assert_array_equal(inputs["x"], fresh["x"])
     np.testing.assert_array_equal(inputs["params"]["Whh"], fresh["params"]["Whh"])
     assert set(truth.grads) == set(manual.GRAD_NAMES) and truth.grads["h"].shape == (4, 2, 4)
-    assert meta["schema"] == 1 and meta["seed"] == CASE.seed and meta["name"] == CASE.name
+    assert meta["schema"] == 2 and meta["kind"] == "seed" and meta["seed"] == CASE.seed and meta["name"] == CASE.name
     assert {"numpy", "torch", "blas", "python"} <= set(meta["versions"])
     assert "C" in meta["tolerance"] and len(meta["sha256"]) == 8 + 3 * 9
     assert "finite differences" in meta["checked"]

@@ -188,7 +188,7 @@ WRONG = {  # name → (candidate, words the failing report must contain)
     "transposed_shape": (transposed_shape, "shape (3, 4), expected (4, 3)"),
     "integer_dtype": (integer_dtype, "dtype int64 is not floating"),
     "holds_an_object": (holds_an_object, "by: dtype object is not a number"),
-    "raises": (raises, "RuntimeError: my kernel is broken"),
+    "raises": (raises, "the candidate raised RuntimeError: my kernel is broken"),
     "exits": (exits, "called sys.exit(0)"),
     "hard_exit": (hard_exit, "exited with status 0"),
     "aborts": (aborts, "SIGABRT"),
