@@ -147,7 +147,7 @@ def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: tuple, *, jo
     def task(i: int) -> tuple:
         prepared[i] = prepare_case(i)
         case = prepared[i].case
-        return prepared[i].inputs, getattr(case, "kwargs", {}), kind_of(case)
+        return prepared[i].inputs, getattr(case, "kwargs", {}), kind_of(case), tuple(prepared[i].want.grads)
 
     def done(i: int, outcome: Outcome) -> None:
         results[i] = judge(prepared.pop(i), outcome)
@@ -158,8 +158,8 @@ def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: tuple, *, jo
         run_isolated(what, n, task, done, jobs=jobs, timeout=timeout)
     else:
         for i in range(n):
-            inputs, kwargs, kind = task(i)
-            done(i, call(what, inputs, kwargs, kind=kind))
+            inputs, kwargs, kind, names = task(i)
+            done(i, call(what, inputs, kwargs, kind=kind, names=names))
     return CheckResult(results)
 
 
@@ -169,9 +169,9 @@ def _runner(candidate, isolate: bool) -> tuple:
         return "isolated", reference_to(candidate)
     try:
         fn = load(("spec", candidate)) if isinstance(candidate, str) else candidate
-    except CandidateError:
+    except (CandidateError, KeyboardInterrupt):
         raise
-    except Exception as e:  # noqa: BLE001 - in-process, an import error is reported like the isolated one
+    except BaseException as e:  # noqa: BLE001 - in-process, an import error (sys.exit too) is reported like the isolated one
         raise CandidateError(f"the candidate {candidate!r} could not be loaded: {type(e).__name__}: {e}. "
                              "Remedy: fix the module, or check the MODULE:FUNCTION spelling.") from None
     if not callable(fn):

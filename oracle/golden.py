@@ -33,7 +33,6 @@ import json
 import math
 import os
 import platform
-import re
 import struct
 import zipfile
 import zlib
@@ -161,9 +160,6 @@ def spec_of(case) -> dict:
 
 # ---------------------------------------------------------------- bounded JSON
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-
-
 def _bounded_int(digits: str) -> int:
     if len(digits.lstrip("-")) > MAX_INT_DIGITS:
         raise ValueError(f"an integer of {len(digits)} digits (at most {MAX_INT_DIGITS})")
@@ -180,15 +176,20 @@ def parse_json(raw: bytes | str, path, what: str):
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError:
         raise GoldenFileError(path, f"{what} is not JSON (not UTF-8)") from None
-    brackets = np.frombuffer(_STRING.sub('""', text).encode(), np.uint8)
-    step = np.isin(brackets, (ord("["), ord("{"))).astype(np.int64) - np.isin(brackets, (ord("]"), ord("}")))
-    depth = int(np.cumsum(step).max(initial=0))
-    if depth > MAX_JSON_DEPTH:
-        raise GoldenFileError(path, f"{what} nests {depth} deep, more than the {MAX_JSON_DEPTH} a golden file uses")
-    try:
-        return json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
-    except (json.JSONDecodeError, ValueError, RecursionError) as e:
+    try:  # json's scanner is linear, and it stops deep nesting with RecursionError, not a crash
+        value = json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+    except RecursionError:
+        raise GoldenFileError(path, f"{what} nests too deep (more than {MAX_JSON_DEPTH})") from None
+    except (json.JSONDecodeError, ValueError) as e:
         raise GoldenFileError(path, f"{what} is not JSON ({e.__class__.__name__}: {str(e)[:80]})") from None
+    depth, level = 0, [value]  # measured without recursion
+    while level:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            raise GoldenFileError(path, f"{what} nests more than {MAX_JSON_DEPTH} deep, deeper than a golden file")
+        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v if isinstance(v, list) else ())
+                 if isinstance(c, (dict, list))]
+    return value
 
 
 # ---------------------------------------------------------------- safetensors
@@ -207,7 +208,11 @@ def _regular_file(path: Path) -> int:
 def _read_header(path: Path) -> tuple[dict, dict, int]:
     """(tensor entries, metadata, data start) of a safetensors file, validated as data."""
     size = _regular_file(path)
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise GoldenFileError(path, f"cannot be read ({e.strerror})", "check the file's permissions") from None
+    with f:
         head = f.read(8)
         if len(head) < 8:
             raise GoldenFileError(path, f"truncated: {size} bytes, a safetensors file starts with 8")
@@ -251,7 +256,11 @@ def _read_header(path: Path) -> tuple[dict, dict, int]:
 
 def _read_tensors(path: Path, header: dict, start: int) -> dict:
     out = {}
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise GoldenFileError(path, f"cannot be read ({e.strerror})", "check the file's permissions") from None
+    with f:
         for name, e in header.items():
             a, b = e["data_offsets"]
             f.seek(start + a)
@@ -277,7 +286,7 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
     if "bptt" not in meta:
         raise GoldenFileError(path, "metadata 'bptt' is missing: not a golden file of this project")
     info = parse_json(meta["bptt"], path, "metadata 'bptt'")
-    if not isinstance(info, dict) or info.get("schema") not in READABLE:
+    if not isinstance(info, dict) or type(info.get("schema")) is not int or info["schema"] not in READABLE:
         raise GoldenFileError(path, f"schema {info.get('schema') if isinstance(info, dict) else None!r}, "
                                     f"this bptt-reference reads schemas {READABLE}",
                               "update bptt-reference (pip install -U), or export the case again with this one")
@@ -298,27 +307,57 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
         raise GoldenFileError(path, f"its metadata holds case {case.name} (name {info.get('name')!r}), which a "
                                     f"file named {path.name} does not", f"name it {case.file_stem}.safetensors, "
                                     "or export the case again")
+    hashes = info.get("sha256")
+    if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
+        raise GoldenFileError(path, "metadata sha256 is not a map of tensor names to hex digests")
     t = _read_tensors(path, header, start)
-    hashes = info.get("sha256", {})
     for name, a in t.items():
         if hashes.get(name) != sha256(a):
             raise GoldenFileError(path, f"tensor {name!r} does not match its SHA-256 in the metadata")
         if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
             raise GoldenFileError(path, f"tensor {name!r} holds NaN or Inf")
     if kind == "module":
-        return (case, *_module_from_tensors(path, case, t), info)
-    inputs = {"params": {k: t[f"params.{k}"] for k in PARAM_NAMES}, "x": t["inputs.x"],
-              "h0": t["inputs.h0"], "target": t["inputs.target"]}
-    truth = Truth(*({k: t[f"{p}.{k}"] for k in GRAD_NAMES} for p in ("grads", "sens", "amp")))
+        inputs, truth = _module_from_tensors(path, case, t)
+    else:
+        inputs = {"params": {k: t[f"params.{k}"] for k in PARAM_NAMES}, "x": t["inputs.x"],
+                  "h0": t["inputs.h0"], "target": t["inputs.target"]}
+        truth = Truth(*({k: t[f"{p}.{k}"] for k in GRAD_NAMES} for p in ("grads", "sens", "amp")))
+    _inputs_valid(path, case, inputs)
     return case, inputs, truth, info
+
+
+def _inputs_valid(path, case, inputs: dict) -> None:
+    """The inputs are the case's numbers in its dtype (a float32 case's survive a float32 round trip) and
+    pass the contract's checks (finite, classes in range, lengths in 1…T), or the file is refused."""
+    from contract import check_inputs
+    from contract.module_checks import check_module_inputs
+
+    floats = ({f"state_dict.{k}": v for k, v in inputs["state_dict"].items()} if "state_dict" in inputs else
+              {f"params.{k}": v for k, v in inputs["params"].items()})
+    floats.update({f"inputs.{k}": v for k, v in inputs.items() if isinstance(v, np.ndarray) and v.dtype.kind == "f"})
+    for name, a in floats.items():
+        with np.errstate(over="ignore"):
+            if not np.array_equal(a.astype(case.dtype).astype(np.float64), a):
+                raise GoldenFileError(path, f"tensor {name!r} holds numbers that are not {case.dtype} numbers, "
+                                            f"which a {case.dtype} case's inputs are")
+    try:
+        low = {k: (v.astype(case.dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
+               for k, v in inputs.items()}
+        if "state_dict" in inputs:
+            low["state_dict"] = {k: v.astype(case.dtype) for k, v in inputs["state_dict"].items()}
+            check_module_inputs(low["config"], low["state_dict"], low["input"], low["hx"], low["grad_output"],
+                                low["grad_hn"], low["lengths"])
+        else:
+            low["params"] = {k: v.astype(case.dtype) for k, v in inputs["params"].items()}
+            check_inputs(low["params"], low["x"], low["target"], low["h0"], **case.kwargs)
+    except (TypeError, ValueError) as e:
+        raise GoldenFileError(path, f"its inputs are not a valid case: {e}") from None
 
 
 def _module_from_tensors(path, case: ModuleCase, t: dict) -> tuple[dict, Truth]:
     """(inputs, truth) of a module case from its file's tensors; the truth time-major, as the oracle judges."""
     c = case.config
     lengths = t.get("inputs.lengths")
-    if lengths is not None and not np.all((lengths >= 1) & (lengths <= case.T)):
-        raise GoldenFileError(path, f"inputs.lengths {lengths.tolist()} outside [1, {case.T}]")
     inputs = {"config": c.as_dict(), "state_dict": {k: t[f"state_dict.{k}"] for k in param_shapes(c)},
               "input": t["inputs.input"], "hx": t["inputs.hx"], "grad_output": t.get("inputs.grad_output"),
               "grad_hn": t.get("inputs.grad_hn"), "lengths": None if lengths is None else lengths.tolist()}
@@ -355,9 +394,12 @@ def write_golden(path, case, inputs: dict, truth: Truth, extra: dict) -> None:
             **extra,
             "sha256": {k: sha256(v) for k, v in tensors.items()}}
     tmp = Path(str(path) + ".tmp")
-    with open(tmp, "wb") as f:  # open(): the mode follows the umask, as for any file the user writes
-        f.write(save(tensors, metadata={"bptt": json.dumps(info, sort_keys=True)}))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:  # open(): the mode follows the umask, as for any file the user writes
+            f.write(save(tensors, metadata={"bptt": json.dumps(info, sort_keys=True)}))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left behind
 
 
 def environment() -> dict:
@@ -448,7 +490,8 @@ def _read_npz(path: Path, expected: dict) -> dict:
                         raise ValueError(f".npy format {version}")
                     shape, _, dtype = read_header(f)
                 except ValueError as e:
-                    raise GoldenFileError(path, f"member {i.filename!r} has a bad .npy header ({e})") from None
+                    raise GoldenFileError(path, f"member {i.filename!r} has a bad .npy header ({e})",
+                                          "save the arrays with numpy.savez") from None
                 _check_declared(path, name, dtype.kind == "f", str(dtype), shape, expected)
                 if dtype.itemsize * math.prod(shape) != i.file_size - f.tell():  # data after the header
                     raise GoldenFileError(path, f"member {i.filename!r} is truncated or has trailing bytes")

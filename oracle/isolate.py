@@ -18,10 +18,13 @@ own process (``oracle.check``).
 from __future__ import annotations
 
 import importlib
+import json
+import math
 import multiprocessing as mp
 import os
 import pickle
 import signal
+import struct
 import time
 import traceback
 from collections import deque
@@ -100,28 +103,52 @@ def invoke(fn: Callable, inputs: dict, kwargs: dict, kind: str = "seed"):
     return fn(inputs["params"], inputs["x"], inputs["target"], h0=inputs["h0"], **kwargs)
 
 
-def _plain(got) -> dict:
-    """The candidate's result as name → NumPy array (bfloat16 stays a CPU torch tensor: NumPy has none)."""
+def _plain(got, names: tuple[str, ...] | None = None) -> dict:
+    """The candidate's result as name → base NumPy array, nothing else: no object of the candidate's crosses.
+
+    Keys are kept when they are exactly ``str`` and, given ``names``, one of
+    them (other entries are not judged); a None value is "not given". A torch
+    tensor comes back as NumPy; bfloat16, which NumPy lacks, is widened to
+    float32 (exact) and its name kept in ``BF16_LABEL``'s entry.
+    """
     if not isinstance(got, Mapping):
         raise TypeError(f"returned {type(got).__name__}, expected a dict name → array")
-    out = {}
-    for k, v in got.items():
-        if not isinstance(k, str):
+    out, bf16 = {}, []
+    for k in list(got.keys()):
+        if type(k) is not str or (names is not None and k not in names):
+            continue
+        v = got[k]
+        if v is None:
             continue
         if hasattr(v, "detach") and hasattr(v, "cpu"):  # torch, any device
             v = v.detach().cpu()
             if str(v.dtype) == "torch.bfloat16":
-                out[k] = v.clone()
-                continue
-            v = v.numpy()
+                v, _ = v.float(), bf16.append(k)
+            v = v.resolve_neg().resolve_conj().numpy() if hasattr(v, "resolve_neg") else v.numpy()
         try:
-            a = np.array(v, copy=True)
+            a = np.array(v, copy=True, subok=False)
         except Exception as e:  # noqa: BLE001 - a ragged list, a generator, …: the reason is the verdict
             raise TypeError(f"{k}: not an array ({type(v).__name__}: {e})") from None
         if a.dtype.kind not in "biufc":
             raise TypeError(f"{k}: dtype {a.dtype} is not a number (got {type(v).__name__})")
-        out[k] = a
+        out[str(k)] = np.ascontiguousarray(a)
+    if bf16:
+        out[BF16_LABEL] = bf16
     return out
+
+
+BF16_LABEL = "__bfloat16__"  # the names whose arrays were bfloat16 (widened to float32 to cross)
+
+
+def restore(grads: dict) -> dict:
+    """The inverse of :func:`_plain`'s labelling: bfloat16 names become torch bfloat16 tensors again (exact)."""
+    bf16 = grads.pop(BF16_LABEL, [])
+    if bf16:
+        import torch
+
+        for k in bf16:
+            grads[k] = torch.from_numpy(grads[k]).to(torch.bfloat16)
+    return grads
 
 
 def _describe(e: BaseException) -> str:
@@ -131,7 +158,7 @@ def _describe(e: BaseException) -> str:
 
 
 def call(fn: Callable, inputs: dict, kwargs: dict, calls: int = CALLS, in_worker: bool = False,
-         kind: str = "seed") -> Outcome:
+         kind: str = "seed", names: tuple[str, ...] | None = None) -> Outcome:
     """``fn`` (the signature of ``kind``, see :func:`invoke`) on fresh copies of ``inputs``, ``calls`` times.
 
     In this process a KeyboardInterrupt is the user's and goes on up; in a
@@ -141,6 +168,7 @@ def call(fn: Callable, inputs: dict, kwargs: dict, calls: int = CALLS, in_worker
     for i in range(calls):
         mine = _copy(inputs)
         when = "" if i == 0 else f" (call {i + 1} of {calls} on the same inputs)"
+        pid = os.getpid()
         try:
             got = invoke(fn, mine, kwargs, kind)
         except KeyboardInterrupt as e:
@@ -148,15 +176,26 @@ def call(fn: Callable, inputs: dict, kwargs: dict, calls: int = CALLS, in_worker
                 raise
             return Outcome(error=f"the candidate raised {type(e).__name__}{when}")
         except BaseException as e:  # noqa: BLE001 - a candidate's failure, sys.exit included, is a result
+            _never_in_a_fork(pid)
             return Outcome(error=f"the candidate {_describe(e)}{when}")
+        _never_in_a_fork(pid)
         changed = _changed(inputs, mine)
         if changed:
             return Outcome(error="the candidate changed its inputs: " + "; ".join(changed) + when)
         try:
-            out.grads.append(_plain(got))
+            plain = _plain(got, names)
         except TypeError as e:
             return Outcome(error=f"{e}{when}")
+        except Exception as e:  # noqa: BLE001 - a result that breaks on reading is the candidate's failure
+            return Outcome(error=f"the candidate returned something unreadable: {_describe(e)[7:]}{when}")
+        out.grads.append(plain if in_worker else restore(plain))
     return out
+
+
+def _never_in_a_fork(pid: int) -> None:
+    """A process the candidate forked returns here too: it must end, not answer for the worker."""
+    if os.getpid() != pid:
+        os._exit(0)
 
 
 # ---------------------------------------------------------------- how a worker finds the candidate
@@ -202,21 +241,98 @@ def reference_to(candidate: Callable | str) -> tuple:
 
 # ---------------------------------------------------------------- the worker processes
 
-def _serve(conn, ref: tuple) -> None:
-    """A worker's life: load the candidate, then run one case per message until told to stop."""
+MAX_REPLY_BYTES = 2**31  # a reply larger than this is a broken worker, not a gradient set
+REPLY_DTYPES = {"float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16",
+                "uint8", "bool", "complex64", "complex128"}
+
+
+def _encode(kind: str, task: int | None = None, error: str = "", calls: tuple = ()) -> bytes:
+    """A reply as data only: a JSON header (what each array is) and the arrays' bytes; never a pickle."""
+    entries, chunks, offset = [], [], 0
+    for grads in calls:
+        described = {}
+        for name, a in grads.items():
+            if name == BF16_LABEL:
+                described[name] = a
+                continue
+            raw = a.tobytes()
+            described[name] = {"dtype": a.dtype.name, "shape": list(a.shape), "offset": offset, "nbytes": len(raw)}
+            chunks.append(raw)
+            offset += len(raw)
+        entries.append(described)
+    head = json.dumps({"kind": kind, "task": task, "error": error, "calls": entries}).encode()
+    body = struct.pack("!Q", len(head)) + head + b"".join(chunks)
+    return struct.pack("!Q", len(body)) + body
+
+
+class ReplyError(ValueError):
+    """A worker's reply that is not what ``_encode`` writes: the worker is broken or tampered with."""
+
+
+def _decode(body: bytes) -> dict:
+    """A reply, every field checked; arrays rebuilt from bytes with a known dtype."""
+    try:
+        (n,) = struct.unpack("!Q", body[:8])
+        head = json.loads(body[8:8 + n])
+    except (struct.error, ValueError, RecursionError) as e:
+        raise ReplyError(f"unreadable header ({type(e).__name__})") from None
+    if not isinstance(head, dict) or head.get("kind") not in ("ready", "load-error", "done"):
+        raise ReplyError("no reply kind")
+    if not isinstance(head.get("error"), str) or not isinstance(head.get("calls"), list):
+        raise ReplyError("malformed reply")
+    data, calls = memoryview(body)[8 + n:], []
+    for described in head["calls"]:
+        if not isinstance(described, dict):
+            raise ReplyError("malformed call")
+        grads = {}
+        for name, e in described.items():
+            if name == BF16_LABEL:
+                if not (isinstance(e, list) and all(isinstance(k, str) for k in e)):
+                    raise ReplyError("malformed bfloat16 names")
+                grads[name] = e
+                continue
+            if not (isinstance(e, dict) and e.get("dtype") in REPLY_DTYPES and isinstance(e.get("shape"), list)
+                    and all(type(d) is int and d >= 0 for d in e["shape"]) and len(e["shape"]) <= 8
+                    and all(type(e.get(k)) is int for k in ("offset", "nbytes"))):
+                raise ReplyError(f"malformed entry {name!r}")
+            dt = np.dtype(e["dtype"])
+            count = math.prod(e["shape"])
+            if e["nbytes"] != count * dt.itemsize or not 0 <= e["offset"] <= len(data) - e["nbytes"]:
+                raise ReplyError(f"entry {name!r} does not fit the reply")
+            a = np.frombuffer(data, dt, count, e["offset"]).reshape(e["shape"]).copy()
+            grads[name] = a
+        calls.append(grads)
+    return {"kind": head["kind"], "task": head.get("task"), "error": head["error"], "calls": calls}
+
+
+def _send(fd: int, message: bytes) -> None:
+    view = memoryview(message)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _serve(tasks, replies, ref: tuple) -> None:
+    """A worker's life: load the candidate, then run one case per task until told to stop.
+
+    Runs in a session of its own, so the checker can end it together with
+    anything the candidate started (``os.killpg``).
+    """
+    os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the checker, which then stops the workers
+    fd = replies.fileno()
     try:
         fn = load(ref)
     except BaseException as e:  # noqa: BLE001 - reported to the checker, which stops with a usage error
-        conn.send(("load-error", _describe(e)))
+        _send(fd, _encode("load-error", error=_describe(e)))
         return
-    conn.send(("ready", None))
+    _send(fd, _encode("ready"))
     while True:
-        task = conn.recv()
+        task = tasks.recv()
         if task is None:
             return
-        inputs, kwargs, kind = task
-        conn.send(("done", call(fn, inputs, kwargs, in_worker=True, kind=kind)))
+        i, inputs, kwargs, kind, names = task
+        out = call(fn, inputs, kwargs, in_worker=True, kind=kind, names=names)
+        _send(fd, _encode("done", i, out.error, tuple(out.grads)))
 
 
 def death(exitcode: int | None) -> str:
@@ -238,11 +354,18 @@ def death(exitcode: int | None) -> str:
 
 
 class _Worker:
+    """One worker process: a pipe for tasks (pickled by the checker), a pipe for replies (``_encode``'s
+    data-only format, read without blocking so that a worker that writes half a reply cannot hang us)."""
+
     def __init__(self, ctx, ref: tuple, timeout: float):
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, ref), daemon=True)
+        self.tasks_in, self.tasks = ctx.Pipe(duplex=False)
+        self.replies, replies_out = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_serve, args=(self.tasks_in, replies_out, ref), daemon=True)
         self.proc.start()
-        child.close()
+        self.tasks_in.close()
+        replies_out.close()
+        os.set_blocking(self.replies.fileno(), False)
+        self.buf = bytearray()
         self.task: int | None = None
         self.ready = False
         self.deadline = time.monotonic() + timeout
@@ -252,24 +375,65 @@ class _Worker:
         """Loading, or running a task: the deadline applies."""
         return not self.ready or self.task is not None
 
+    def give(self, i: int, task: tuple) -> bool:
+        """Hand task i over; False when the worker is gone (its pipe closed)."""
+        try:
+            self.tasks.send((i, *task))
+        except OSError:
+            return False
+        self.task = i
+        return True
+
+    def read(self) -> tuple[list[bytes], bool]:
+        """(complete replies received so far, whether the pipe is still open)."""
+        open_ = True
+        while True:
+            try:
+                chunk = os.read(self.replies.fileno(), 1 << 20)
+            except BlockingIOError:
+                break
+            except OSError:
+                open_ = False
+                break
+            if not chunk:
+                open_ = False
+                break
+            self.buf += chunk
+            if len(self.buf) > MAX_REPLY_BYTES + 8:
+                raise ReplyError("reply too large")
+        out = []
+        while len(self.buf) >= 8:
+            (n,) = struct.unpack("!Q", self.buf[:8])
+            if n > MAX_REPLY_BYTES:
+                raise ReplyError("reply too large")
+            if len(self.buf) < 8 + n:
+                break
+            out.append(bytes(self.buf[8:8 + n]))
+            del self.buf[:8 + n]
+        return out, open_
+
     def stop(self, kill: bool = False) -> None:
+        """End the worker and everything it started (its whole session)."""
         if not kill and self.proc.is_alive():
             try:
-                self.conn.send(None)
+                self.tasks.send(None)
             except OSError:
                 pass
             self.proc.join(1.0)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
-        self.conn.close()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the candidate's own children too
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.join()
+        self.tasks.close()
+        self.replies.close()
 
 
 def run_isolated(ref: tuple, n: int, task: Callable[[int], tuple], done: Callable[[int, Outcome], None], *,
                  jobs: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
     """Run the candidate ``ref`` on tasks 0 … n−1 in up to ``jobs`` worker processes.
 
-    ``task(i)`` gives task i's (inputs, kwargs, kind); it is called in this process
+    ``task(i)`` gives task i's (inputs, kwargs, kind, names); it is called in this process
     just before the task is handed out (so the checker prepares case i while
     workers run the ones before it). ``done(i, outcome)`` receives each
     result as it comes. A worker that dies or passes the deadline gives its
@@ -286,12 +450,16 @@ def run_isolated(ref: tuple, n: int, task: Callable[[int], tuple], done: Callabl
                 workers.append(_Worker(ctx, ref, max(timeout, LOAD_TIMEOUT)))
             for w in workers:
                 if w.ready and w.task is None and pending:
-                    w.task = pending.popleft()
-                    w.conn.send(task(w.task))
-                    w.deadline = time.monotonic() + timeout
+                    i = pending.popleft()
+                    if w.give(i, task(i)):
+                        w.deadline = time.monotonic() + timeout
+                    else:  # it died between cases: the task never ran; another worker takes it
+                        pending.appendleft(i)
+                        w.ready = False
             now = time.monotonic()
             deadline = min((w.deadline for w in workers if w.waited_on), default=now + timeout)
-            wait([w.conn for w in workers] + [w.proc.sentinel for w in workers], timeout=max(0.0, deadline - now))
+            wait([w.replies for w in workers] + [w.proc.sentinel for w in workers],
+                 timeout=min(max(0.0, deadline - now), 60.0))
             for w in list(workers):
                 gone = _attend(w, done, timeout)
                 if gone:
@@ -303,23 +471,32 @@ def run_isolated(ref: tuple, n: int, task: Callable[[int], tuple], done: Callabl
 
 def _attend(w: _Worker, done: Callable[[int, Outcome], None], timeout: float) -> bool:
     """Read what worker ``w`` said, or bury it; True when it is gone."""
-    if w.conn.poll():
-        try:
-            kind, value = w.conn.recv()
-        except (EOFError, OSError):
-            kind, value = "eof", None
-        if kind == "load-error":
-            raise CandidateError(f"the candidate could not be loaded in a worker process: {value}. "
-                                 "Remedy: `python -c 'import MODULE'` shows the full error; fix it and rerun.")
-        if kind == "ready":
-            w.ready = True
-            return False
-        if kind == "done":
+    try:
+        replies, open_ = w.read()
+        for body in replies:
+            r = _decode(body)
+            if r["kind"] == "load-error":
+                raise CandidateError(f"the candidate could not be loaded in a worker process: {r['error']}. "
+                                     "Remedy: `python -c 'import MODULE'` shows the full error; fix it and rerun.")
+            if r["kind"] == "ready" and not w.ready:
+                w.ready = True
+            elif r["kind"] == "done" and w.task is not None and r["task"] == w.task:
+                i, w.task = w.task, None
+                done(i, Outcome([restore(g) for g in r["calls"]], r["error"]))
+            else:
+                raise ReplyError(f"a {r['kind']!r} reply for task {r['task']!r} while it runs {w.task!r}")
+    except ReplyError as e:  # something in the worker wrote to our pipe: it can no longer be trusted
+        w.stop(kill=True)
+        if w.task is not None:
             i, w.task = w.task, None
-            done(i, value)
-            return False
-    if not w.proc.is_alive() or (w.waited_on and time.monotonic() > w.deadline):
-        timed_out = w.proc.is_alive()
+            done(i, Outcome(error=f"the worker process sent a malformed reply ({e}): the candidate wrote to "
+                                  "the checker's pipe"))
+        if not w.ready:
+            raise CandidateError(f"the candidate could not be loaded in a worker process: malformed reply ({e})") \
+                from None
+        return True
+    if not open_ or not w.proc.is_alive() or (w.waited_on and time.monotonic() > w.deadline):
+        timed_out = w.proc.is_alive() and open_
         w.stop(kill=True)
         if not w.ready:
             why = f"took more than {max(timeout, LOAD_TIMEOUT):g} s" if timed_out else death(w.proc.exitcode)

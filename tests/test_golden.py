@@ -338,3 +338,77 @@ def test_missing_bptt_metadata_is_refused(one, capsys):
     from safetensors.numpy import load_file, save_file
     save_file(load_file(str(one)), str(one))
     refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "metadata 'bptt' is missing")
+
+
+def test_unterminated_strings_in_a_header_are_refused_quickly(one, capsys):
+    import time
+    h = b'"' + b'\\"' * 400_000  # quadratic for a backtracking string regex; linear for json's scanner
+    one.write_bytes(struct.pack("<Q", len(h)) + h)
+    start = time.monotonic()
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "not JSON")
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("schema", [True, 3, "2", None])
+def test_unknown_schema_is_refused_with_a_remedy(one, capsys, schema):
+    from safetensors.numpy import load_file
+    header, _ = header_of(one)
+    info = json.loads(header["__metadata__"]["bptt"])
+    info["schema"] = schema
+    resave(one, load_file(str(one)), info)
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "schema", "pip install -U")
+
+
+def test_schema_1_files_are_still_read(one, capsys):
+    from safetensors.numpy import load_file
+    header, _ = header_of(one)
+    info = json.loads(header["__metadata__"]["bptt"])
+    info["schema"] = 1
+    del info["kind"]
+    resave(one, load_file(str(one)), info)
+    assert main(["check", str(one.parent), "--candidate", "manual:gradients"]) == 0
+
+
+def test_sha256_not_a_map_is_refused(one, capsys):
+    header, data = header_of(one)
+    info = json.loads(header["__metadata__"]["bptt"])
+    info["sha256"] = ["x"]
+    header["__metadata__"]["bptt"] = json.dumps(info)
+    with_header(one, header, data)
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "sha256")
+
+
+def test_inputs_that_are_not_a_valid_case_are_refused(tmp_path, capsys):
+    from safetensors.numpy import load_file
+    for name, edit, words in [
+        ("many-to-one/tanh/cross_entropy/T3-B2-D3-H4-O3/float64", lambda t: t["inputs.target"].__setitem__(0, 99),
+         "target classes"),
+        ("many-to-one/tanh/mse/T3-B2-D3-H4-O2/float32", lambda t: t["params.Whh"].__setitem__((0, 0), 1e300),
+         "not float32 numbers"),
+    ]:
+        folder = tmp_path / name.replace("/", "_")
+        assert main(["export", str(folder), "--case", name]) == 0
+        path = next(folder.glob("*.safetensors"))
+        header, _ = header_of(path)
+        t = load_file(str(path))
+        edit(t)
+        resave(path, t, json.loads(header["__metadata__"]["bptt"]))
+        refused(["check", str(folder), "--candidate", "manual:gradients"], capsys, words)
+
+
+def test_module_golden_round_trip_and_grads_files(tmp_path, capsys):
+    from oracle.module_cases import ModuleCase, run_module
+    name = "module/RNN_RELU/L2-bi-bf/T4-B3-I2-H3/lengths-mixed/up-both/float64"
+    assert main(["export", str(tmp_path / "g"), "--case", name]) == 0
+    case, inputs, truth, meta = load_golden(tmp_path / "g" / f"{ModuleCase.parse(name).file_stem}.safetensors")
+    assert meta["schema"] == 2 and meta["kind"] == "module" and case == ModuleCase.parse(name)
+    assert inputs["lengths"] == [1, 4, 2] and "finite differences" in meta["checked"]
+    assert main(["check", str(tmp_path / "g"), "--candidate", "manual:module_gradients"]) == 0
+    g = run_module(manual.module_gradients, inputs)
+    (tmp_path / "out").mkdir()
+    np.savez(tmp_path / "out" / f"{case.file_stem}.npz", **g)
+    assert main(["check", str(tmp_path / "g"), "--grads", str(tmp_path / "out")]) == 0
+    g["weight_hh_l1_reverse"] = g["weight_hh_l1_reverse"] * 1.01
+    np.savez(tmp_path / "out" / f"{case.file_stem}.npz", **g)
+    assert main(["check", str(tmp_path / "g"), "--grads", str(tmp_path / "out")]) == 1
+    assert "weight_hh_l1_reverse FAIL" in capsys.readouterr().out

@@ -218,3 +218,73 @@ def test_report_names_a_missing_tensor():
 def test_partial_candidates_are_picklable():
     import pickle
     assert pickle.loads(pickle.dumps(partial(wrong_candidates.zeros, dtype="float16"))).keywords == {"dtype": "float16"}
+
+
+# ---------------------------------------------------------------- attacks on the checker itself
+
+def test_str_subclass_keys_are_not_judged_and_never_cross(golden, capsys):
+    code, out, _ = bptt_check(golden, "wrong_candidates:str_subclass_keys", capsys)
+    assert code == 1 and "Wxh  FAIL  missing" in out, out
+
+
+def test_a_forged_reply_fails_the_case(golden, capsys):
+    code, out, _ = bptt_check(golden, "wrong_candidates:forges_a_reply", capsys, "-k", "float64")
+    assert code == 1 and "malformed reply" in out, out
+
+
+def test_half_a_reply_cannot_hang_the_checker(golden, capsys):
+    code, out, took = bptt_check(golden, "wrong_candidates:half_a_reply", capsys, "-k", "float32", "--timeout", "2")
+    assert code == 1 and "timed out" in out and took < 30, out
+
+
+def test_a_forking_right_candidate_passes(golden, capsys):
+    code, out, _ = bptt_check(golden, "wrong_candidates:forks", capsys)
+    assert code == 0, out
+
+
+def test_processes_the_candidate_started_are_ended(golden, capsys, tmp_path, monkeypatch):
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("BPTT_TEST_PIDS", str(pids))
+    code, out, took = bptt_check(golden, "wrong_candidates:leaves_a_child", capsys)
+    assert code == 0 and took < 30, out
+    for pid in map(int, pids.read_text().split()):
+        assert not running_after(pid, seconds=5), f"process {pid} started by the candidate outlived the check"
+
+
+def running_after(pid: int, seconds: float) -> bool:
+    """Whether ``pid`` still runs (not a zombie) after up to ``seconds`` of SIGKILL delivery."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
+                    return False
+        except FileNotFoundError:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_unreadable_results_and_extra_entries(golden, capsys):
+    code, out, _ = bptt_check(golden, "wrong_candidates:meta_tensor", capsys)
+    assert code == 1 and "returned something unreadable" in out, out
+    code, out, _ = bptt_check(golden, "wrong_candidates:extras_and_nones", capsys)
+    assert code == 0, out
+
+
+def test_a_worker_dying_between_cases_is_no_traceback(golden, capsys):
+    code, out, _ = bptt_check(golden, "wrong_candidates:hard_exit", capsys, "--jobs", "1")
+    assert code == 1 and "exited with status 0" in out
+
+
+def test_huge_timeout_is_accepted(golden, capsys):
+    code, out, _ = bptt_check(golden, "wrong_candidates:right", capsys, "--timeout", "3000000")
+    assert code == 0, out
+
+
+def test_sys_exit_at_import_in_process_is_exit_2(golden, tmp_path, capsys, monkeypatch):
+    (tmp_path / "exits_at_import.py").write_text("import sys\nsys.exit(7)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert main(["check", str(golden), "--candidate", "exits_at_import:f", "--in-process"]) == 2
+    assert "SystemExit: 7" in capsys.readouterr().err

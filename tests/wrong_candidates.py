@@ -197,3 +197,61 @@ WRONG = {  # name → (candidate, words the failing report must contain)
 }
 for _name, (_fn, _) in WRONG.items():  # importable by name, as `bptt check --candidate wrong_candidates:NAME`
     globals()[_name] = _fn
+
+
+# ---------------------------------------------------------------- attacks on the checker itself
+
+class _Key(str):
+    """A str subclass: were it pickled across, unpickling would import this module in the checker."""
+
+
+def str_subclass_keys(params, x, target, **kw):
+    return {_Key(k): np.zeros_like(v) for k, v in _right_np(params, x, target, **kw).items()}
+
+
+def _reply_pipe():
+    import gc
+    from multiprocessing.connection import Connection
+    return next(c for c in gc.get_objects() if isinstance(c, Connection) and c.writable)
+
+
+def forges_a_reply(params, x, target, **kw):
+    """Writes junk to the worker's reply pipe, framed as a reply."""
+    import struct
+    os.write(_reply_pipe().fileno(), struct.pack("!Q", 12) + b"not a reply!")
+    time.sleep(0.5)
+    return _right_np(params, x, target, **kw)
+
+
+def half_a_reply(params, x, target, **kw):
+    """Writes the length of a reply that never comes, then hangs: the checker must not block on it."""
+    import struct
+    os.write(_reply_pipe().fileno(), struct.pack("!Q", 1000))
+    time.sleep(3600)
+
+
+def forks(params, x, target, **kw):
+    """A right candidate whose forked child returns too (it must not answer for the worker)."""
+    os.fork()
+    return _right_np(params, x, target, **kw)
+
+
+def leaves_a_child(params, x, target, **kw):
+    """Starts a process that would outlive the check; its pid goes to $BPTT_TEST_PIDS."""
+    import subprocess
+    p = subprocess.Popen(["sleep", "60"])
+    with open(os.environ["BPTT_TEST_PIDS"], "a") as f:
+        f.write(f"{p.pid}\n")
+    return _right_np(params, x, target, **kw)
+
+
+def meta_tensor(params, x, target, **kw):
+    import torch
+    g = _right_np(params, x, target, **kw)
+    g["Wxh"] = torch.empty(g["Wxh"].shape, device="meta", dtype=torch.float64)
+    return g
+
+
+def extras_and_nones(params, x, target, **kw):
+    """Right, with an extra non-numeric entry and h, z given as None (not given)."""
+    return {**_right_np(params, x, target, **kw), "note": "v2", "h": None, "z": None}
