@@ -54,3 +54,45 @@ def test_mutant_is_caught(mutant, golden, capsys):
             assert f"backward pass first wrong at t={step}" in block, f"{mutant}: {tensor}:\n{block}"
     for tensor in PASSING.get(mutant, []):
         assert " pass " in report_of(out, tensor).splitlines()[0], f"{mutant}: {tensor} should pass:\n{out}"
+
+
+# ------------------------------------------------------------------ the module's mistakes, named by torch's names
+
+MODULE_CASE = "module/RNN_TANH/L2-bi/T6-B3-I3-H4/lengths-mixed/up-both/float64"  # lengths 1, 6, 3
+MODULE_CATALOGUE = {  # mutant → (tensors that must FAIL, tensors that must pass)
+    "reverse_not_reversed": (["weight_hh_l0_reverse", "h_l0_reverse", "z_l1_reverse", "input"], []),
+    "hn_at_T": (["h_l0", "weight_hh_l0", "hx"], []),
+    "layer_grad_not_flowing": (["weight_ih_l0", "weight_hh_l0_reverse", "h_l0", "input"],
+                               ["weight_ih_l1", "weight_hh_l1_reverse", "h_l1", "z_l1_reverse"]),
+    "bias_hh_dropped": (["bias_hh_l0", "bias_hh_l1_reverse"],
+                        ["bias_ih_l0", "bias_ih_l1_reverse", "weight_hh_l0", "input", "h_l0"]),
+}
+
+
+@pytest.fixture(scope="module")
+def module_golden(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("module_golden")
+    assert main(["export", str(folder), "--case", MODULE_CASE]) == 0
+    return folder
+
+
+def test_an_independent_module_implementation_passes(module_golden, capsys):
+    assert main(["check", str(module_golden), "--candidate", "module_mutants:correct"]) == 0
+    assert "1 cases, 1 passed, 0 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mutant", list(MODULE_CATALOGUE))
+def test_module_mutant_is_caught_and_named(mutant, module_golden, capsys):
+    wrong, right = MODULE_CATALOGUE[mutant]
+    assert main(["check", str(module_golden), "--candidate", f"module_mutants:{mutant}"]) == 1
+    out = capsys.readouterr().out
+    for tensor in wrong:
+        assert re.search(rf"^  {tensor} +FAIL ", out, re.M), f"{mutant}: {tensor} not named as failing:\n{out}"
+    for tensor in right:
+        assert re.search(rf"^  {tensor} +pass ", out, re.M), f"{mutant}: {tensor} should pass:\n{out}"
+
+
+def test_a_per_step_failure_names_layer_direction_and_step(module_golden, capsys):
+    main(["check", str(module_golden), "--candidate", "module_mutants:reverse_not_reversed"])
+    out = capsys.readouterr().out
+    assert re.search(r"first mismatch h_l0_reverse\[t=\d+, b=\d, i=\d\]", out), out
