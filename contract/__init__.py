@@ -6,7 +6,7 @@ the public signature, and the input checks that turn bad input into a
 was given, and a remedy.
 
 It imports neither ``torch`` nor ``manual``/``reference``/``oracle``, so both
-sides can use it without breaking DESIGN.md's dependency rule: ``manual`` stays
+sides can use it without breaking the dependency rule (docs/design.md): ``manual`` stays
 runnable with NumPy alone and ``reference`` stays blind to the derivation.
 """
 

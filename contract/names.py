@@ -7,7 +7,7 @@ LOSSES = ("mse", "cross_entropy", "bce")
 TOPOLOGIES = ("many-to-one", "many-to-many", "one-to-many")
 
 PARAM_NAMES = ("Wxh", "Whh", "bh", "Why", "by")
-# The gradient set of DESIGN.md: parameters, inputs, then the per-step tensors.
+# The gradient set (docs/design.md): parameters, inputs, then the per-step tensors.
 STEP_NAMES = ("h", "z")  # (T, B, H): total dL/dh_t and dL/dz_t
 GRAD_NAMES = PARAM_NAMES + ("h0", "x") + STEP_NAMES
 

@@ -15,7 +15,7 @@ Backward, t = T … 1, in the order of the README's equations:
 
 Only the recurrence is inside the time loops; the input projection of all
 steps is one matrix product before the forward loop, and every weight
-gradient one matrix product after the backward loop (DESIGN.md,
+gradient one matrix product after the backward loop (docs/design.md,
 "Performance shape"). One code path serves NumPy and torch, CPU and CUDA.
 """
 

@@ -1,7 +1,7 @@
 """The seed notes' two worked examples, written out equation by equation.
 
-No loop: put ``shared/seed/bptt-notes.txt`` beside this file and read them
-together. The notes use column vectors (``matmul(Wxh, x1)``); here, as in the
+No loop: read it beside the notes' equations as the README states them
+("The model and the derivation"). The notes use column vectors (``matmul(Wxh, x1)``); here, as in the
 rest of the project, rows are batch entries, so Wxh x_t becomes ``x_t @ Wxh.T``
 and "⋅ transpose(h1)" becomes ``dz.T @ h1``. The notes' shorthand made precise:
 

@@ -1,6 +1,6 @@
 """Judging a gradient set against the float64 truth, tensor by tensor.
 
-The policy (DESIGN.md, "How to judge agreement"):
+The policy (docs/design.md, "How agreement is judged"):
 
 * Each tensor is compared on its own scale: max|truth|. Per-step tensors
   (``h``, ``z``, and ``x`` when it has a time axis) are scaled step by step,

@@ -1,4 +1,4 @@
-"""DESIGN.md's dependency rule: manual runs with NumPy alone; reference never sees manual."""
+"""The dependency rule (docs/design.md): manual runs with NumPy alone; reference never sees manual."""
 
 import ast
 import subprocess
