@@ -23,6 +23,8 @@ import torch
 
 import manual
 import reference
+from contract.spec import RNNConfig, param_shapes
+from oracle.module_cases import run_module
 
 O = 16  # outputs of the read-out layer
 SIZES = {"small": (50, 1, 16, 32), "medium": (100, 32, 64, 128), "large": (200, 64, 256, 512),
@@ -145,3 +147,61 @@ def peak_rss_bytes(impl: str, size: tuple, dtype: str) -> int:
     out = subprocess.run([sys.executable, str(Path(__file__).with_name("peakmem.py")), impl,
                           *map(str, size), dtype], capture_output=True, text=True, timeout=600, check=True)
     return int(out.stdout.split()[-1])
+
+
+# ---------------------------------------------------------------- the module benchmark: 2 layers, bidirectional
+
+MODULE_CONFIG = RNNConfig("RNN_TANH", 64, 128, num_layers=2, bidirectional=True)
+
+
+def module_flops(T: int, B: int, I: int, H: int) -> float:  # noqa: E741
+    """Forward + backward multiply-adds ×2 of both layers and directions (layer 1 reads 2H features)."""
+    return 2 * (flops(T, B, I, H) + flops(T, B, 2 * H, H))
+
+
+def module_inputs(size: tuple, dtype: str, lib: str = "numpy", device: str = "cpu", cast64: bool = False) -> dict:
+    """config, state_dict, input, hx, grad_output, grad_hn (spectral radius of each weight_hh ≈ 0.9)."""
+    T, B, I, H = size  # noqa: E741
+    c = RNNConfig("RNN_TANH", I, H, num_layers=2, bidirectional=True)
+    rng = np.random.default_rng(0)
+    sd = {k: rng.normal(0, (0.9 if "weight_hh" in k else 1.0) / np.sqrt(s[1] if len(s) == 2 else H), s)
+          for k, s in param_shapes(c).items()}
+    arrays = {"input": rng.normal(0, 1, (T, B, I)), "hx": np.zeros((4, B, H)),
+              "grad_output": rng.normal(0, 1, (T, B, 2 * H)), "grad_hn": rng.normal(0, 1, (4, B, H))}
+    if lib == "numpy":
+        conv = lambda a: a.astype(dtype).astype(np.float64) if cast64 else a.astype(dtype)  # noqa: E731
+    else:
+        conv = lambda a: torch.from_numpy(a).to(device=device, dtype=getattr(torch, dtype))  # noqa: E731
+    return {"config": c.as_dict(), "state_dict": {k: conv(v) for k, v in sd.items()},
+            **{k: conv(v) for k, v in arrays.items()}, "lengths": None}
+
+
+def make_module(impl: str, size: tuple, dtype: str, device: str = "cpu"):
+    """(callable timed, callable returning the gradient set once) for the module benchmark."""
+    i = module_inputs(size, dtype, "numpy" if impl == "manual-numpy" else "torch", device)
+    if impl in ("manual-numpy", "manual-torch"):
+        f = functools.partial(run_module, manual.module_gradients, i)
+        return f, f
+    if impl == "autograd":
+        f = functools.partial(run_module, reference.unrolled_module_gradients, i)
+        return f, f
+    if impl != "nn.RNN":
+        raise ValueError(f"impl must be manual-numpy, manual-torch, autograd or nn.RNN; got {impl!r}")
+    c = RNNConfig(**i["config"])
+    rnn = torch.nn.RNN(**c.torch_kwargs(), dtype=getattr(torch, dtype), device=device)
+    rnn.load_state_dict(i["state_dict"])
+    x = i["input"].clone().requires_grad_()
+    h0 = i["hx"].clone().requires_grad_()
+
+    def step():
+        for q in (*rnn.parameters(), x, h0):
+            q.grad = None
+        out, h_n = rnn(x, h0)
+        torch.autograd.backward([out, h_n], [i["grad_output"], i["grad_hn"]])
+        sync(device)
+
+    def grads():
+        step()
+        return {**{k: v.grad for k, v in rnn.named_parameters()}, "input": x.grad, "hx": h0.grad}
+
+    return step, grads

@@ -9,9 +9,26 @@ times are right (against the float64 truth, oracle's tolerance policy).
 import numpy as np
 import pytest
 import torch
-from impls import H_SWEEP, LONG, MEMORY_SIZES, SIZES, T_SWEEP, flops, machine, make, peak_rss_bytes, sync, truth
+from impls import (
+    H_SWEEP,
+    LONG,
+    MEMORY_SIZES,
+    MODULE_CONFIG,
+    SIZES,
+    T_SWEEP,
+    flops,
+    machine,
+    make,
+    make_module,
+    module_flops,
+    module_inputs,
+    peak_rss_bytes,
+    sync,
+    truth,
+)
 
 from oracle.compare import compare
+from oracle.module_cases import module_truth, to_time_major
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine")
@@ -120,3 +137,28 @@ def test_matmul_peak(benchmark, lib, dtype, device, shape):
     benchmark.extra_info.update({"impl": f"matmul-{lib}", "shape": shape, "dtype": dtype, "device": device,
                                  "flops": 2.0 * m * k * n, "machine": MACHINE})
     benchmark(f)
+
+
+# ------------------------------------------------------------------ the module: 2 layers, both directions
+
+MODULE_SIZE = (100, 32, 64, 128)  # (T, B, input_size, H)
+MODULE_IMPLS = ["manual-numpy", "manual-torch", "autograd", "nn.RNN"]
+
+
+@pytest.mark.parametrize("impl", MODULE_IMPLS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_module_bidirectional(benchmark, impl, dtype):
+    """torch.nn.RNN(64, 128, num_layers=2, bidirectional=True), upstream grad_output and grad_hn, tanh."""
+    timed, once = make_module(impl, MODULE_SIZE, dtype)
+    got = to_time_major(MODULE_CONFIG, {k: v.numpy() if hasattr(v, "numpy") else v for k, v in once().items()})
+    want = module_truth(module_inputs(MODULE_SIZE, "float64" if dtype == "float64" else dtype, "numpy",
+                                      cast64=True), draws=0)
+    report = want.compare({k: got[k] for k in got if k in want.grads}, dtype=dtype,
+                          optional=tuple(n for n in want.grads if n.startswith(("h_l", "z_l"))))
+    if dtype == "float64":  # float32 is judged by the oracle's tests; here the timed code must not be wrong
+        assert report.ok, str(report)
+    T, B, I, H = MODULE_SIZE
+    benchmark.group = f"module L2-bi {MODULE_SIZE} {dtype} cpu"
+    benchmark.extra_info.update({"impl": impl, "T": T, "B": B, "D": I, "H": H, "dtype": dtype, "device": "cpu",
+                                 "flops": module_flops(*MODULE_SIZE), "machine": MACHINE})
+    benchmark(timed)
