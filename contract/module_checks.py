@@ -31,11 +31,18 @@ class ModuleProblem:
     @property
     def output_shape(self) -> tuple[int, int, int]:
         c = self.config
-        H2 = c.hidden_size * c.dirs
+        H2 = c.out_size * c.dirs
         return (self.B, self.T, H2) if c.batch_first else (self.T, self.B, H2)
 
     @property
     def state_shape(self) -> tuple[int, int, int]:
+        """h0's and h_n's: (num_layers·dirs, B, proj_size or hidden_size)."""
+        c = self.config
+        return (c.num_layers * c.dirs, self.B, c.out_size)
+
+    @property
+    def cell_shape(self) -> tuple[int, int, int]:
+        """The LSTM's c0 and c_n: (num_layers·dirs, B, hidden_size)."""
         c = self.config
         return (c.num_layers * c.dirs, self.B, c.hidden_size)
 
@@ -88,8 +95,20 @@ def _same_kind(arg: str, a, ref_arg: str, ref, xp, dtype, dev, shape: tuple, mea
                          "transpose it (torch.nn.RNN's layout).")
 
 
+def split_hx(config: RNNConfig, hx) -> tuple:
+    """(h0, c0) of ``hx``: the LSTM's pair as torch takes it, or (hx, None) for the other cells."""
+    if not config.has_cell_state:
+        return hx, None
+    if hx is None:
+        return None, None
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise TypeError(f"hx must be the pair (h0, c0) for mode 'LSTM', as torch.nn.LSTM takes it; got "
+                        f"{type(hx).__name__}. Remedy: pass (h0, c0), or None for zeros.")
+    return hx[0], hx[1]
+
+
 def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, grad_hn=None,
-                        lengths=None, *, upstream: bool = True) -> ModuleProblem:
+                        lengths=None, *, grad_cn=None, upstream: bool = True) -> ModuleProblem:
     """Check the arguments of ``module_gradients`` (``upstream=False``: of the forward pass alone)."""
     c = config_from(config)
     shapes = param_shapes(c)
@@ -127,20 +146,33 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
     _same_kind("input", input, ref_arg, ref, xp, dtype, dev, shape, f"{layout}, batch_first={c.batch_first}")
     named["input"] = input
     p = ModuleProblem(c, T, B, _lengths(lengths, T, B), xp, dtype, dev)
-    if hx is not None:
-        _same_kind("hx", hx, ref_arg, ref, xp, dtype, dev, p.state_shape, "(num_layers·dirs, B, hidden_size)")
-        named["hx"] = hx
-    if upstream and grad_output is None and grad_hn is None:
+    h0, c0 = split_hx(c, hx)
+    if h0 is not None:
+        arg = "hx[0]" if c.has_cell_state else "hx"
+        _same_kind(arg, h0, ref_arg, ref, xp, dtype, dev, p.state_shape,
+                   "(num_layers·dirs, B, proj_size or hidden_size)")
+        named[arg] = h0
+    if c0 is not None:
+        _same_kind("hx[1]", c0, ref_arg, ref, xp, dtype, dev, p.cell_shape, "(num_layers·dirs, B, hidden_size)")
+        named["hx[1]"] = c0
+    if grad_cn is not None and not c.has_cell_state:
+        raise ValueError(f"grad_cn is the LSTM's (dL/dc_n); mode {c.mode!r} has no cell state. Remedy: drop it.")
+    if upstream and grad_output is None and grad_hn is None and grad_cn is None:
         raise ValueError("grad_output and grad_hn are both None: there is no loss to differentiate. Remedy: "
-                         "pass dL/doutput (the shape of the output) and/or dL/dh_n.")
+                         "pass dL/doutput (the shape of the output) and/or dL/dh_n"
+                         + (" and/or dL/dc_n." if c.has_cell_state else "."))
     if grad_output is not None:
         _same_kind("grad_output", grad_output, ref_arg, ref, xp, dtype, dev, p.output_shape,
                    "(the module's output: T or B first as batch_first says, hidden_size·dirs last)")
         named["grad_output"] = grad_output
     if grad_hn is not None:
         _same_kind("grad_hn", grad_hn, ref_arg, ref, xp, dtype, dev, p.state_shape,
-                   "(num_layers·dirs, B, hidden_size), as h_n")
+                   "(num_layers·dirs, B, proj_size or hidden_size), as h_n")
         named["grad_hn"] = grad_hn
+    if grad_cn is not None:
+        _same_kind("grad_cn", grad_cn, ref_arg, ref, xp, dtype, dev, p.cell_shape,
+                   "(num_layers·dirs, B, hidden_size), as c_n")
+        named["grad_cn"] = grad_cn
     with _quiet(xp):
         for arg, a in named.items():
             _finite(arg, xp, a)

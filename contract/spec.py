@@ -20,9 +20,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-MODES = ("RNN_TANH", "RNN_RELU")  # the Elman cell with tanh or relu, as torch.nn.RNNBase names them
-NONLINEARITY = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}
-GATES = {"RNN_TANH": 1, "RNN_RELU": 1}
+MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")  # as torch.nn.RNNBase names them
+NONLINEARITY = {"RNN_TANH": "tanh", "RNN_RELU": "relu", "LSTM": "tanh", "GRU": "tanh"}
+GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}  # rows of weight_ih per hidden unit
+# the per-step tensors of each cell, by kind; a name is f"{kind}_l{k}{suffix}"
+STEP_KINDS = {"RNN_TANH": ("h", "z"), "RNN_RELU": ("h", "z"),
+              "LSTM": ("h", "c", "gate_i", "gate_f", "gate_g", "gate_o"),
+              "GRU": ("h", "gate_r", "gate_z", "gate_n")}
+TORCH_MODULE = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
 
 
 @dataclass(frozen=True)
@@ -36,10 +41,21 @@ class RNNConfig:
     bias: bool = True
     batch_first: bool = False
     bidirectional: bool = False
+    proj_size: int = 0  # LSTM only: h_t = W_hr (o ⊙ tanh(c_t)), P = proj_size < hidden_size
+    linear_before_reset: bool = True  # GRU only: torch's form; False is the original paper's (ONNX's default)
 
     @property
     def nonlinearity(self) -> str:
         return NONLINEARITY[self.mode]
+
+    @property
+    def out_size(self) -> int:
+        """Features of h_t (and of each direction's output): proj_size when set, else hidden_size."""
+        return self.proj_size or self.hidden_size
+
+    @property
+    def has_cell_state(self) -> bool:
+        return self.mode == "LSTM"
 
     @property
     def dirs(self) -> int:
@@ -50,13 +66,22 @@ class RNNConfig:
         return ("", "_reverse") if self.bidirectional else ("",)
 
     def layer_input(self, k: int) -> int:
-        return self.input_size if k == 0 else self.hidden_size * self.dirs
+        return self.input_size if k == 0 else self.out_size * self.dirs
+
+    @property
+    def has_torch_module(self) -> bool:
+        """torch has a module for it (not for the GRU's original-paper form)."""
+        return self.mode != "GRU" or self.linear_before_reset
 
     def torch_kwargs(self) -> dict:
-        """The keyword arguments ``torch.nn.RNN`` takes for this configuration."""
-        return {"input_size": self.input_size, "hidden_size": self.hidden_size, "num_layers": self.num_layers,
-                "nonlinearity": self.nonlinearity, "bias": self.bias, "batch_first": self.batch_first,
-                "bidirectional": self.bidirectional}
+        """The keyword arguments ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` take for this configuration."""
+        out = {"input_size": self.input_size, "hidden_size": self.hidden_size, "num_layers": self.num_layers,
+               "bias": self.bias, "batch_first": self.batch_first, "bidirectional": self.bidirectional}
+        if self.mode in ("RNN_TANH", "RNN_RELU"):
+            out["nonlinearity"] = self.nonlinearity
+        if self.mode == "LSTM":
+            out["proj_size"] = self.proj_size
+        return out
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -69,25 +94,36 @@ def param_shapes(config: RNNConfig) -> dict[str, tuple[int, ...]]:
     for k in range(config.num_layers):
         for s in config.suffixes:
             out[f"weight_ih_l{k}{s}"] = (G * H, config.layer_input(k))
-            out[f"weight_hh_l{k}{s}"] = (G * H, H)
+            out[f"weight_hh_l{k}{s}"] = (G * H, config.out_size)
             if config.bias:
                 out[f"bias_ih_l{k}{s}"] = (G * H,)
                 out[f"bias_hh_l{k}{s}"] = (G * H,)
+            if config.proj_size:
+                out[f"weight_hr_l{k}{s}"] = (config.proj_size, H)
     return out
 
 
-def step_names(config: RNNConfig) -> list[tuple[str, str, int, str]]:
-    """(dL/dh name, dL/dz name, layer, direction suffix) of every layer and direction."""
-    return [(f"h_l{k}{s}", f"z_l{k}{s}", k, s) for k in range(config.num_layers) for s in config.suffixes]
+def step_names(config: RNNConfig) -> list[tuple[int, str, dict[str, str]]]:
+    """(layer, direction suffix, {kind: name}) of every layer and direction; kinds from STEP_KINDS
+    (``h`` = dL/dh_t, ``z`` = dL/dz_t, ``c`` = dL/dc_t, ``gate_x`` = dL/d(gate x's pre-activation))."""
+    return [(k, s, {kind: f"{kind}_l{k}{s}" for kind in STEP_KINDS[config.mode]})
+            for k in range(config.num_layers) for s in config.suffixes]
+
+
+def step_shape(config: RNNConfig, kind: str, T: int, B: int) -> tuple[int, int, int]:
+    return (T, B, config.out_size if kind == "h" else config.hidden_size)
 
 
 def grad_shapes(config: RNNConfig, T: int, B: int) -> dict[str, tuple[int, ...]]:
     """name → shape of every tensor of a module's gradient set (``input`` as the caller lays it out)."""
     out = dict(param_shapes(config))
     out["input"] = (B, T, config.input_size) if config.batch_first else (T, B, config.input_size)
-    out["hx"] = (config.num_layers * config.dirs, B, config.hidden_size)
-    for h, z, _, _ in step_names(config):
-        out[h] = out[z] = (T, B, config.hidden_size)
+    out["hx"] = (config.num_layers * config.dirs, B, config.out_size)
+    if config.has_cell_state:
+        out["cx"] = (config.num_layers * config.dirs, B, config.hidden_size)
+    for _, _, names in step_names(config):
+        for kind, name in names.items():
+            out[name] = step_shape(config, kind, T, B)
     return out
 
 
@@ -114,15 +150,15 @@ def config_from(config: Mapping | RNNConfig) -> RNNConfig:
     known = {f.name for f in fields(RNNConfig)} | {"nonlinearity", "dropout"}
     unknown = sorted(set(map(str, config)) - known)
     if unknown:
-        raise ValueError(f"config has unknown keys {unknown}; it takes {sorted(known)}. Remedy: remove them "
-                         "(proj_size is the LSTM's, which this project does not have yet).")
+        raise ValueError(f"config has unknown keys {unknown}; it takes {sorted(known)}. Remedy: remove them.")
     mode = config.get("mode")
     if mode not in MODES:
         folded = {m.casefold(): m for m in MODES}
         near = folded.get(str(mode).casefold())
         raise ValueError(f"config['mode'] must be one of {MODES}; got {mode!r}. Remedy: "
                          + (f"did you mean {near!r}? " if near else "") + "'RNN_TANH' is nn.RNN's default.")
-    if "nonlinearity" in config and config["nonlinearity"] != NONLINEARITY[mode]:
+    if "nonlinearity" in config and (mode not in ("RNN_TANH", "RNN_RELU")
+                                     or config["nonlinearity"] != NONLINEARITY[mode]):
         raise ValueError(f"config['nonlinearity'] is {config['nonlinearity']!r} but mode {mode!r} means "
                          f"{NONLINEARITY[mode]!r}. Remedy: drop nonlinearity, or set mode to match it.")
     if config.get("dropout", 0) not in (0, 0.0):
@@ -131,8 +167,16 @@ def config_from(config: Mapping | RNNConfig) -> RNNConfig:
     for name in ("input_size", "hidden_size"):
         if name not in config:
             raise ValueError(f"config needs {name!r} (torch.nn.RNN's {name}). Remedy: add it, e.g. {name}=4.")
-    return RNNConfig(mode, _positive("input_size", config["input_size"]),
-                     _positive("hidden_size", config["hidden_size"]),
+    H = _positive("hidden_size", config["hidden_size"])
+    P = config.get("proj_size", 0)
+    if P != 0 and (mode != "LSTM" or not isinstance(P, int) or isinstance(P, bool) or not 0 < P < H):
+        raise ValueError(f"config['proj_size'] must be 0, or for mode 'LSTM' an integer in [1, hidden_size) = "
+                         f"[1, {H}); got {P!r} for mode {mode!r}. Remedy: proj_size=0, or a smaller LSTM projection.")
+    lbr = _flag("linear_before_reset", config.get("linear_before_reset", True))
+    if not lbr and mode != "GRU":
+        raise ValueError(f"config['linear_before_reset'] is the GRU's; got False for mode {mode!r}. "
+                         "Remedy: drop it.")
+    return RNNConfig(mode, _positive("input_size", config["input_size"]), H,
                      _positive("num_layers", config.get("num_layers", 1)),
                      _flag("bias", config.get("bias", True)), _flag("batch_first", config.get("batch_first", False)),
-                     _flag("bidirectional", config.get("bidirectional", False)))
+                     _flag("bidirectional", config.get("bidirectional", False)), P, lbr)

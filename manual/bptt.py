@@ -27,12 +27,11 @@ from collections.abc import Mapping
 
 from contract import NonFiniteGradientError, Problem, all_finite, check_inputs, first_nonfinite_step
 from manual.activations import ACTIVATIONS
-from manual.cells import elman
+from manual.cells.elman import run_backward, run_forward
 from manual.errstate import numpy_quiet
 from manual.kernels import kernels
 from manual.losses import LOSSES
 from manual.readout import _logits, _output, readout_backward
-from manual.stack import run_backward, run_forward
 
 
 def _plain(a):
@@ -93,7 +92,7 @@ def _forward(p: Problem, params, x, h0, reuse: bool = False):
         z += bh
     hs = _buffer(p, "hs", (T + 1, B, H), reuse)  # (T+1, B, H)
     hs[0, ...] = h0
-    run_forward(xp, k, elman, z, hs, Whh)  # z_t = x_t Wxhᵀ + bh + h_{t-1} Whhᵀ, h_t = act(z_t), t = 1 … T
+    run_forward(xp, k, z, hs, Whh)  # z_t = x_t Wxhᵀ + bh + h_{t-1} Whhᵀ, h_t = act(z_t), t = 1 … T
     return z, hs
 
 
@@ -197,7 +196,7 @@ def gradients(
     k = kernels(xp, p.activation)
     # t = T … 1: dL/dh_t = ∂L_t/∂h_t (where the loss reads, t > T − S) + dL/dz_{t+1} Whh;
     # dL/dz_t = dL/dh_t ⊙ act'(z_t); the cell's backward step (manual.cells.elman)
-    dh0 = run_backward(xp, k, elman, Whh, dA, dh, dz, first_direct=T - S)  # dL/dh0 = dz_1 Whh     (B, H)
+    dh0 = run_backward(xp, k, Whh, dA, dh, dz, first_direct=T - S)  # dL/dh0 = dz_1 Whh     (B, H)
     if not all_finite(xp, dz):  # one check for both passes: a NaN/Inf anywhere reaches dz
         _raise_if_forward_overflowed(xp, hs)
         name, steps = ("dL/dh", dh) if first_nonfinite_step(xp, dh, True) else ("dL/dz", dz)

@@ -25,7 +25,7 @@ from oracle.cases import Case, all_cases, run, select
 from oracle.catalog import builtin_cases, kind_of
 from oracle.compare import Report
 from oracle.isolate import DEFAULT_TIMEOUT, CandidateError, Outcome, call, load, reference_to, run_isolated
-from oracle.module_cases import module_truth, run_module, to_time_major
+from oracle.module_cases import map_arrays, module_truth, run_module, to_time_major
 from oracle.progress import Progress
 from oracle.truth import Truth, truth
 
@@ -89,9 +89,7 @@ def cast_inputs(inputs: dict, dtype: str) -> dict:
 
 
 def _cast_module(inputs: dict, dtype: str) -> dict:
-    f = lambda a: None if a is None else a.astype(dtype)  # noqa: E731
-    return {**inputs, "state_dict": {k: f(v) for k, v in inputs["state_dict"].items()},
-            **{k: f(inputs[k]) for k in ("input", "hx", "grad_output", "grad_hn")}}
+    return map_arrays(lambda a: a.astype(dtype), inputs)
 
 
 def prepare(case, inputs: dict, want: Truth | None = None) -> Prepared:
@@ -119,7 +117,7 @@ def judge(p: Prepared, outcome: Outcome) -> CaseResult:
         return CaseResult(p.case, error="the candidate returned nothing")
     report = None
     module = kind_of(p.case) == "module"
-    optional = tuple(n for h, z, _, _ in step_names(p.case.config) for n in (h, z)) if module else OPTIONAL
+    optional = tuple(n for _, _, ns in step_names(p.case.config) for n in ns.values()) if module else OPTIONAL
     for i, got in enumerate(outcome.grads):
         if module and getattr(got.get("input"), "ndim", 0) == 3:
             got = to_time_major(p.case, got)

@@ -67,6 +67,8 @@ def _copy(a):
         return {k: _copy(v) for k, v in a.items()}
     if isinstance(a, list):
         return list(a)
+    if isinstance(a, tuple):  # the LSTM's (h0, c0)
+        return tuple(_copy(b) for b in a)
     return np.array(a, copy=True) if isinstance(a, np.ndarray) else a
 
 
@@ -89,6 +91,8 @@ def _changed(pristine: dict, given: dict, where: str = "") -> list[str]:
 
 
 def _same(a, b) -> bool:
+    if isinstance(a, tuple):
+        return isinstance(b, tuple) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, np.ndarray):
         return isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype and \
             a.tobytes() == b.tobytes()
@@ -98,8 +102,9 @@ def _same(a, b) -> bool:
 def invoke(fn: Callable, inputs: dict, kwargs: dict, kind: str = "seed"):
     """``fn`` on a case's inputs with the signature of its kind: manual.gradients' or manual.module_gradients'."""
     if kind == "module":
+        more = {"grad_cn": inputs["grad_cn"]} if "grad_cn" in inputs else {}  # the LSTM's
         return fn(inputs["config"], inputs["state_dict"], inputs["input"], inputs["hx"],
-                  grad_output=inputs["grad_output"], grad_hn=inputs["grad_hn"], lengths=inputs["lengths"])
+                  grad_output=inputs["grad_output"], grad_hn=inputs["grad_hn"], lengths=inputs["lengths"], **more)
     return fn(inputs["params"], inputs["x"], inputs["target"], h0=inputs["h0"], **kwargs)
 
 

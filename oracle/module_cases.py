@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from contract.spec import MODES, RNNConfig, param_shapes, step_names
+from contract.spec import MODES, RNNConfig, config_from, param_shapes, step_names
 from oracle.compare import EPS
 from oracle.truth import Truth
 
@@ -43,17 +43,21 @@ class ModuleCase:
     lengths: str = "full"
     upstream: str = "both"
     dtype: str = "float64"
+    proj_size: int = 0  # LSTM only
+    linear_before_reset: bool = True  # GRU only; False: the original paper's form
 
     kind = "module"  # which signature a candidate has: manual.module_gradients'
 
     @property
     def config(self) -> RNNConfig:
-        return RNNConfig(self.mode, self.I, self.H, self.num_layers, self.bias, self.batch_first, self.bidirectional)
+        return RNNConfig(self.mode, self.I, self.H, self.num_layers, self.bias, self.batch_first, self.bidirectional,
+                         self.proj_size, self.linear_before_reset)
 
     @property
     def name(self) -> str:
         flags = "".join(f"-{f}" for f, on in (("bi", self.bidirectional), ("bf", self.batch_first),
-                                              ("nobias", not self.bias)) if on)
+                                              ("nobias", not self.bias), (f"p{self.proj_size}", self.proj_size),
+                                              ("paper", not self.linear_before_reset)) if on)
         return (f"module/{self.mode}/L{self.num_layers}{flags}/T{self.T}-B{self.B}-I{self.I}-H{self.H}/"
                 f"lengths-{self.lengths}/up-{self.upstream}/{self.dtype}")
 
@@ -68,10 +72,10 @@ class ModuleCase:
     @classmethod
     def parse(cls, name: str) -> ModuleCase:
         """The case a full name describes (see the module's docstring)."""
-        m = re.fullmatch(r"module/(\w+)/L(\d+)((?:-bi|-bf|-nobias)*)/T(\d+)-B(\d+)-I(\d+)-H(\d+)/"
+        m = re.fullmatch(r"module/(\w+)/L(\d+)((?:-bi|-bf|-nobias|-p\d+|-paper)*)/T(\d+)-B(\d+)-I(\d+)-H(\d+)/"
                          r"lengths-(\w+)/up-(\w+)/(\w+)", name)
-        form = "module/MODE/L<int>[-bi][-bf][-nobias]/T<int>-B<int>-I<int>-H<int>/lengths-full|mixed/" \
-               "up-output|hn|both/dtype"
+        form = "module/MODE/L<int>[-bi][-bf][-nobias][-p<int>][-paper]/T<int>-B<int>-I<int>-H<int>/" \
+               "lengths-full|mixed/up-output|hn|both/dtype"
         if not m:
             raise ValueError(f"module case name must read {form}; got {name!r}. Remedy: e.g. "
                              "module/RNN_TANH/L2-bi/T5-B3-I3-H4/lengths-mixed/up-both/float64")
@@ -82,10 +86,18 @@ class ModuleCase:
                 raise ValueError(f"module case {what} must be one of {choices}; got {value!r} in {name!r}. "
                                  "Remedy: pick one of the names listed.")
         sizes = [int(v) for v in (L, T, B, I, H)]
-        if min(sizes) < 1 or flags != "".join(f for f in ("-bi", "-bf", "-nobias") if f in flags):
+        proj = re.search(r"-p(\d+)", flags)
+        P = int(proj.group(1)) if proj else 0
+        order = "".join(f for f in ("-bi", "-bf", "-nobias", f"-p{P}" if P else "", "-paper") if f and f in flags)
+        if min(sizes) < 1 or flags != order:
             raise ValueError(f"module case name must read {form}; got {name!r} (sizes ≥ 1, flags in that order)")
-        return cls(mode, sizes[0], "-bi" in flags, "-bf" in flags, "-nobias" not in flags, *sizes[1:],
-                   lengths=lengths, upstream=up, dtype=dtype)
+        case = cls(mode, sizes[0], "-bi" in flags, "-bf" in flags, "-nobias" not in flags, *sizes[1:],
+                   lengths=lengths, upstream=up, dtype=dtype, proj_size=P, linear_before_reset="-paper" not in flags)
+        try:
+            config_from(case.config.as_dict())
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"module case {name!r}: {e}") from None
+        return case
 
     def length_list(self) -> list[int] | None:
         """Each row's length: None (all T) or a mix that holds 1 and T when B allows."""
@@ -103,24 +115,30 @@ class ModuleCase:
             fan = shape[1] if len(shape) == 2 else self.H
             sd[k] = rng.normal(0, (0.9 if "weight_hh" in k else 1.0) / np.sqrt(fan), shape) if "weight" in k \
                 else rng.normal(0, 0.1, shape)
-        T, B = self.T, self.B
+        T, B, P = self.T, self.B, c.out_size
         x = rng.normal(0, 1, (B, T, self.I) if self.batch_first else (T, B, self.I))
-        hx = rng.normal(0, 0.5, (c.num_layers * c.dirs, B, self.H))
-        out_shape = (B, T, self.H * c.dirs) if self.batch_first else (T, B, self.H * c.dirs)
+        hx = rng.normal(0, 0.5, (c.num_layers * c.dirs, B, P))
+        out_shape = (B, T, P * c.dirs) if self.batch_first else (T, B, P * c.dirs)
         g_out = rng.normal(0, 1, out_shape) if self.upstream in ("output", "both") else None
         g_hn = rng.normal(0, 1, hx.shape) if self.upstream in ("hn", "both") else None
 
         def cast(a):
             return None if a is None else a.astype(self.dtype).astype(dtype or self.dtype)
 
-        return {"config": c.as_dict(), "state_dict": {k: cast(v) for k, v in sd.items()}, "input": cast(x),
-                "hx": cast(hx), "grad_output": cast(g_out), "grad_hn": cast(g_hn), "lengths": self.length_list()}
+        out = {"config": c.as_dict(), "state_dict": {k: cast(v) for k, v in sd.items()}, "input": cast(x),
+               "hx": cast(hx), "grad_output": cast(g_out), "grad_hn": cast(g_hn), "lengths": self.length_list()}
+        if c.has_cell_state:  # hx is the pair (h0, c0); dL/dc_n comes with dL/dh_n
+            cx = rng.normal(0, 0.5, (c.num_layers * c.dirs, B, self.H))
+            out["hx"] = (out["hx"], cast(cx))
+            out["grad_cn"] = cast(rng.normal(0, 1, cx.shape)) if g_hn is not None else None
+        return out
 
 
 def run_module(fn, inputs: dict) -> dict:
-    """``fn`` (manual.module_gradients' signature) on a module case's inputs."""
+    """``fn`` (manual.module_gradients' signature) on a module case's inputs (``grad_cn`` only for the LSTM)."""
+    more = {"grad_cn": inputs["grad_cn"]} if "grad_cn" in inputs else {}
     return fn(inputs["config"], inputs["state_dict"], inputs["input"], inputs["hx"],
-              grad_output=inputs["grad_output"], grad_hn=inputs["grad_hn"], lengths=inputs["lengths"])
+              grad_output=inputs["grad_output"], grad_hn=inputs["grad_hn"], lengths=inputs["lengths"], **more)
 
 
 def time_orders(config: RNNConfig) -> dict:
@@ -132,14 +150,14 @@ def time_orders(config: RNNConfig) -> dict:
     """
     out = {}
     top = config.num_layers - 1
-    for h, z, layer, s in step_names(config):
+    for layer, s, names in step_names(config):
         if not config.bidirectional:
             order = "suffix"
         elif layer == top:
             order = "prefix" if s else "suffix"
         else:
             order = "all"
-        out[h] = out[z] = order
+        out.update({name: order for name in names.values()})
     out["input"] = "all" if config.bidirectional else "suffix"
     return out
 
@@ -153,11 +171,18 @@ def to_time_major(case_or_config, grads: dict) -> dict:
     return {**grads, "input": a.transpose(1, 0, 2) if isinstance(a, np.ndarray) else a.permute(1, 0, 2)}
 
 
+ARRAYS = ("input", "hx", "grad_output", "grad_hn", "grad_cn")  # a module case's float inputs (hx: a pair for LSTM)
+
+
+def map_arrays(f, inputs: dict) -> dict:
+    """``inputs`` with ``f`` applied to every float array (state_dict, input, hx or its pair, upstream gradients)."""
+    g = lambda a: None if a is None else tuple(g(b) for b in a) if isinstance(a, tuple) else f(a)  # noqa: E731
+    return {**inputs, "state_dict": {k: f(v) for k, v in inputs["state_dict"].items()},
+            **{k: g(inputs[k]) for k in ARRAYS if k in inputs}}
+
+
 def _perturbed(inputs: dict, rng: np.random.Generator) -> dict:
-    def p(a):
-        return None if a is None else a * (1 + EPS["float64"] * rng.uniform(-1, 1, a.shape))
-    return {**inputs, "state_dict": {k: p(v) for k, v in inputs["state_dict"].items()}, "input": p(inputs["input"]),
-            "hx": p(inputs["hx"]), "grad_output": p(inputs["grad_output"]), "grad_hn": p(inputs["grad_hn"])}
+    return map_arrays(lambda a: a * (1 + EPS["float64"] * rng.uniform(-1, 1, a.shape)), inputs)
 
 
 def module_truth(inputs: dict, draws: int = 2, seed: int = 0) -> Truth:
@@ -171,9 +196,7 @@ def module_truth(inputs: dict, draws: int = 2, seed: int = 0) -> Truth:
     from reference.module import unrolled_module_gradients  # here: importing oracle never imports torch
 
     c = RNNConfig(**inputs["config"])
-    as64 = {**inputs, "state_dict": {k: v.astype(np.float64) for k, v in inputs["state_dict"].items()},
-            **{k: None if inputs[k] is None else inputs[k].astype(np.float64)
-               for k in ("input", "hx", "grad_output", "grad_hn")}}
+    as64 = map_arrays(lambda a: a.astype(np.float64), inputs)
     want = to_time_major(c, run_module(unrolled_module_gradients, as64))
     rng = np.random.default_rng(seed)
     sens = {k: np.zeros_like(v) for k, v in want.items()}
@@ -182,13 +205,17 @@ def module_truth(inputs: dict, draws: int = 2, seed: int = 0) -> Truth:
         for k in sens:
             sens[k] = np.maximum(sens[k], np.abs(moved[k] - want[k]) / EPS["float64"])
     amp, worst = {}, 1.0
-    for h, z, _, _ in step_names(c):
-        T = want[h].shape[0]
-        dh, dz = (np.abs(want[n]).reshape(T, -1).max(axis=1) for n in (h, z))
-        k_act = np.divide(dh, dz, out=np.ones(T), where=dz > 0).clip(min=1.0)[:, None, None]  # (T, 1, 1)
-        if c.nonlinearity == "relu":  # relu' is exactly 0 or 1: nothing cancels (a dead unit is not a saturated one)
-            k_act = np.ones_like(k_act)
-        amp[h] = amp[z] = np.broadcast_to(k_act, want[h].shape).copy()
+    for _, _, names in step_names(c):
+        T = want[names["h"]].shape[0]
+        dh = np.abs(want[names["h"]]).reshape(T, -1).max(axis=1)  # (T,)
+        k_act = np.ones(T)
+        for kind, name in names.items():  # every pre-activation: z, or the gates
+            if kind in ("h", "c") or c.nonlinearity == "relu":  # relu' is exactly 0 or 1: nothing cancels
+                continue
+            dpre = np.abs(want[name]).reshape(T, -1).max(axis=1)
+            k_act = np.maximum(k_act, np.divide(dh, dpre, out=np.ones(T), where=dpre > 0))
+        for name in names.values():
+            amp[name] = np.broadcast_to(k_act[:, None, None], want[name].shape).copy()
         worst = max(worst, float(k_act.max()))
     for name, g in want.items():
         if name not in amp:
@@ -202,13 +229,33 @@ def bound_size(config: RNNConfig, T: int, B: int) -> tuple[int, int]:
     return T * config.num_layers, max(config.input_size, config.hidden_size * config.dirs, B)
 
 
+# (mode, proj_size, linear_before_reset): every cell and form the module contract covers
+VARIANTS = (("RNN_TANH", 0, True), ("RNN_RELU", 0, True), ("LSTM", 0, True), ("LSTM", 2, True), ("GRU", 0, True),
+            ("GRU", 0, False))
+
+
+def parity_matrix(mode: str, proj_size: int = 0, linear_before_reset: bool = True, dtype: str = "float64") -> list:
+    """One cell's parity matrix: layers 1…3 × bidirectional × batch_first × bias × lengths × upstream × B ∈ {1, 3}
+    (288 cases at T = 5, I = 3, H = 4; 576 for the Elman cell's tanh and relu together)."""
+    return [ModuleCase(mode, L, bi, bf, bias, 5, B, 3, 4, lengths=ln, upstream=up, dtype=dtype, proj_size=proj_size,
+                       linear_before_reset=linear_before_reset)
+            for L, bi, bf, bias, ln, up, B in itertools.product((1, 2, 3), (False, True), (False, True),
+                                                               (True, False), LENGTHS, UPSTREAMS, (1, 3))]
+
+
 def all_module_cases(dtypes=DTYPES) -> list[ModuleCase]:
-    """The built-in module matrix for ``bptt verify``: layers × directions × batch_first × bias × mode ×
-    lengths × upstream, B ∈ {1, 3}, at T = 5 (I = 3, H = 4), in each dtype."""
-    return [ModuleCase(mode, L, bi, bf, bias, 5, B, 3, 4, lengths=ln, upstream=up, dtype=dt)
-            for mode, L, bi, bf, bias, ln, up, B, dt in itertools.product(
-                MODES, (1, 2, 3), (False, True), (False, True), (True, False), LENGTHS, UPSTREAMS, (1, 3), dtypes)]
+    """The built-in module matrix for ``bptt verify``: the Elman cell's whole parity matrix (tanh and relu),
+    and for the LSTM (proj_size 0 and 2) and the GRU (torch's form and the paper's) the part with B = 3
+    driven through h_n (and c_n) or through everything: 960 cases per dtype."""
+    out = []
+    for dt in dtypes:
+        for mode, proj, lbr in VARIANTS:
+            cases = parity_matrix(mode, proj, lbr, dt)
+            if mode not in ("RNN_TANH", "RNN_RELU"):
+                cases = [c for c in cases if c.B == 3 and c.upstream in ("hn", "both")]
+            out += cases
+    return out
 
 
-__all__ = ["ModuleCase", "all_module_cases", "bound_size", "module_truth", "run_module", "time_orders",
-           "to_time_major"]
+__all__ = ["VARIANTS", "ModuleCase", "all_module_cases", "bound_size", "map_arrays", "module_truth", "parity_matrix",
+           "run_module", "time_orders", "to_time_major"]

@@ -1,14 +1,16 @@
-"""torch.nn.RNN's module contract, by autograd: through ``torch.nn.RNN`` itself, and unrolled.
+"""torch's recurrent modules by autograd, with ``manual.module_gradients``' contract.
 
-* :func:`nn_module_gradients`: ``torch.nn.RNN`` loaded with the state_dict,
-  packed input when ``lengths`` are given (``pack_padded_sequence``,
-  ``enforce_sorted=False``), backward from ``grad_output`` and ``grad_hn``.
-  Parameters, ``input`` and ``hx``; no per-step tensors (the module keeps none).
-* :func:`unrolled_module_gradients`: the same module written as loops of
+* :func:`nn_module_gradients`: ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` loaded
+  with the state_dict, packed input when ``lengths`` are given
+  (``pack_padded_sequence``, ``enforce_sorted=False``), backward from the
+  upstream gradients. Parameters, ``input``, ``hx`` (and ``cx``); no
+  per-step tensors (the module keeps none). Not for the GRU's paper form,
+  which torch has no module for.
+* :func:`unrolled_module_gradients`: the same modules written as loops of
   torch operations, layer by layer and direction by direction, with
-  ``retain_grad`` on every step's h and z, so autograd gives the per-step
-  tensors too. A padded step keeps the state: h_t = where(step t inside row
-  b, act(z_t), h_{t-1}).
+  ``retain_grad`` on every step's h (c) and pre-activations, so autograd
+  gives the per-step tensors too; it covers the GRU's paper form. A padded
+  step keeps the state: h_t = where(step t inside row b, new h, h_{t-1}).
 
 Same arguments and return as ``manual.module_gradients`` (NumPy in, NumPy out).
 """
@@ -18,17 +20,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from contract.module_checks import check_module_inputs
-from contract.spec import step_names
+from contract.module_checks import check_module_inputs, split_hx
+from contract.spec import TORCH_MODULE, step_names
 
 ACT = {"tanh": torch.tanh, "relu": torch.relu}
 
 
-def _torch_args(state_dict, input, hx, grad_output, grad_hn):
+def _torch_args(state_dict, input, hx, *grads):
     numpy_in = isinstance(input, np.ndarray)
     t = (lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))) if numpy_in else \
         (lambda a: None if a is None else a.detach())
-    return numpy_in, {k: t(v) for k, v in state_dict.items()}, t(input), t(hx), t(grad_output), t(grad_hn)
+    hx = tuple(t(a) for a in hx) if isinstance(hx, (tuple, list)) else t(hx)
+    return numpy_in, {k: t(v) for k, v in state_dict.items()}, t(input), hx, *(t(g) for g in grads)
 
 
 def _out(grads: dict, numpy_in: bool) -> dict:
@@ -40,71 +43,136 @@ def _backward(outputs: list, grads: list) -> None:
     torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
 
 
-def nn_module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None,
-                        lengths=None) -> dict:
-    """Parameters', ``input``'s and ``hx``'s gradients through ``torch.nn.RNN`` itself."""
-    p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths)
+def _initial(p, c, hx, like):
+    """(h0, c0) as leaves that require grad (zeros where hx is None)."""
+    h0, c0 = split_hx(c, hx)
+    h0 = torch.zeros(p.state_shape, dtype=like.dtype, device=like.device) if h0 is None else h0.clone()
+    h0.requires_grad_()
+    if c.has_cell_state:
+        c0 = torch.zeros(p.cell_shape, dtype=like.dtype, device=like.device) if c0 is None else c0.clone()
+        c0.requires_grad_()
+    return h0, c0
+
+
+def nn_module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None, lengths=None,
+                        grad_cn=None) -> dict:
+    """Parameters', ``input``'s, ``hx``'s (and ``cx``'s) gradients through torch's module itself."""
+    p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths, grad_cn=grad_cn)
     c = p.config
-    numpy_in, sd, x, h0, g_out, g_hn = _torch_args(state_dict, input, hx, grad_output, grad_hn)
-    rnn = torch.nn.RNN(**c.torch_kwargs(), dtype=x.dtype, device=x.device)
-    rnn.load_state_dict(sd)
+    if not c.has_torch_module:
+        raise ValueError("torch has no module for the GRU with linear_before_reset=False (the paper's form). "
+                         "Remedy: use reference.unrolled_module_gradients.")
+    numpy_in, sd, x, hx, g_out, g_hn, g_cn = _torch_args(state_dict, input, hx, grad_output, grad_hn, grad_cn)
+    module = getattr(torch.nn, TORCH_MODULE[c.mode])(**c.torch_kwargs(), dtype=x.dtype, device=x.device)
+    module.load_state_dict(sd)
     with torch.enable_grad():
         x = x.clone().requires_grad_()
-        h0 = torch.zeros(p.state_shape, dtype=x.dtype, device=x.device) if h0 is None else h0.clone()
-        h0.requires_grad_()
+        h0, c0 = _initial(p, c, hx, x)
+        state = (h0, c0) if c.has_cell_state else h0
         if p.lengths is None:
-            out, h_n = rnn(x, h0)
+            out, last = module(x, state)
         else:
             packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor(p.lengths), batch_first=c.batch_first,
                                                              enforce_sorted=False)
-            out, h_n = rnn(packed, h0)
+            out, last = module(packed, state)
             out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=c.batch_first, total_length=p.T)
-        _backward([out, h_n], [g_out, g_hn])
-    g = {k: v.grad for k, v in rnn.named_parameters()}
+        h_n, c_n = last if c.has_cell_state else (last, None)
+        _backward([out, h_n] + ([c_n] if c_n is not None else []), [g_out, g_hn] + ([g_cn] if c_n is not None else []))
+    g = {k: v.grad if v.grad is not None else torch.zeros_like(v) for k, v in module.named_parameters()}
     g["input"], g["hx"] = x.grad, h0.grad
+    if c.has_cell_state:
+        g["cx"] = c0.grad
     return _out(g, numpy_in)
 
 
+def _elman(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
+    z = xt @ leaf[f"weight_ih_l{layer}{s}"].T + h @ leaf[f"weight_hh_l{layer}{s}"].T
+    if c.bias:
+        z = z + leaf[f"bias_ih_l{layer}{s}"] + leaf[f"bias_hh_l{layer}{s}"]
+    keep["z"] = z
+    return torch.where(inside_t, act(z), h), None
+
+
+def _lstm(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
+    H = c.hidden_size
+    a = xt @ leaf[f"weight_ih_l{layer}{s}"].T + h @ leaf[f"weight_hh_l{layer}{s}"].T
+    if c.bias:
+        a = a + leaf[f"bias_ih_l{layer}{s}"] + leaf[f"bias_hh_l{layer}{s}"]
+    gi, gf, gg, go = (a[:, j * H:(j + 1) * H] for j in range(4))
+    keep.update({"gate_i": gi, "gate_f": gf, "gate_g": gg, "gate_o": go})
+    cn = torch.where(inside_t, torch.sigmoid(gf) * cst + torch.sigmoid(gi) * torch.tanh(gg), cst)
+    hn = torch.sigmoid(go) * torch.tanh(cn)
+    if c.proj_size:
+        hn = hn @ leaf[f"weight_hr_l{layer}{s}"].T
+    keep["c"] = cn
+    return torch.where(inside_t, hn, h), cn
+
+
+def _gru(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
+    H = c.hidden_size
+    W_ih, W_hh = leaf[f"weight_ih_l{layer}{s}"], leaf[f"weight_hh_l{layer}{s}"]
+    b_ih = leaf[f"bias_ih_l{layer}{s}"] if c.bias else torch.zeros(3 * H, dtype=h.dtype, device=h.device)
+    b_hh = leaf[f"bias_hh_l{layer}{s}"] if c.bias else torch.zeros(3 * H, dtype=h.dtype, device=h.device)
+    ax = xt @ W_ih.T + b_ih
+    ar = ax[:, :H] + h @ W_hh[:H].T + b_hh[:H]
+    az = ax[:, H:2 * H] + h @ W_hh[H:2 * H].T + b_hh[H:2 * H]
+    r, z = torch.sigmoid(ar), torch.sigmoid(az)
+    if c.linear_before_reset:  # torch: n = tanh(ax_n + r ⊙ (h W_hnᵀ + b_hn))
+        an = ax[:, 2 * H:] + r * (h @ W_hh[2 * H:].T + b_hh[2 * H:])
+    else:  # the paper: n = tanh(ax_n + (r ⊙ h) W_hnᵀ + b_hn)
+        an = ax[:, 2 * H:] + (r * h) @ W_hh[2 * H:].T + b_hh[2 * H:]
+    keep.update({"gate_r": ar, "gate_z": az, "gate_n": an})
+    n = torch.tanh(an)
+    return torch.where(inside_t, (1 - z) * n + z * h, h), None
+
+
+STEP = {"RNN_TANH": _elman, "RNN_RELU": _elman, "LSTM": _lstm, "GRU": _gru}
+
+
 def unrolled_module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None,
-                              lengths=None) -> dict:
-    """Every gradient of the module contract, per-step ``h_l{k}{s}`` and ``z_l{k}{s}`` included."""
-    p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths)
+                              lengths=None, grad_cn=None) -> dict:
+    """Every gradient of the module contract, per-step tensors included."""
+    p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths, grad_cn=grad_cn)
     c, T, B = p.config, p.T, p.B
     act = ACT[c.nonlinearity]
-    numpy_in, sd, x, h0, g_out, g_hn = _torch_args(state_dict, input, hx, grad_output, grad_hn)
+    step = STEP[c.mode]
+    numpy_in, sd, x, hx, g_out, g_hn, g_cn = _torch_args(state_dict, input, hx, grad_output, grad_hn, grad_cn)
+    names = {(layer, s): n for layer, s, n in step_names(c)}
     with torch.enable_grad():
         leaf = {k: v.clone().requires_grad_() for k, v in sd.items()}
         x = x.clone().requires_grad_()
-        h0 = torch.zeros(p.state_shape, dtype=x.dtype, device=x.device) if h0 is None else h0.clone()
-        h0.requires_grad_()
+        h0, c0 = _initial(p, c, hx, x)
         seq = x.transpose(0, 1) if c.batch_first else x  # (T, B, I)
         n = torch.tensor(p.lengths if p.lengths is not None else [T] * B, device=x.device)
         inside = [(t < n)[:, None] for t in range(T)]  # step t inside row b's sequence     T × (B, 1)
-        steps, h_n = {}, []
+        kept, h_n, c_n = {}, [], []
         for layer in range(c.num_layers):
             outs = []
             for d, s in enumerate(c.suffixes):
-                W_ih, W_hh = leaf[f"weight_ih_l{layer}{s}"], leaf[f"weight_hh_l{layer}{s}"]
-                h = h0[layer * c.dirs + d]
-                hs, zs = [None] * T, [None] * T
+                i = layer * c.dirs + d
+                h, cst = h0[i], (c0[i] if c.has_cell_state else None)
+                per_step = [None] * T
                 for t in range(T) if d == 0 else range(T - 1, -1, -1):
-                    z = seq[t] @ W_ih.T + h @ W_hh.T
-                    if c.bias:
-                        z = z + leaf[f"bias_ih_l{layer}{s}"] + leaf[f"bias_hh_l{layer}{s}"]
-                    h = torch.where(inside[t], act(z), h)
-                    z.retain_grad()
-                    h.retain_grad()
-                    hs[t], zs[t] = h, z
+                    keep = {}
+                    h, cst = step(c, leaf, layer, s, seq[t], h, cst, inside[t], act, keep)
+                    keep["h"] = h
+                    for v in keep.values():
+                        v.retain_grad()
+                    per_step[t] = keep
                 h_n.append(h)
-                steps[(layer, s)] = (hs, zs)
-                outs.append(torch.stack([torch.where(inside[t], hs[t], 0) for t in range(T)]))  # (T, B, H)
-            seq = torch.cat(outs, dim=-1)  # (T, B, H·dirs)
+                c_n.append(cst)
+                kept[(layer, s)] = per_step
+                outs.append(torch.stack([torch.where(inside[t], per_step[t]["h"], 0) for t in range(T)]))
+            seq = torch.cat(outs, dim=-1)  # (T, B, P·dirs)
         out = seq.transpose(0, 1) if c.batch_first else seq
-        _backward([out, torch.stack(h_n)], [g_out, g_hn])
+        finals = [out, torch.stack(h_n)] + ([torch.stack(c_n)] if c.has_cell_state else [])
+        _backward(finals, [g_out, g_hn] + ([g_cn] if c.has_cell_state else []))
     g = {k: v.grad if v.grad is not None else torch.zeros_like(v) for k, v in leaf.items()}
     g["input"], g["hx"] = x.grad, h0.grad
-    for h_name, z_name, layer, s in step_names(c):
-        hs, zs = steps[(layer, s)]
-        g[h_name] = torch.stack([v.grad if v.grad is not None else torch.zeros_like(v) for v in hs])
-        g[z_name] = torch.stack([v.grad if v.grad is not None else torch.zeros_like(v) for v in zs])
+    if c.has_cell_state:
+        g["cx"] = c0.grad
+    for (layer, s), per_step in kept.items():
+        for kind, name in names[(layer, s)].items():
+            g[name] = torch.stack([v[kind].grad if v[kind].grad is not None else torch.zeros_like(v[kind])
+                                   for v in per_step])
     return _out(g, numpy_in)

@@ -168,7 +168,7 @@ def module_args(**changes):
     from oracle.module_cases import ModuleCase
     i = ModuleCase("RNN_TANH", 2, True, False, True, 4, 3, 3, 5).inputs()
     args = {"config": i["config"], "state_dict": i["state_dict"], "input": i["input"], "hx": i["hx"],
-            "grad_output": i["grad_output"], "grad_hn": i["grad_hn"], "lengths": None}
+            "grad_output": i["grad_output"], "grad_hn": i["grad_hn"], "lengths": None, "grad_cn": None}
     args.update(changes)
     return args
 
@@ -177,9 +177,13 @@ MI = module_args()
 SD = MI["state_dict"]
 MODULE_BAD = [  # (id, changes, exception, words)
     ("config-not-dict", {"config": ["RNN_TANH"]}, TypeError, ["config", "dict", "list"]),
-    ("mode-unknown", {"config": {**MI["config"], "mode": "LSTM"}}, ValueError, ["mode", "'LSTM'", "RNN_TANH"]),
+    ("mode-unknown", {"config": {**MI["config"], "mode": "MGU"}}, ValueError, ["mode", "'MGU'", "RNN_TANH", "LSTM"]),
     ("mode-case", {"config": {**MI["config"], "mode": "rnn_relu"}}, ValueError, ["did you mean 'RNN_RELU'"]),
-    ("config-unknown-key", {"config": {**MI["config"], "proj_size": 2}}, ValueError, ["proj_size", "unknown"]),
+    ("config-unknown-key", {"config": {**MI["config"], "peephole": True}}, ValueError, ["peephole", "unknown"]),
+    ("proj-not-lstm", {"config": {**MI["config"], "proj_size": 2}}, ValueError, ["proj_size", "'LSTM'", "[1, 5)"]),
+    ("lbr-not-gru", {"config": {**MI["config"], "linear_before_reset": False}}, ValueError,
+     ["linear_before_reset", "GRU"]),
+    ("grad-cn-not-lstm", {"grad_cn": MI["grad_hn"]}, ValueError, ["grad_cn", "no cell state"]),
     ("nonlinearity-contradicts", {"config": {**MI["config"], "nonlinearity": "relu"}}, ValueError,
      ["nonlinearity", "RNN_TANH"]),
     ("dropout", {"config": {**MI["config"], "dropout": 0.5}}, ValueError, ["dropout", "0.5"]),
@@ -212,6 +216,29 @@ MODULE_BAD = [  # (id, changes, exception, words)
     ("lengths-past-T", {"lengths": [4, 5, 2]}, ValueError, ["lengths", "[1, 4]", "5"]),
     ("lengths-kind", {"lengths": "4,4,4"}, TypeError, ["lengths", "str"]),
 ]
+LSTM_BAD = [  # (id, edit of (hx, grad_cn) of an LSTM case with proj_size 3, exception, words)
+    ("hx-not-pair", lambda hx, gcn: ("h0", gcn), TypeError, ["hx", "(h0, c0)", "str"]),
+    ("c0-shape", lambda hx, gcn: ((hx[0], hx[1][:1]), gcn), ValueError, ["hx[1]", "(2, 3, 5)", "(1, 3, 5)"]),
+    ("h0-not-projected", lambda hx, gcn: ((np.zeros((2, 3, 5)), hx[1]), gcn), ValueError,
+     ["hx[0]", "(2, 3, 3)", "(2, 3, 5)"]),
+    ("grad-cn-shape", lambda hx, gcn: (hx, gcn[..., :2]), ValueError, ["grad_cn", "(2, 3, 5)", "(2, 3, 2)"]),
+]
+
+
+@pytest.mark.parametrize("case_id, edit, exc, words", LSTM_BAD, ids=[b[0] for b in LSTM_BAD])
+def test_lstm_bad_input(case_id, edit, exc, words):
+    from oracle.module_cases import ModuleCase
+    i = ModuleCase("LSTM", 1, True, False, True, 4, 3, 3, 5, proj_size=3).inputs()
+    hx, grad_cn = edit(i["hx"], i["grad_cn"])
+    with pytest.raises(exc) as info:
+        manual.module_gradients(i["config"], i["state_dict"], i["input"], hx, grad_output=i["grad_output"],
+                                grad_hn=i["grad_hn"], grad_cn=grad_cn)
+    msg = str(info.value)
+    assert "Remedy" in msg, msg
+    for w in words:
+        assert w in msg, f"{case_id}: {w!r} not in: {msg}"
+
+
 MODULE_ENTRY_POINTS = [manual.module_gradients, reference.module.nn_module_gradients,
                        reference.module.unrolled_module_gradients]
 
@@ -222,7 +249,7 @@ def test_module_bad_input(fn, case_id, changes, exc, words):
     a = module_args(**changes)
     with pytest.raises(exc) as info:
         fn(a["config"], a["state_dict"], a["input"], a["hx"], grad_output=a["grad_output"], grad_hn=a["grad_hn"],
-           lengths=a["lengths"])
+           lengths=a["lengths"], grad_cn=a["grad_cn"])
     msg = str(info.value)
     assert "Remedy" in msg, msg
     for w in words:

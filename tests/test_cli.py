@@ -37,7 +37,7 @@ def test_verify_whole_builtin_matrix_through_the_console_script():
     out = subprocess.run([*cmd, "verify", "-q", "--device", "cpu"], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     n = len(builtin_cases())  # the seed model's matrix and the module matrix
-    assert f"PASS: {n} cases" in out.stdout and n == len(all_cases()) + 1152
+    assert f"PASS: {n} cases" in out.stdout and n == len(all_cases()) + 1920
 
 
 def test_verify_unknown_selection_is_usage_error(capsys):

@@ -23,6 +23,10 @@ The sums over steps are one matrix product each, after the loop (``manual.stack`
 
 from __future__ import annotations
 
+from array_api_compat import device
+
+from manual.activations import ACTIVATIONS
+
 GATES = 1  # rows of W_ih per hidden unit: z alone
 
 
@@ -49,3 +53,80 @@ def into_previous(k, dz_t, W_hh, dh_prev, first: bool, dh_t=None, m_t=None) -> N
         k.mm_add(dh_prev, dz_t, W_hh)
     if m_t is not None:
         dh_prev += (1 - m_t) * dh_t
+
+
+def _rows(xp, a) -> tuple:
+    """Per-step views a[0], a[1], …, made in one call."""
+    return xp.unstack(a, axis=0)
+
+
+def run_forward(xp, k, z, hs, W_hh, masks=None) -> None:
+    """One direction's recurrence, in place: z (T, B, H) holds x_t W_ihᵀ + b on entry and z_t on return;
+    hs (T+1, B, H) holds h0 in hs[0] on entry and h_t in hs[t+1] on return. ``masks``: (T, B, 1) or None."""
+    WhhT = xp.empty(W_hh.shape[::-1], dtype=W_hh.dtype, device=device(W_hh))  # (H, H)
+    WhhT[...] = W_hh.T  # a row-major copy: BLAS streams it faster than the transposed view
+    zt, ht = _rows(xp, z), _rows(xp, hs)
+    mt = _rows(xp, masks) if masks is not None else None
+    for t in range(z.shape[0]):
+        step(k, zt[t], ht[t], WhhT, ht[t + 1], None if mt is None else mt[t])
+
+
+def run_backward(xp, k, W_hh, dA, dh, dz, first_direct: int, dhn=None, masks=None):
+    """One direction's BPTT, t = T … 1; returns dL/dh0 (B, H).
+
+    ``dA`` (T, B, H): act'(z_t) of every step; ``dh`` (T, B, H): on entry the
+    direct terms (what reaches h_t from outside the recurrence) at steps
+    t ≥ ``first_direct`` (garbage before), on return the total dL/dh_t;
+    ``dz`` (T, B, H) receives dL/dz_t; ``dhn``: dL/dh_T from outside (h_n's gradient).
+    """
+    T = dh.shape[0]
+    dht, dzt, dAt = _rows(xp, dh), _rows(xp, dz), _rows(xp, dA)
+    mt = _rows(xp, masks) if masks is not None else None
+    for t in range(T - 1, -1, -1):
+        m_t = None if mt is None else mt[t]
+        if t == T - 1:  # dL/dh_T = direct term + dL/dh_n
+            if first_direct > t:
+                dht[t][...] = 0 if dhn is None else dhn
+            elif dhn is not None:
+                dht[t][...] += dhn
+        else:  # dL/dh_t = direct term + dL/dz_{t+1} W_hh (through the future)
+            into_previous(k, dzt[t + 1], W_hh, dht[t], first=t < first_direct, dh_t=dht[t + 1],
+                               m_t=None if mt is None else mt[t + 1])
+        step_back(k, dht[t], dAt[t], dzt[t], m_t)  # dL/dz_t = dL/dh_t ⊙ act'(z_t)
+    dh0 = dz[0, ...] @ W_hh  # dL/dh0 = dz_1 W_hh                                      (B, H)
+    if mt is not None:
+        dh0 = dh0 + (1 - mt[0]) * dh[0, ...]
+    return dh0
+
+
+
+# ---------------------------------------------------------------- one direction of one layer, for manual.stack
+
+def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
+    """(output (T, B, H), h_T, None, cache) from xproj = x_t W_ihᵀ + b_ih (T, B, H) and h0 (B, H)."""
+    T, B, H = xproj.shape
+    z = xproj + W["bias_hh"] if W["bias_hh"] is not None else xp.asarray(xproj, copy=True)  # (T, B, H)
+    hs = xp.empty((T + 1, B, H), dtype=xproj.dtype, device=device(xproj))  # (T+1, B, H)
+    hs[0, ...] = h0
+    run_forward(xp, k, z, hs, W["weight_hh"], masks)
+    out = hs[1:, ...] if masks is None else hs[1:, ...] * masks  # zero at padded steps       (T, B, H)
+    return out, hs[T, ...], None, (z, hs)
+
+
+def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
+    """(dL/dxproj (T, B, H), dL/dh0, None, {weight_hh, bias_hh}, {"h": dL/dh_t, "z": dL/dz_t})."""
+    z, hs = cache
+    T, B, H = z.shape
+    _, dact = ACTIVATIONS[config.nonlinearity]
+    dh = xp.empty((T, B, H), dtype=z.dtype, device=device(z))  # (T, B, H)
+    first_direct = T
+    if d_out is not None:
+        dh[...] = d_out
+        first_direct = 0
+    dz = xp.empty((T, B, H), dtype=z.dtype, device=device(z))  # (T, B, H)
+    dA = dact(z, hs[1:, ...])  # act'(z_t), every step                                         (T, B, H)
+    dh0 = run_backward(xp, k, W["weight_hh"], dA, dh, dz, first_direct, dhn, masks)
+    dz2 = xp.reshape(dz, (T * B, H))  # (T·B, H)
+    dW = {"weight_hh": dz2.T @ xp.reshape(hs[:T, ...], (T * B, H)),  # Σ_t dz_tᵀ h_{t-1}          (H, H)
+          "bias_hh": xp.sum(dz2, axis=0)}  # Σ_t Σ_b dz_t                                          (H,)
+    return dz, dh0, None, dW, {"h": dh, "z": dz}
