@@ -54,10 +54,9 @@ def module_scalar(inputs: dict) -> float:
     out = manual.module_forward(inputs["config"], inputs["state_dict"], inputs["input"], inputs["hx"],
                                 lengths=inputs["lengths"])
     L = 0.0
-    if inputs["grad_output"] is not None:
-        L += float(np.sum(inputs["grad_output"] * out["output"]))
-    if inputs["grad_hn"] is not None:
-        L += float(np.sum(inputs["grad_hn"] * out["h_n"]))
+    for grad, value in (("grad_output", "output"), ("grad_hn", "h_n"), ("grad_cn", "c_n")):
+        if inputs.get(grad) is not None:
+            L += float(np.sum(inputs[grad] * out[value]))
     return L
 
 
@@ -65,7 +64,19 @@ def module_fd_errors(grads: dict, inputs: dict) -> dict:
     """name → max |grads[name] − central differences| / max(|fd|, |L|, 1), every parameter, input and hx."""
     L = abs(module_scalar(inputs))
     targets = {k: ("state_dict", k) for k in inputs["state_dict"]}
-    targets.update({"input": (None, "input"), "hx": (None, "hx")})
+    targets["input"] = (None, "input")
+    if isinstance(inputs["hx"], tuple):  # the LSTM's (h0, c0)
+        targets.update({"hx": ("hx", 0), "cx": ("hx", 1)})
+    else:
+        targets["hx"] = (None, "hx")
+
+    def moved(group, key, a):
+        if group == "hx":
+            pair = list(inputs["hx"])
+            pair[key] = a
+            return {**inputs, "hx": tuple(pair)}
+        return {**inputs, group: {**inputs[group], key: a}} if group else {**inputs, key: a}
+
     out = {}
     for name, (group, key) in targets.items():
         base = inputs[group][key] if group else inputs[key]
@@ -75,8 +86,7 @@ def module_fd_errors(grads: dict, inputs: dict) -> dict:
             for sign in (1, -1):
                 a = base.copy()
                 a[idx] += sign * STEP
-                inp = {**inputs, group: {**inputs[group], key: a}} if group else {**inputs, key: a}
-                vals.append(module_scalar(inp))
+                vals.append(module_scalar(moved(group, key, a)))
             fd[idx] = (vals[0] - vals[1]) / (2 * STEP)
         out[name] = float(np.abs(np.asarray(grads[name]) - fd).max() / max(np.abs(fd).max(), L, 1.0))
     return out

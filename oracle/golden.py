@@ -41,11 +41,11 @@ from pathlib import Path
 import numpy as np
 
 from contract import ACTIVATIONS, GRAD_NAMES, LOSSES, PARAM_NAMES, TOPOLOGIES
-from contract.spec import MODES, param_shapes
+from contract.spec import MODES, config_from, param_shapes
 from contract.spec import grad_shapes as module_grad_shapes
 from oracle.cases import DTYPES, Case
 from oracle.catalog import kind_of
-from oracle.module_cases import ModuleCase, bound_size, time_orders, to_time_major
+from oracle.module_cases import ModuleCase, bound_size, map_arrays, time_orders, to_time_major
 from oracle.truth import Truth
 
 SCHEMA = 2  # 2: a "kind" ("seed" or "module"); 1: the seed model's files before it, still read
@@ -88,11 +88,15 @@ def file_shapes(case) -> dict:
         c = case.config
         out = {f"state_dict.{k}": (v, {"F64"}) for k, v in param_shapes(c).items()}
         out.update({"inputs.input": (g["input"], {"F64"}), "inputs.hx": (g["hx"], {"F64"})})
+        if c.has_cell_state:
+            out["inputs.cx"] = (g["cx"], {"F64"})
         if case.upstream in ("output", "both"):
-            T, B, H2 = case.T, case.B, case.H * c.dirs
+            T, B, H2 = case.T, case.B, c.out_size * c.dirs
             out["inputs.grad_output"] = ((B, T, H2) if c.batch_first else (T, B, H2), {"F64"})
         if case.upstream in ("hn", "both"):
             out["inputs.grad_hn"] = (g["hx"], {"F64"})
+            if c.has_cell_state:
+                out["inputs.grad_cn"] = (g["cx"], {"F64"})
         if case.lengths != "full":
             out["inputs.lengths"] = ((case.B,), {"I64"})
         for prefix in ("grads", "sens", "amp"):
@@ -145,9 +149,16 @@ def _module_case_from_spec(spec: dict, path) -> ModuleCase:
         dims[key] = v
     if dims["num_layers"] > 64:
         raise GoldenFileError(path, f"metadata case.num_layers is {dims['num_layers']}, more than 64")
+    proj, lbr = spec.get("proj_size", 0), spec.get("linear_before_reset", True)
+    if type(proj) is not int or not isinstance(lbr, bool):
+        raise GoldenFileError(path, f"metadata case.proj_size {proj!r} / linear_before_reset {lbr!r} malformed")
     case = ModuleCase(spec["mode"], dims["num_layers"], spec["bidirectional"], spec["batch_first"], spec["bias"],
                       dims["T"], dims["B"], dims["I"], dims["H"], lengths=spec["lengths"],
-                      upstream=spec["upstream"], dtype=spec["dtype"])
+                      upstream=spec["upstream"], dtype=spec["dtype"], proj_size=proj, linear_before_reset=lbr)
+    try:
+        config_from(case.config.as_dict())
+    except (TypeError, ValueError) as e:
+        raise GoldenFileError(path, f"metadata case is not a valid configuration: {e}") from None
     if sum(math.prod(s) for s, _ in file_shapes(case).values()) > MAX_ELEMENTS:
         raise GoldenFileError(path, f"case {case.name} declares more than {MAX_ELEMENTS} elements")
     return case
@@ -334,20 +345,23 @@ def _inputs_valid(path, case, inputs: dict) -> None:
 
     floats = ({f"state_dict.{k}": v for k, v in inputs["state_dict"].items()} if "state_dict" in inputs else
               {f"params.{k}": v for k, v in inputs["params"].items()})
-    floats.update({f"inputs.{k}": v for k, v in inputs.items() if isinstance(v, np.ndarray) and v.dtype.kind == "f"})
+    flat = {k: v for k, v in inputs.items() if isinstance(v, np.ndarray)}
+    if isinstance(inputs.get("hx"), tuple):
+        flat.update({"hx": inputs["hx"][0], "cx": inputs["hx"][1]})
+    floats.update({f"inputs.{k}": v for k, v in flat.items() if v.dtype.kind == "f"})
     for name, a in floats.items():
         with np.errstate(over="ignore"):
             if not np.array_equal(a.astype(case.dtype).astype(np.float64), a):
                 raise GoldenFileError(path, f"tensor {name!r} holds numbers that are not {case.dtype} numbers, "
                                             f"which a {case.dtype} case's inputs are")
     try:
-        low = {k: (v.astype(case.dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
-               for k, v in inputs.items()}
         if "state_dict" in inputs:
-            low["state_dict"] = {k: v.astype(case.dtype) for k, v in inputs["state_dict"].items()}
+            low = map_arrays(lambda a: a.astype(case.dtype), inputs)
             check_module_inputs(low["config"], low["state_dict"], low["input"], low["hx"], low["grad_output"],
-                                low["grad_hn"], low["lengths"])
+                                low["grad_hn"], low["lengths"], grad_cn=low.get("grad_cn"))
         else:
+            low = {k: (v.astype(case.dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
+                   for k, v in inputs.items()}
             low["params"] = {k: v.astype(case.dtype) for k, v in inputs["params"].items()}
             check_inputs(low["params"], low["x"], low["target"], low["h0"], **case.kwargs)
     except (TypeError, ValueError) as e:
@@ -361,6 +375,9 @@ def _module_from_tensors(path, case: ModuleCase, t: dict) -> tuple[dict, Truth]:
     inputs = {"config": c.as_dict(), "state_dict": {k: t[f"state_dict.{k}"] for k in param_shapes(c)},
               "input": t["inputs.input"], "hx": t["inputs.hx"], "grad_output": t.get("inputs.grad_output"),
               "grad_hn": t.get("inputs.grad_hn"), "lengths": None if lengths is None else lengths.tolist()}
+    if c.has_cell_state:  # the LSTM's (h0, c0), and dL/dc_n
+        inputs["hx"] = (t["inputs.hx"], t["inputs.cx"])
+        inputs["grad_cn"] = t.get("inputs.grad_cn")
     names = module_grad_shapes(c, case.T, case.B)
     grads, sens, amp = ({k: t[f"{p}.{k}"] for k in names} for p in ("grads", "sens", "amp"))
     major = lambda d: to_time_major(c, d)  # noqa: E731
@@ -373,8 +390,10 @@ def write_golden(path, case, inputs: dict, truth: Truth, extra: dict) -> None:
 
     if kind_of(case) == "module":
         tensors = {f"state_dict.{k}": v for k, v in inputs["state_dict"].items()}
-        tensors.update({f"inputs.{k}": inputs[k] for k in ("input", "hx", "grad_output", "grad_hn")
-                        if inputs[k] is not None})
+        hx, cx = inputs["hx"] if isinstance(inputs["hx"], tuple) else (inputs["hx"], None)
+        arrays = {"input": inputs["input"], "hx": hx, "cx": cx, "grad_output": inputs["grad_output"],
+                  "grad_hn": inputs["grad_hn"], "grad_cn": inputs.get("grad_cn")}
+        tensors.update({f"inputs.{k}": v for k, v in arrays.items() if v is not None})
         if inputs["lengths"] is not None:
             tensors["inputs.lengths"] = np.asarray(inputs["lengths"], dtype=np.int64)
         for prefix, d in (("grads", truth.grads), ("sens", truth.sens), ("amp", truth.amp)):

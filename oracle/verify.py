@@ -13,10 +13,11 @@ import torch
 import manual
 import reference
 from contract import GRAD_NAMES
+from contract.spec import TORCH_MODULE
 from oracle.cases import Case, run
 from oracle.check import cast_inputs
 from oracle.isolate import default_jobs
-from oracle.module_cases import ModuleCase, module_truth, run_module, to_time_major
+from oracle.module_cases import ModuleCase, map_arrays, module_truth, run_module, to_time_major
 from oracle.progress import Progress
 from oracle.truth import Truth, truth
 
@@ -38,8 +39,7 @@ def on_device(inputs: dict, device: str) -> dict:
         return inputs
     t = lambda a: None if a is None else torch.from_numpy(a).to(device)  # noqa: E731
     if "state_dict" in inputs:
-        return {**inputs, "state_dict": {k: t(v) for k, v in inputs["state_dict"].items()},
-                **{k: t(inputs[k]) for k in ("input", "hx", "grad_output", "grad_hn")}}
+        return map_arrays(t, inputs)
     return {"params": {k: t(v) for k, v in inputs["params"].items()}, "x": t(inputs["x"]),
             "target": t(inputs["target"]), "h0": t(inputs["h0"])}
 
@@ -87,14 +87,15 @@ class Verification:
         if not verdicts:
             return ""
         groups = {"weight_ih": "weight_ih_l", "weight_hh": "weight_hh_l", "bias": "bias_", "input": "input",
-                  "hx": "hx", "h": "h_l", "z": "z_l"}
+                  "hx": "hx", "cx": "cx", "h": "h_l", "c": "c_l", "z/gates": ("z_l", "gate_")}
         head = f"{'module case':<70}" + "".join(f"{n:>10}" for n in groups) + "  verdict"
         rows = [head, "-" * len(head)]
         for v in verdicts:
             cells = []
             for prefix in groups.values():
+                pre = prefix if isinstance(prefix, tuple) else (prefix,)
                 ts = [t for r in v.reports.values() for t in r.tensors
-                      if t.name == prefix or (prefix.endswith(("_l", "_")) and t.name.startswith(prefix))]
+                      if t.name in pre or any(p.endswith(("_l", "_")) and t.name.startswith(p) for p in pre)]
                 w = max((t.normalised for t in ts), default=None)
                 cells.append(f"{'-' if w is None else f'{w:.1e}':>9}{'!' if any(not t.ok for t in ts) else ' '}")
             rows.append(f"{v.case.name:<70}" + "".join(cells) + ("  ok" if v.ok else "  FAIL"))
@@ -138,11 +139,14 @@ def verify_module_case(case: ModuleCase, device: str = "cpu") -> CaseVerdict:
     low = case.dtype != "float64"
     ref = to_time_major(case, to_numpy_all(run_module(reference.unrolled_module_gradients, here))) if low else None
     reports = {"autograd": want.compare(got, dtype=case.dtype, ref=ref, title=f"{case.name} vs autograd")}
+    if not case.config.has_torch_module:  # the GRU's paper form: torch has no module for it
+        return CaseVerdict(case, reports)
     nn = to_time_major(case, to_numpy_all(run_module(reference.nn_module_gradients, case.inputs("float64"))))
     nn_ref = to_time_major(case, to_numpy_all(run_module(reference.nn_module_gradients, here))) if low else None
     nn_truth = Truth({**want.grads, **nn}, want.sens, want.amp, want.steps, want.size)
-    reports["nn.RNN"] = nn_truth.compare(got, dtype=case.dtype, ref=None if nn_ref is None else {**ref, **nn_ref},
-                                         title=f"{case.name} vs nn.RNN")
+    label = f"nn.{TORCH_MODULE[case.mode]}"  # torch's own module: nn.RNN, nn.LSTM or nn.GRU
+    reports[label] = nn_truth.compare(got, dtype=case.dtype, ref=None if nn_ref is None else {**ref, **nn_ref},
+                                      title=f"{case.name} vs {label}")
     return CaseVerdict(case, reports)
 
 

@@ -39,6 +39,12 @@ MODULE_CASES = [ModuleCase(mode, L, bi, bf, bias, T=3, B=2, I=2, H=2, lengths=ln
                     ("RNN_RELU", 2, True, True, False, "mixed", "output"),
                     ("RNN_TANH", 3, False, True, True, "mixed", "hn"),
                     ("RNN_RELU", 1, True, False, True, "full", "hn")]]
+MODULE_CASES += [ModuleCase("LSTM", 2, True, False, True, T=3, B=2, I=2, H=3, lengths="mixed", upstream="both",
+                            proj_size=2),
+                 ModuleCase("LSTM", 1, False, True, False, T=3, B=2, I=2, H=2, lengths="full", upstream="hn"),
+                 ModuleCase("GRU", 2, True, True, True, T=3, B=2, I=2, H=2, lengths="mixed", upstream="both"),
+                 ModuleCase("GRU", 2, True, False, True, T=3, B=2, I=2, H=2, lengths="mixed", upstream="output",
+                            linear_before_reset=False)]
 
 
 @pytest.mark.parametrize("case", MODULE_CASES, ids=lambda c: c.name)

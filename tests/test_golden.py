@@ -412,3 +412,17 @@ def test_module_golden_round_trip_and_grads_files(tmp_path, capsys):
     np.savez(tmp_path / "out" / f"{case.file_stem}.npz", **g)
     assert main(["check", str(tmp_path / "g"), "--grads", str(tmp_path / "out")]) == 1
     assert "weight_hh_l1_reverse FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["module/LSTM/L2-bi-p2/T4-B3-I2-H3/lengths-mixed/up-both/float32",
+                                  "module/GRU/L1-bf-paper/T4-B3-I2-H3/lengths-mixed/up-hn/float64"])
+def test_lstm_and_gru_golden_round_trip(name, tmp_path, capsys):
+    from oracle.module_cases import ModuleCase
+    case = ModuleCase.parse(name)
+    assert main(["export", str(tmp_path), "--case", name]) == 0
+    got_case, inputs, truth, meta = load_golden(tmp_path / f"{case.file_stem}.safetensors")
+    assert got_case == case and meta["case"]["proj_size"] == case.proj_size
+    assert meta["case"]["linear_before_reset"] == case.linear_before_reset
+    if case.mode == "LSTM":
+        assert isinstance(inputs["hx"], tuple) and inputs["grad_cn"] is not None and "cx" in truth.grads
+    assert main(["check", str(tmp_path), "--candidate", "manual:module_gradients"]) == 0
