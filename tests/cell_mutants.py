@@ -1,0 +1,157 @@
+"""Mistakes in LSTM and GRU backward passes, as candidates with manual.module_gradients' signature.
+
+``correct`` is an independent NumPy implementation, one layer and one
+direction (the cases below use num_layers=1, unidirectional, full lengths),
+written per batch row with plain loops apart from manual/; each mutant is it
+with one mistake that public bug threads about hand-written LSTM and GRU
+kernels show.
+"""
+
+from functools import partial
+
+import numpy as np
+
+
+def sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def _lstm(c, W, x, h0, c0, g_out, g_hn, g_cn, mistake):
+    T, B, _ = x.shape
+    H, P = c["hidden_size"], c.get("proj_size", 0) or c["hidden_size"]
+    Wih, Whh, Whr = W["weight_ih_l0"], W["weight_hh_l0"], W.get("weight_hr_l0")
+    b = W["bias_ih_l0"] + W["bias_hh_l0"] if "bias_ih_l0" in W else np.zeros(4 * H)
+    g = {k: np.zeros_like(v) for k, v in W.items()}
+    dx, dh0, dc0 = np.zeros_like(x), np.zeros_like(h0), np.zeros_like(c0)
+    steps = {k: np.zeros((T, B, P if k == "h" else H)) for k in ("h", "c", "gate_i", "gate_f", "gate_g", "gate_o")}
+    for row in range(B):
+        h, cs = [h0[row]], [c0[row]]
+        acts, hhs = [], []
+        for t in range(T):
+            a = Wih @ x[t, row] + Whh @ h[-1] + b
+            i, f, gg, o = sigmoid(a[:H]), sigmoid(a[H:2 * H]), np.tanh(a[2 * H:3 * H]), sigmoid(a[3 * H:])
+            if mistake == "i_and_f_swapped":
+                i, f = f, i
+            cs.append(f * cs[-1] + i * gg)
+            hhs.append(o * np.tanh(cs[-1]))
+            h.append(Whr @ hhs[-1] if Whr is not None else hhs[-1])
+            acts.append((i, f, gg, o))
+        dh_next = g_hn[row] if g_hn is not None else np.zeros(P)
+        dc_next = g_cn[row] if g_cn is not None and mistake != "grad_cn_ignored" else np.zeros(H)
+        for t in reversed(range(T)):
+            i, f, gg, o = acts[t]
+            dh = dh_next + (g_out[t, row] if g_out is not None else 0)
+            if Whr is not None:
+                if mistake != "projection_left_out":  # the projection's own gradient, forgotten by the mutant
+                    g["weight_hr_l0"] += np.outer(dh, hhs[t])
+                dhh = Whr.T @ dh
+            else:
+                dhh = dh
+            tc = np.tanh(cs[t + 1])
+            dc = dc_next + dhh * o * (1 - tc * tc)
+            c_for_f = cs[t + 1] if mistake == "forget_from_c_t" else cs[t]
+            da = np.concatenate([dc * gg * i * (1 - i), dc * c_for_f * f * (1 - f), dc * i * (1 - gg * gg),
+                                 dhh * tc * o * (1 - o)])
+            if mistake == "i_and_f_swapped":
+                da = np.concatenate([da[H:2 * H], da[:H], da[2 * H:]])
+            g["weight_ih_l0"] += np.outer(da, x[t, row])
+            g["weight_hh_l0"] += np.outer(da, h[t])
+            if "bias_ih_l0" in W:
+                g["bias_ih_l0"] += da
+                g["bias_hh_l0"] += da
+            dx[t, row] = Wih.T @ da
+            dh_next = Whh.T @ da
+            dc_next = np.zeros(H) if mistake == "cell_carry_missing" else dc * f
+            for k, v in (("h", dh), ("c", dc), ("gate_i", da[:H]), ("gate_f", da[H:2 * H]),
+                         ("gate_g", da[2 * H:3 * H]), ("gate_o", da[3 * H:])):
+                steps[k][t, row] = v
+        dh0[row], dc0[row] = dh_next, dc_next
+    return g, dx, dh0, dc0, steps
+
+
+def _gru(c, W, x, h0, g_out, g_hn, mistake):
+    T, B, _ = x.shape
+    H = c["hidden_size"]
+    torch_form = c.get("linear_before_reset", True) != (mistake == "reset_in_the_other_form")
+    Wih, Whh = W["weight_ih_l0"], W["weight_hh_l0"]
+    bih = W.get("bias_ih_l0", np.zeros(3 * H))
+    bhh = W.get("bias_hh_l0", np.zeros(3 * H))
+    g = {k: np.zeros_like(v) for k, v in W.items()}
+    dx, dh0 = np.zeros_like(x), np.zeros_like(h0)
+    steps = {k: np.zeros((T, B, H)) for k in ("h", "gate_r", "gate_z", "gate_n")}
+    for row in range(B):
+        hs, saved = [h0[row]], []
+        for t in range(T):
+            hp = hs[-1]
+            ax = Wih @ x[t, row] + bih
+            r = sigmoid(ax[:H] + Whh[:H] @ hp + bhh[:H])
+            z = sigmoid(ax[H:2 * H] + Whh[H:2 * H] @ hp + bhh[H:2 * H])
+            ahn = Whh[2 * H:] @ hp + bhh[2 * H:] if torch_form else Whh[2 * H:] @ (r * hp) + bhh[2 * H:]
+            n = np.tanh(ax[2 * H:] + (r * ahn if torch_form else ahn))
+            hs.append((1 - z) * n + z * hp)
+            saved.append((r, z, n, ahn))
+        dh_next = g_hn[row] if g_hn is not None else np.zeros(H)
+        for t in reversed(range(T)):
+            r, z, n, ahn = saved[t]
+            hp = hs[t]
+            dh = dh_next + (g_out[t, row] if g_out is not None else 0)
+            dan = dh * (1 - z) * (1 - n * n)
+            dz = dh * (hp - n) * z * (1 - z)
+            new = dh * z
+            if torch_form:
+                dr = dan * ahn * r * (1 - r)
+                dahn = dan * r
+                g["weight_hh_l0"][2 * H:] += np.outer(dahn, hp)
+                new = new + Whh[2 * H:].T @ dahn
+            else:
+                drh = Whh[2 * H:].T @ dan
+                dr = drh * hp * r * (1 - r)
+                dahn = dan
+                g["weight_hh_l0"][2 * H:] += np.outer(dan, r * hp)
+                new = new + drh * r
+            g["weight_hh_l0"][:H] += np.outer(dr, hp)
+            g["weight_hh_l0"][H:2 * H] += np.outer(dz, hp)
+            new = new + Whh[:H].T @ dr + Whh[H:2 * H].T @ dz
+            dax = np.concatenate([dr, dz, dan])
+            g["weight_ih_l0"] += np.outer(dax, x[t, row])
+            if "bias_ih_l0" in W:
+                g["bias_ih_l0"] += dax
+                g["bias_hh_l0"] += np.concatenate([dr, dz, dan if mistake == "b_hn_as_b_in" else dahn])
+            dx[t, row] = Wih.T @ dax
+            dh_next = new
+            for k, v in (("h", dh), ("gate_r", dr), ("gate_z", dz), ("gate_n", dan)):
+                steps[k][t, row] = v
+        dh0[row] = dh_next
+    return g, dx, dh0, steps
+
+
+def cell_bptt(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None, lengths=None, grad_cn=None,
+              mistake=None):
+    c = config
+    assert c.get("num_layers", 1) == 1 and not c.get("bidirectional") and not c.get("batch_first") and not lengths
+    W = {k: np.asarray(v) for k, v in state_dict.items()}
+    x = np.asarray(input)
+    T, B, _ = x.shape
+    g_hn = None if grad_hn is None else grad_hn[0]
+    if c["mode"] == "LSTM":
+        P = c.get("proj_size", 0) or c["hidden_size"]
+        h0, c0 = hx if hx is not None else (np.zeros((1, B, P)), np.zeros((1, B, c["hidden_size"])))
+        g, dx, dh0, dc0, steps = _lstm(c, W, x, h0[0], c0[0], grad_output, g_hn,
+                                       None if grad_cn is None else grad_cn[0], mistake)
+        out = {**g, "input": dx, "hx": dh0[None], "cx": dc0[None]}
+    else:
+        h0 = hx if hx is not None else np.zeros((1, B, c["hidden_size"]))
+        g, dx, dh0, steps = _gru(c, W, x, h0[0], grad_output, g_hn, mistake)
+        out = {**g, "input": dx, "hx": dh0[None]}
+    out.update({f"{k}_l0": v for k, v in steps.items()})
+    return out
+
+
+correct = cell_bptt
+forget_from_c_t = partial(cell_bptt, mistake="forget_from_c_t")
+cell_carry_missing = partial(cell_bptt, mistake="cell_carry_missing")
+i_and_f_swapped = partial(cell_bptt, mistake="i_and_f_swapped")
+projection_left_out = partial(cell_bptt, mistake="projection_left_out")
+grad_cn_ignored = partial(cell_bptt, mistake="grad_cn_ignored")
+reset_in_the_other_form = partial(cell_bptt, mistake="reset_in_the_other_form")
+b_hn_as_b_in = partial(cell_bptt, mistake="b_hn_as_b_in")
