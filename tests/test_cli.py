@@ -159,3 +159,26 @@ def test_ctrl_c_is_exit_130_without_traceback(monkeypatch, capsys):
     monkeypatch.setattr(oracle.verify, "verify", interrupted)
     assert main(["verify", "-k", "T1-B1"]) == 130
     assert "interrupted" in no_traceback(capsys)
+
+
+@pytest.mark.parametrize("cell, per_step", [("lstm", 6), ("gru", 4)])
+def test_derive_cell_shows_each_equation(cell, per_step, capsys):
+    assert main(["derive", "--cell", cell, "--steps", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "MISMATCH" not in out and out.count("    manual   ") == out.count("    autograd ")
+    assert out.count("    manual   ") == 4 * per_step + (3 if cell == "lstm" else 4)
+    assert ("dL/dc3 = dL/dc4 ⊙ f4 + dL/dh3" in out) if cell == "lstm" else ("dL/da_n2 = dL/dh2 ⊙ (1 − z2)" in out)
+
+
+def test_derive_cell_flags_a_wrong_manual(monkeypatch, capsys):
+    import manual
+    right = manual.module_gradients
+
+    def wrong(*a, **k):
+        g = right(*a, **k)
+        g["gate_f_l0"] = g["gate_f_l0"] * 1.01
+        return g
+    monkeypatch.setattr(manual, "module_gradients", wrong)
+    assert main(["derive", "--cell", "lstm"]) == 1
+    out = capsys.readouterr().out
+    assert "dL/da_f3 = dL/dc3 ⊙ c2 ⊙ f3(1 − f3)" in out and "MISMATCH" in out
