@@ -23,7 +23,7 @@ import torch
 
 import manual
 import reference
-from contract.spec import RNNConfig, param_shapes
+from contract.spec import TORCH_MODULE, RNNConfig, param_shapes
 from oracle.module_cases import run_module
 
 O = 16  # outputs of the read-out layer
@@ -159,26 +159,42 @@ def module_flops(T: int, B: int, I: int, H: int) -> float:  # noqa: E741
     return 2 * (flops(T, B, I, H) + flops(T, B, 2 * H, H))
 
 
-def module_inputs(size: tuple, dtype: str, lib: str = "numpy", device: str = "cpu", cast64: bool = False) -> dict:
-    """config, state_dict, input, hx, grad_output, grad_hn (spectral radius of each weight_hh ≈ 0.9)."""
+def module_config(size: tuple, mode: str = "RNN_TANH") -> RNNConfig:
+    """The Elman benchmark: 2 layers, both directions; the LSTM and GRU benchmarks: one layer, one direction."""
     T, B, I, H = size  # noqa: E741
-    c = RNNConfig("RNN_TANH", I, H, num_layers=2, bidirectional=True)
+    if mode == "RNN_TANH":
+        return RNNConfig("RNN_TANH", I, H, num_layers=2, bidirectional=True)
+    return RNNConfig(mode, I, H)
+
+
+def module_inputs(size: tuple, dtype: str, lib: str = "numpy", device: str = "cpu", cast64: bool = False,
+                  mode: str = "RNN_TANH") -> dict:
+    """config, state_dict, input, hx, grad_output, grad_hn (and the LSTM's grad_cn); spectral radius of each
+    weight_hh block ≈ 0.9 (entries N(0, 0.9²/H))."""
+    T, B, I, H = size  # noqa: E741
+    c = module_config(size, mode)
+    L = c.num_layers * c.dirs
     rng = np.random.default_rng(0)
     sd = {k: rng.normal(0, (0.9 if "weight_hh" in k else 1.0) / np.sqrt(s[1] if len(s) == 2 else H), s)
           for k, s in param_shapes(c).items()}
-    arrays = {"input": rng.normal(0, 1, (T, B, I)), "hx": np.zeros((4, B, H)),
-              "grad_output": rng.normal(0, 1, (T, B, 2 * H)), "grad_hn": rng.normal(0, 1, (4, B, H))}
+    arrays = {"input": rng.normal(0, 1, (T, B, I)), "hx": np.zeros((L, B, H)),
+              "grad_output": rng.normal(0, 1, (T, B, c.dirs * H)), "grad_hn": rng.normal(0, 1, (L, B, H))}
+    if c.has_cell_state:
+        arrays["grad_cn"] = rng.normal(0, 1, (L, B, H))
     if lib == "numpy":
         conv = lambda a: a.astype(dtype).astype(np.float64) if cast64 else a.astype(dtype)  # noqa: E731
     else:
         conv = lambda a: torch.from_numpy(a).to(device=device, dtype=getattr(torch, dtype))  # noqa: E731
-    return {"config": c.as_dict(), "state_dict": {k: conv(v) for k, v in sd.items()},
-            **{k: conv(v) for k, v in arrays.items()}, "lengths": None}
+    out = {"config": c.as_dict(), "state_dict": {k: conv(v) for k, v in sd.items()},
+           **{k: conv(v) for k, v in arrays.items()}, "lengths": None}
+    if c.has_cell_state:
+        out["hx"] = (out["hx"], conv(np.zeros((L, B, H))))
+    return out
 
 
-def make_module(impl: str, size: tuple, dtype: str, device: str = "cpu"):
-    """(callable timed, callable returning the gradient set once) for the module benchmark."""
-    i = module_inputs(size, dtype, "numpy" if impl == "manual-numpy" else "torch", device)
+def make_module(impl: str, size: tuple, dtype: str, device: str = "cpu", mode: str = "RNN_TANH"):
+    """(callable timed, callable returning the gradient set once) for a module benchmark."""
+    i = module_inputs(size, dtype, "numpy" if impl == "manual-numpy" else "torch", device, mode=mode)
     if impl in ("manual-numpy", "manual-torch"):
         f = functools.partial(run_module, manual.module_gradients, i)
         return f, f
@@ -188,20 +204,27 @@ def make_module(impl: str, size: tuple, dtype: str, device: str = "cpu"):
     if impl != "nn.RNN":
         raise ValueError(f"impl must be manual-numpy, manual-torch, autograd or nn.RNN; got {impl!r}")
     c = RNNConfig(**i["config"])
-    rnn = torch.nn.RNN(**c.torch_kwargs(), dtype=getattr(torch, dtype), device=device)
+    rnn = getattr(torch.nn, TORCH_MODULE[c.mode])(**c.torch_kwargs(), dtype=getattr(torch, dtype), device=device)
     rnn.load_state_dict(i["state_dict"])
     x = i["input"].clone().requires_grad_()
-    h0 = i["hx"].clone().requires_grad_()
+    hx = i["hx"]
+    state = tuple(a.clone().requires_grad_() for a in hx) if isinstance(hx, tuple) else hx.clone().requires_grad_()
+    leaves = state if isinstance(state, tuple) else (state,)
 
     def step():
-        for q in (*rnn.parameters(), x, h0):
+        for q in (*rnn.parameters(), x, *leaves):
             q.grad = None
-        out, h_n = rnn(x, h0)
-        torch.autograd.backward([out, h_n], [i["grad_output"], i["grad_hn"]])
+        out, last = rnn(x, state)
+        finals = [out, *(last if isinstance(last, tuple) else (last,))]
+        upstream = [i["grad_output"], i["grad_hn"]] + ([i["grad_cn"]] if c.has_cell_state else [])
+        torch.autograd.backward(finals, upstream)
         sync(device)
 
     def grads():
         step()
-        return {**{k: v.grad for k, v in rnn.named_parameters()}, "input": x.grad, "hx": h0.grad}
+        g = {**{k: v.grad for k, v in rnn.named_parameters()}, "input": x.grad, "hx": leaves[0].grad}
+        if c.has_cell_state:
+            g["cx"] = leaves[1].grad
+        return g
 
     return step, grads

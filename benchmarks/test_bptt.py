@@ -162,3 +162,29 @@ def test_module_bidirectional(benchmark, impl, dtype):
     benchmark.extra_info.update({"impl": impl, "T": T, "B": B, "D": I, "H": H, "dtype": dtype, "device": "cpu",
                                  "flops": module_flops(*MODULE_SIZE), "machine": MACHINE})
     benchmark(timed)
+
+
+CELL_SIZES = {"medium": (100, 32, 64, 128), "large": (200, 64, 256, 512)}
+
+
+@pytest.mark.parametrize("impl", MODULE_IMPLS)
+@pytest.mark.parametrize("name", list(CELL_SIZES))
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_lstm_gru(benchmark, mode, name, impl):
+    """One nn.LSTM / nn.GRU layer, float32, upstream grad_output, grad_hn (and grad_cn), against manual and
+    unrolled autograd in the same run. At the medium size the timed gradients are first checked against the
+    float64 truth (a float64 run of the same inputs), outside the timed part."""
+    size, dtype = CELL_SIZES[name], "float32"
+    timed, once = make_module(impl, size, dtype, mode=mode)
+    if name == "medium":
+        got = {k: v.numpy() if hasattr(v, "numpy") else v for k, v in once().items()}
+        want = module_truth(module_inputs(size, dtype, cast64=True, mode=mode), draws=0)
+        report = want.compare({k: got[k] for k in got if k in want.grads}, dtype=dtype,
+                              ref={k: v for k, v in got.items()} if impl == "autograd" else None,
+                              optional=tuple(n for n in want.grads if n.startswith(("h_l", "c_l", "gate_"))))
+        assert report.ok, str(report)
+    T, B, I, H = size
+    benchmark.group = f"{mode} {size} {dtype} cpu"
+    benchmark.extra_info.update({"impl": impl, "T": T, "B": B, "D": I, "H": H, "dtype": dtype, "device": "cpu",
+                                 "machine": MACHINE})
+    benchmark.pedantic(timed, rounds=5 if name == "medium" else 3, warmup_rounds=1)
