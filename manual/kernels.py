@@ -28,6 +28,8 @@ class Kernels:
     mm_into: Callable  # (a, b, out): out = a @ b
     mul_into: Callable  # (a, b, out): out = a * b
     act_into: Callable  # (z, out): out = act(z)
+    sigmoid_into: Callable  # (z, out): out = σ(z), the gates' function (LSTM, GRU)
+    tanh_into: Callable  # (z, out): out = tanh(z)
 
 
 def _numpy(activation: str) -> Kernels:
@@ -40,8 +42,15 @@ def _numpy(activation: str) -> Kernels:
         "identity": lambda z, out: np.copyto(out, z),
         "sigmoid": lambda z, out: np.copyto(out, ACTIVATIONS["sigmoid"][0](z)),
     }[activation]
+    def sigmoid_into(z, out):  # 1 / (1 + e^{−z}); e^{−z} = inf for z ≪ 0 gives 0, exactly σ's limit
+        np.negative(z, out=out)
+        np.exp(out, out=out)
+        out += 1
+        np.reciprocal(out, out=out)
+
     return Kernels(mm_add, lambda a, b, out: np.matmul(a, b, out=out),
-                   lambda a, b, out: np.multiply(a, b, out=out), act)
+                   lambda a, b, out: np.multiply(a, b, out=out), act, sigmoid_into,
+                   lambda z, out: np.tanh(z, out=out))
 
 
 def _torch(xp, activation: str) -> Kernels:
@@ -52,7 +61,8 @@ def _torch(xp, activation: str) -> Kernels:
         "identity": lambda z, out: out.copy_(z),
     }[activation]
     return Kernels(lambda c, a, b: c.addmm_(a, b), lambda a, b, out: xp.mm(a, b, out=out),
-                   lambda a, b, out: xp.mul(a, b, out=out), act)
+                   lambda a, b, out: xp.mul(a, b, out=out), act, lambda z, out: xp.sigmoid(z, out=out),
+                   lambda z, out: xp.tanh(z, out=out))
 
 
 def _array_api(activation: str) -> Kernels:
@@ -70,7 +80,13 @@ def _array_api(activation: str) -> Kernels:
     def act_into(z, out):
         out[...] = f(z)
 
-    return Kernels(mm_add, mm_into, mul_into, act_into)
+    def sigmoid_into(z, out):
+        out[...] = ACTIVATIONS["sigmoid"][0](z)
+
+    def tanh_into(z, out):
+        out[...] = ACTIVATIONS["tanh"][0](z)
+
+    return Kernels(mm_add, mm_into, mul_into, act_into, sigmoid_into, tanh_into)
 
 
 def kernels(xp, activation: str) -> Kernels:
