@@ -201,8 +201,8 @@ def make_module(impl: str, size: tuple, dtype: str, device: str = "cpu", mode: s
     if impl == "autograd":
         f = functools.partial(run_module, reference.unrolled_module_gradients, i)
         return f, f
-    if impl != "nn.RNN":
-        raise ValueError(f"impl must be manual-numpy, manual-torch, autograd or nn.RNN; got {impl!r}")
+    if impl not in ("nn.RNN", "nn.LSTM", "nn.GRU"):
+        raise ValueError(f"impl must be manual-numpy, manual-torch, autograd or nn.RNN/LSTM/GRU; got {impl!r}")
     c = RNNConfig(**i["config"])
     rnn = getattr(torch.nn, TORCH_MODULE[c.mode])(**c.torch_kwargs(), dtype=getattr(torch, dtype), device=device)
     rnn.load_state_dict(i["state_dict"])

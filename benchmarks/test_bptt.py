@@ -167,9 +167,12 @@ def test_module_bidirectional(benchmark, impl, dtype):
 CELL_SIZES = {"medium": (100, 32, 64, 128), "large": (200, 64, 256, 512)}
 
 
-@pytest.mark.parametrize("impl", MODULE_IMPLS)
+CELL_IMPLS = [(mode, impl) for mode in ("LSTM", "GRU")
+              for impl in ("manual-numpy", "manual-torch", "autograd", f"nn.{mode}")]
+
+
+@pytest.mark.parametrize("mode, impl", CELL_IMPLS, ids=[f"{m}-{i}" for m, i in CELL_IMPLS])
 @pytest.mark.parametrize("name", list(CELL_SIZES))
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_lstm_gru(benchmark, mode, name, impl):
     """One nn.LSTM / nn.GRU layer, float32, upstream grad_output, grad_hn (and grad_cn), against manual and
     unrolled autograd in the same run. At the medium size the timed gradients are first checked against the
