@@ -10,10 +10,10 @@ starts in a fraction of a second.
 """
 
 from oracle.cases import Case, all_cases, select
-from oracle.check import CheckResult, NothingToCheckError, check
+from oracle.check import CheckResult, NothingToCheckError, check, check_files
 from oracle.compare import Report, compare, tolerance
 from oracle.isolate import CandidateError
 from oracle.truth import Truth, truth
 
 __all__ = ["CandidateError", "Case", "CheckResult", "NothingToCheckError", "Report", "Truth", "all_cases", "check",
-           "compare", "select", "tolerance", "truth"]
+           "check_files", "compare", "select", "tolerance", "truth"]

@@ -25,6 +25,7 @@ from oracle.cases import Case, all_cases, run, select
 from oracle.catalog import builtin_cases, kind_of
 from oracle.compare import Report
 from oracle.isolate import DEFAULT_TIMEOUT, CandidateError, Outcome, call, load, reference_to, run_isolated
+from oracle.layouts import LayoutError, check_layout, from_onnx
 from oracle.module_cases import map_arrays, module_truth, run_module, to_time_major
 from oracle.progress import Progress
 from oracle.truth import Truth, truth
@@ -79,6 +80,14 @@ class Prepared:
     inputs: dict  # NumPy, the case's dtype: what the candidate gets a copy of
     want: Truth
     ref: dict | None  # autograd in the case's dtype on the same inputs (None in float64)
+    layout: str = "torch"  # the names and shapes the candidate's gradients come in (oracle.layouts)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The gradient names a candidate may give, in its layout."""
+        from oracle.golden import expected_grads
+
+        return tuple(expected_grads(self.case, self.layout)) if self.layout != "torch" else tuple(self.want.grads)
 
 
 def cast_inputs(inputs: dict, dtype: str) -> dict:
@@ -92,17 +101,19 @@ def _cast_module(inputs: dict, dtype: str) -> dict:
     return map_arrays(lambda a: a.astype(dtype), inputs)
 
 
-def prepare(case, inputs: dict, want: Truth | None = None) -> Prepared:
-    """The reference side of ``case`` on ``inputs`` (``want``: its truth, computed when None)."""
+def prepare(case, inputs: dict, want: Truth | None = None, layout: str = "torch") -> Prepared:
+    """The reference side of ``case`` on ``inputs`` (``want``: its truth, computed when None); the candidate's
+    gradients will be read in ``layout`` (a seed-model case has its own names in every layout)."""
     import reference  # here, not at the top: a worker process imports oracle without torch
 
     if kind_of(case) == "module":
+        check_layout(layout, case.config)
         inputs = _cast_module(inputs, case.dtype)
         want = module_truth(inputs) if want is None else want
         ref = None
         if case.dtype != "float64":
             ref = to_time_major(case, run_module(reference.unrolled_module_gradients, _cast_module(inputs, case.dtype)))
-        return Prepared(case, inputs, want, ref)
+        return Prepared(case, inputs, want, ref, layout)
     inputs = cast_inputs(inputs, case.dtype)
     want = truth(inputs, case.kwargs) if want is None else want
     ref = run(reference.gradients, cast_inputs(inputs, case.dtype), case.kwargs) if case.dtype != "float64" else None
@@ -118,12 +129,23 @@ def judge(p: Prepared, outcome: Outcome) -> CaseResult:
     report = None
     module = kind_of(p.case) == "module"
     optional = tuple(n for _, _, ns in step_names(p.case.config) for n in ns.values()) if module else OPTIONAL
+    notes: list[str] = []
     for i, got in enumerate(outcome.grads):
+        if module and p.layout == "onnx":
+            try:
+                got = from_onnx(p.case.config, got, notes if i == 0 else None)
+            except (LayoutError, TypeError, IndexError, AttributeError) as e:
+                return CaseResult(p.case, error=f"its gradients are not in ONNX's layout: {e}")
+            if i == 0:
+                notes.insert(0, "read in ONNX's layout, reported in torch's names: W_l{k}[d] is weight_ih_l{k} "
+                                "(d = 1: _reverse), R weight_hh, B bias_ih then bias_hh, X input, initial_h_l{k} "
+                                "rows of hx, gates reordered (oracle.layouts)")
         if module and getattr(got.get("input"), "ndim", 0) == 3:
             got = to_time_major(p.case, got)
         title = p.case.name if i == 0 else (f"{p.case.name} (call {i + 1} of {len(outcome.grads)} on the same "
                                             "inputs; the first call passed: state kept between calls?)")
         report = p.want.compare(got, dtype=p.case.dtype, ref=p.ref, optional=optional, title=title)
+        report.notes = notes
         if not report.ok:
             break
     return CaseResult(p.case, report)
@@ -145,7 +167,7 @@ def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: tuple, *, jo
     def task(i: int) -> tuple:
         prepared[i] = prepare_case(i)
         case = prepared[i].case
-        return prepared[i].inputs, getattr(case, "kwargs", {}), kind_of(case), tuple(prepared[i].want.grads)
+        return prepared[i].inputs, getattr(case, "kwargs", {}), kind_of(case), prepared[i].names
 
     def done(i: int, outcome: Outcome) -> None:
         results[i] = judge(prepared.pop(i), outcome)
@@ -178,8 +200,9 @@ def _runner(candidate, isolate: bool) -> tuple:
     return "in-process", fn
 
 
-def golden_cases(folder: str | Path, pattern: str | None = None) -> list:
-    """(case, inputs, truth) of every golden file in ``folder`` whose case name contains ``pattern``.
+def golden_cases(folder: str | Path, pattern: str | None = None, layout: str | None = None) -> list:
+    """(case, inputs, truth, layout) of every golden file in ``folder`` whose case name contains ``pattern``;
+    ``layout`` that of the candidate's gradients: the one given, or else the file's own.
 
     Every file is loaded, and so refused if hostile (``GoldenFileError``),
     before any candidate runs. ``NothingToCheckError`` when the folder is
@@ -195,13 +218,22 @@ def golden_cases(folder: str | Path, pattern: str | None = None) -> list:
     if not paths:
         raise NothingToCheckError(f"golden folder {str(folder)!r} holds no .safetensors golden cases. "
                                   f"Remedy: `bptt export {folder}`.")
-    loaded = [load_golden(p)[:3] for p in paths]
-    return [item for item in loaded if not pattern or pattern in item[0].name]
+    loaded = [load_golden(p) for p in paths]
+    chosen = [(case, inputs, want, layout or info.get("layout", "torch"))
+              for case, inputs, want, info in loaded if not pattern or pattern in case.name]
+    for case, _, _, lay in chosen:
+        if kind_of(case) == "module":
+            try:
+                check_layout(lay, case.config)
+            except LayoutError as e:
+                raise NothingToCheckError(f"{case.name}: {e} (or -k to leave the case out)") from None
+    return chosen
 
 
 def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, *,
           golden: str | Path | None = None, isolate: bool = True, jobs: int | None = None,
-          timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None) -> CheckResult:
+          timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None,
+          layout: str | None = None) -> CheckResult:
     """Judge ``candidate`` (``manual.gradients``' signature, or ``"MODULE:FUNCTION"``) on cases.
 
     ``cases``: None for the seed model's built-in matrix, a substring of case
@@ -221,7 +253,14 @@ def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, 
     folder is missing or empty, ``oracle.golden.GoldenFileError`` for a
     refused file, ``oracle.isolate.CandidateError`` when the candidate cannot
     be loaded.
+
+    ``layout``: the names and shapes the candidate returns module gradients
+    in, ``"torch"`` or ``"onnx"`` (``oracle.layouts``); None: each golden
+    file's own layout, torch's for built-in cases. The candidate is called
+    with ``manual.module_gradients``' arguments in either case.
     """
+    if layout is not None:
+        check_layout(layout)
     if timeout is None or not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}. "
                          f"Remedy: timeout={DEFAULT_TIMEOUT:g}.")
@@ -229,7 +268,7 @@ def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, 
         raise ValueError(f"jobs must be a positive integer or None (the cores); got {jobs!r}. Remedy: jobs=1.")
     runner = _runner(candidate, isolate)
     if golden is not None:
-        items = golden_cases(golden, cases if isinstance(cases, str) else None)
+        items = golden_cases(golden, cases if isinstance(cases, str) else None, layout)
         prep = lambda i: prepare(*items[i])  # noqa: E731
         n = len(items)
     else:
@@ -237,14 +276,23 @@ def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, 
             chosen = all_cases()
         else:
             chosen = select(builtin_cases(), cases) if isinstance(cases, str) else list(cases)
-        prep = lambda i: prepare(chosen[i], chosen[i].inputs())  # noqa: E731
+        lay = layout or "torch"
+        for c in chosen:
+            if kind_of(c) == "module":
+                try:
+                    check_layout(lay, c.config)
+                except LayoutError as e:
+                    raise NothingToCheckError(f"{c.name}: {e} (or select fewer cases)") from None
+        prep = lambda i: prepare(chosen[i], chosen[i].inputs(), layout=lay)  # noqa: E731
         n = len(chosen)
     return _drive(n, prep, runner, jobs=jobs, timeout=timeout, progress=progress)
 
 
 def check_files(golden: str | Path, grads: str | Path, pattern: str | None = None,
-                progress: bool | None = None) -> CheckResult:
+                progress: bool | None = None, layout: str | None = None) -> CheckResult:
     """Judge gradient files (``<case file stem>.safetensors`` or ``.npz`` in ``grads``) against golden cases.
+
+    ``layout``: the names and shapes of the files' tensors (as for :func:`check`).
 
     Files are read as data only (``oracle.golden.load_grads``); a hostile
     one is refused with ``GoldenFileError``. A case without a file fails,
@@ -257,19 +305,21 @@ def check_files(golden: str | Path, grads: str | Path, pattern: str | None = Non
     if not grads.is_dir():
         raise NothingToCheckError(f"gradient folder {str(grads)!r} is not a folder. Remedy: pass the folder "
                                   "your code wrote <case file stem>.safetensors or .npz files to.")
-    items = golden_cases(golden, pattern)
+    if layout is not None:
+        check_layout(layout)
+    items = golden_cases(golden, pattern, layout)
     bar = Progress(len(items), "check", enabled=progress)
     if not items:
         raise NothingToCheckError(f"no golden case in {str(golden)!r} matches {pattern!r}. "
                                   "Remedy: loosen -k.")
     out = CheckResult()
-    for case, inputs, want in items:
-        p = prepare(case, inputs, want)
+    for case, inputs, want, lay in items:
+        p = prepare(case, inputs, want, lay)
         stem = grads / case.file_stem
         found = [q for q in (stem.with_suffix(".safetensors"), stem.with_suffix(".npz")) if q.exists() or
                  q.is_symlink()]
         if found:
-            outcome = Outcome(grads=[load_grads(found[0], case)])
+            outcome = Outcome(grads=[load_grads(found[0], case, p.layout)])
         else:
             unread = sorted(q.name for q in grads.glob(f"{case.file_stem}.*") if q.suffix not in (".safetensors",
                                                                                                   ".npz"))

@@ -138,12 +138,16 @@ def cmd_export(args) -> int:
     cases = _cases(args)
     _writable_folder(folder)
     try:
-        written, refused = export(folder, cases)
+        written, refused, skipped = export(folder, cases, args.layout)
     except OSError as e:
         return _usage(f"writing to {folder} failed ({e.strerror}). Remedy: free space or pass another folder.")
-    for msg in refused:
+    for msg in refused + skipped:
         print(msg, file=sys.stderr)
-    print(f"wrote {written} golden case(s) to {args.dir}; refused {len(refused)}")
+    if not written and not refused:
+        return _usage(f"none of the {len(skipped)} selected case(s) has a form in the {args.layout} layout. "
+                      "Remedy: --layout torch, or select other cases with -k.")
+    print(f"wrote {written} golden case(s) to {args.dir} in the {args.layout} layout; refused {len(refused)}"
+          + (f"; skipped {len(skipped)} with no {args.layout} form" if skipped else ""))
     return EXIT_OK if not refused else EXIT_MISMATCH
 
 
@@ -151,15 +155,16 @@ def cmd_check(args) -> int:
     from oracle.check import NothingToCheckError, check, check_files
     from oracle.golden import GoldenFileError
     from oracle.isolate import CandidateError
+    from oracle.layouts import LayoutError
 
     sys.path.insert(0, str(Path.cwd()))  # the candidate's module, from the folder the command runs in
     try:
         if args.candidate:
             result = check(args.candidate, args.k, golden=args.dir, jobs=args.jobs, timeout=args.timeout,
-                           isolate=not args.in_process)
+                           isolate=not args.in_process, layout=args.layout)
         else:
-            result = check_files(args.dir, args.grads, args.k)
-    except (NothingToCheckError, GoldenFileError, CandidateError) as e:
+            result = check_files(args.dir, args.grads, args.k, layout=args.layout)
+    except (NothingToCheckError, GoldenFileError, CandidateError, LayoutError) as e:
         return _usage(str(e))
     print(result)
     return EXIT_OK if result.ok else EXIT_MISMATCH
@@ -202,6 +207,9 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="write golden cases (.safetensors) after manual, autograd and FD agree")
     e.add_argument("dir")
     selection(e)
+    e.add_argument("--layout", choices=("torch", "onnx"), default="torch",
+                   help="module cases' tensor names and shapes: torch's state_dict (default) or ONNX's W/R/B "
+                        "operators (README, 'Layouts'); seed-model cases keep their own names")
     e.set_defaults(fn=cmd_export)
 
     c = sub.add_parser("check", help="check a candidate's gradients against golden cases")
@@ -214,6 +222,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"per case, for the candidate's calls (default {DEFAULT_TIMEOUT:g}); past it the case fails")
     c.add_argument("--jobs", type=_jobs, metavar="N",
                    help="worker processes running the candidate (default: the cores)")
+    c.add_argument("--layout", choices=("torch", "onnx"),
+                   help="the layout the candidate's module gradients come in (default: each golden file's own)")
     c.add_argument("--in-process", action="store_true",
                    help="run the candidate in this process (for a debugger): no isolation, no timeout")
     c.set_defaults(fn=cmd_check)

@@ -195,6 +195,7 @@ class TensorReport:
 class Report:
     tensors: list[TensorReport] = field(default_factory=list)
     title: str = ""
+    notes: list[str] = field(default_factory=list)  # how the candidate's tensors were read (e.g. a layout)
 
     @property
     def ok(self) -> bool:
@@ -217,7 +218,8 @@ class Report:
     def __str__(self) -> str:
         head = f"{self.title}: " if self.title else ""
         verdict = "pass" if self.ok else f"FAIL ({', '.join(t.name for t in self.failures)})"
-        return "\n".join([f"{head}{verdict}", *(t.line() for t in self.tensors)])
+        return "\n".join([f"{head}{verdict}", *(f"  note: {n}" for n in self.notes),
+                          *(t.line() for t in self.tensors)])
 
 
 TIME_ORDERS = (None, "suffix", "prefix", "all")

@@ -12,6 +12,7 @@ from oracle.catalog import kind_of
 from oracle.compare import BOUND, COND_FACTOR, EPS, MAX_TOL, REF_FACTOR, C
 from oracle.fd import FD_TOL, fd_errors, module_fd_errors
 from oracle.golden import environment, write_golden
+from oracle.layouts import LayoutError, check_layout
 from oracle.module_cases import ModuleCase, module_truth, run_module, to_time_major
 from oracle.progress import Progress
 from oracle.truth import as_float64, truth
@@ -30,8 +31,20 @@ def small_module(case: ModuleCase) -> bool:
     return n <= FD_MAX_PARAMS and case.T <= 17
 
 
-def export(folder: Path, cases: list) -> tuple[int, list[str]]:
-    """Write one golden file per case that passes the gates; return (written, refusals)."""
+def export(folder: Path, cases: list, layout: str = "torch") -> tuple[int, list[str], list[str]]:
+    """Write one golden file per case that passes the gates, module cases in ``layout`` (``oracle.layouts``);
+    return (written, refusals, skipped): skipped are the module cases with no form in ``layout``."""
+    check_layout(layout)
+    skipped = []
+    if layout != "torch":
+        keep = []
+        for case in cases:
+            try:
+                check_layout(layout, case.config if kind_of(case) == "module" else None)
+                keep.append(case)
+            except LayoutError as e:
+                skipped.append(f"{case.name}: not written: {e}")
+        cases = keep
     folder.mkdir(parents=True, exist_ok=True)
     env = environment()
     policy = {"bound": BOUND,
@@ -59,7 +72,8 @@ def export(folder: Path, cases: list) -> tuple[int, list[str]]:
         else:
             extra = {"tolerance": policy, "versions": env, "device": "cpu", "truth": "torch.autograd float64",
                      "checked": [checked] + (["finite differences"] if fd else [])}
-            write_golden(folder / f"{case.file_stem}.safetensors", case, inputs, want, extra)
+            write_golden(folder / f"{case.file_stem}.safetensors", case, inputs, want, extra,
+                         layout if kind_of(case) == "module" else "torch")
             written += 1
         bar.step(case.name)
-    return written, refused
+    return written, refused, skipped

@@ -45,11 +45,13 @@ from contract.spec import MODES, config_from, param_shapes
 from contract.spec import grad_shapes as module_grad_shapes
 from oracle.cases import DTYPES, Case
 from oracle.catalog import kind_of
+from oracle.layouts import LAYOUTS, LayoutError, check_layout, from_onnx, onnx_names, to_onnx
 from oracle.module_cases import ModuleCase, bound_size, map_arrays, time_orders, to_time_major
 from oracle.truth import Truth
 
 SCHEMA = 2  # 2: a "kind" ("seed" or "module"); 1: the seed model's files before it, still read
-READABLE = (1, 2)
+SCHEMA_LAYOUT = 3  # 3: a "layout" ("onnx"), written only for ONNX-layout files, so older readers refuse them
+READABLE = (1, 2, 3)
 MAX_FILE_BYTES = 256 * 2**20  # the largest built-in case is under 1 MiB
 MAX_HEADER_BYTES = 2**20
 MAX_MEMBER_BYTES = 64 * 2**20
@@ -81,9 +83,13 @@ def grad_shapes(case) -> dict:
             "x": (B, D) if case.topology == "one-to-many" else (T, B, D), "h": (T, B, H), "z": (T, B, H)}
 
 
-def file_shapes(case) -> dict:
-    """name → (shape, allowed safetensors dtypes) of every tensor of a golden file."""
+def file_shapes(case, layout: str = "torch") -> dict:
+    """name → (shape, allowed safetensors dtypes) of every tensor of a golden file in ``layout``."""
     g = grad_shapes(case)
+    if kind_of(case) == "module" and layout == "onnx":
+        return {name: (shape, {"I64"} if name.endswith("sequence_lens") else {"F64"})
+                for name, shape in _in_layout(case, {k: v[0] for k, v in file_shapes(case).items()},
+                                              lambda c, d: onnx_names(c, d)).items()}
     if kind_of(case) == "module":
         c = case.config
         out = {f"state_dict.{k}": (v, {"F64"}) for k, v in param_shapes(c).items()}
@@ -109,6 +115,29 @@ def file_shapes(case) -> dict:
     for prefix in ("grads", "sens", "amp"):
         out.update({f"{prefix}.{k}": (g[k], {"F64"}) for k in GRAD_NAMES})
     return out
+
+
+ONNX_PREFIX = {"state_dict": "params"}  # ONNX has no state_dict: its weights are the operator's inputs
+
+
+def _in_layout(case, tensors: dict, convert) -> dict:
+    """A golden file's ``prefix.name`` tensors with each prefix's group passed through ``convert(config, group)``
+    (``to_onnx``, ``onnx_names``), the ``state_dict`` prefix renamed to ``params``."""
+    groups: dict = {}
+    for full, v in tensors.items():
+        prefix, name = full.split(".", 1)
+        groups.setdefault(prefix, {})[name] = v
+    return {f"{ONNX_PREFIX.get(p, p)}.{k}": v for p, g in groups.items() for k, v in convert(case.config, g).items()}
+
+
+def _from_layout(case, tensors: dict) -> dict:
+    """The inverse of ``_in_layout(case, tensors, to_onnx)``: torch's names and prefixes again."""
+    back = {v: k for k, v in ONNX_PREFIX.items()}
+    groups: dict = {}
+    for full, v in tensors.items():
+        prefix, name = full.split(".", 1)
+        groups.setdefault(back.get(prefix, prefix), {})[name] = v
+    return {f"{p}.{k}": v for p, g in groups.items() for k, v in from_onnx(case.config, g).items()}
 
 
 def case_from_spec(spec: object, path, kind: str = "seed"):
@@ -305,7 +334,15 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
     if kind not in ("seed", "module"):
         raise GoldenFileError(path, f"metadata kind is {kind!r}, expected 'seed' or 'module'")
     case = case_from_spec(info.get("case"), path, kind)
-    expected = file_shapes(case)
+    layout = info.get("layout", "torch") if info["schema"] >= SCHEMA_LAYOUT else "torch"
+    if layout not in LAYOUTS or (layout == "onnx" and kind != "module"):
+        raise GoldenFileError(path, f"metadata layout is {layout!r}, expected one of {LAYOUTS} (onnx for a "
+                                    "module case only)")
+    try:
+        check_layout(layout, getattr(case, "config", None))
+    except LayoutError as e:
+        raise GoldenFileError(path, str(e)) from None
+    expected = file_shapes(case, layout)
     if set(header) != set(expected):
         raise GoldenFileError(path, f"tensors {sorted(set(header) ^ set(expected))} unexpected or missing "
                                     f"for case {case.name}")
@@ -327,6 +364,8 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
             raise GoldenFileError(path, f"tensor {name!r} does not match its SHA-256 in the metadata")
         if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
             raise GoldenFileError(path, f"tensor {name!r} holds NaN or Inf")
+    if layout == "onnx":
+        t = _from_layout(case, t)
     if kind == "module":
         inputs, truth = _module_from_tensors(path, case, t)
     else:
@@ -384,8 +423,9 @@ def _module_from_tensors(path, case: ModuleCase, t: dict) -> tuple[dict, Truth]:
     return inputs, Truth(major(grads), major(sens), major(amp), time_orders(c), bound_size(c, case.T, case.B))
 
 
-def write_golden(path, case, inputs: dict, truth: Truth, extra: dict) -> None:
-    """One golden file; a module case's gradients in the caller's layout (``input`` batch-first when it is)."""
+def write_golden(path, case, inputs: dict, truth: Truth, extra: dict, layout: str = "torch") -> None:
+    """One golden file; a module case's gradients in the caller's layout (``input`` batch-first when it is),
+    its names and shapes those of ``layout`` (``oracle.layouts``)."""
     from safetensors.numpy import save
 
     if kind_of(case) == "module":
@@ -404,6 +444,11 @@ def write_golden(path, case, inputs: dict, truth: Truth, extra: dict) -> None:
         tensors.update({"inputs.x": inputs["x"], "inputs.h0": inputs["h0"], "inputs.target": inputs["target"]})
         for prefix, d in (("grads", truth.grads), ("sens", truth.sens), ("amp", truth.amp)):
             tensors.update({f"{prefix}.{k}": d[k] for k in GRAD_NAMES})
+    check_layout(layout, case.config if kind_of(case) == "module" else None)
+    if layout == "onnx":
+        if kind_of(case) != "module":
+            raise LayoutError(f"{case.name}: the seed model has no ONNX form. Remedy: --layout torch for it.")
+        tensors = _in_layout(case, tensors, to_onnx)
     tensors = {k: np.ascontiguousarray(v, dtype=np.int64 if v.dtype.kind in "iu" else np.float64)
                for k, v in tensors.items()}
     for k, v in tensors.items():
@@ -411,6 +456,7 @@ def write_golden(path, case, inputs: dict, truth: Truth, extra: dict) -> None:
             raise ValueError(f"{case.name}: {k} is not finite; a golden case is never written with NaN/Inf")
     info = {"schema": SCHEMA, "kind": kind_of(case), "name": case.name, "case": spec_of(case), "seed": case.seed,
             **extra,
+            **({"schema": SCHEMA_LAYOUT, "layout": "onnx"} if layout == "onnx" else {}),
             "sha256": {k: sha256(v) for k, v in tensors.items()}}
     tmp = Path(str(path) + ".tmp")
     try:
@@ -446,21 +492,36 @@ def environment() -> dict:
 # ---------------------------------------------------------------- candidates' gradient files
 
 def _check_declared(path, name: str, dtype_ok: bool, dtype: str, shape: tuple, expected: dict) -> None:
+    """``expected``: name → the shapes it may have (a list)."""
     if name not in expected:
         raise GoldenFileError(path, f"unexpected tensor {name!r}; a gradient file holds only "
-                                    f"{', '.join(GRAD_NAMES)}", "name the tensors after the gradient set")
+                                    f"{', '.join(expected)}", "name the tensors after the gradient set")
     if not dtype_ok:
         raise GoldenFileError(path, f"tensor {name!r} has dtype {dtype}; gradients are real floats",
                               "save float16/bfloat16/float32/float64 arrays")
-    if tuple(shape) != expected[name]:
+    if tuple(shape) not in expected[name]:
         raise GoldenFileError(path, f"tensor {name!r} declares shape {tuple(shape)}, the case needs "
-                                    f"{expected[name]}", "save the gradient with the shape of its tensor")
+                                    f"{' or '.join(map(str, expected[name]))}",
+                              "save the gradient with the shape of its tensor")
 
 
-def load_grads(path, case: Case) -> dict:
-    """A candidate's gradient set for ``case`` from ``.safetensors`` or ``.npz``, refused if unexpected."""
+def expected_grads(case, layout: str = "torch") -> dict:
+    """name → the shapes a candidate's gradient may have for ``case`` in ``layout`` (a merged ONNX bias too)."""
+    g = grad_shapes(case)
+    if layout == "torch" or kind_of(case) != "module":
+        return {k: [v] for k, v in g.items()}
+    out = {k: [v] for k, v in onnx_names(case.config, g).items()}
+    for k, v in out.items():
+        if k.startswith("B_l"):
+            v.append((v[0][0], v[0][1] // 2))  # merged: one bias per gate row
+    return out
+
+
+def load_grads(path, case: Case, layout: str = "torch") -> dict:
+    """A candidate's gradient set for ``case`` in ``layout`` from ``.safetensors`` or ``.npz``, refused if
+    unexpected; returned under the names of ``layout``."""
     path = Path(path)
-    expected = grad_shapes(case)
+    expected = expected_grads(case, layout)
     if path.suffix == ".safetensors":
         header, _, start = _read_header(path)
         for name, e in header.items():
