@@ -30,6 +30,14 @@ class Kernels:
     act_into: Callable  # (z, out): out = act(z)
     sigmoid_into: Callable  # (z, out): out = σ(z), the gates' function (LSTM, GRU)
     tanh_into: Callable  # (z, out): out = tanh(z)
+    flush: Callable  # (a): a = 0 where |a| < the dtype's smallest normal, in place (README "Vanishing gradients")
+
+
+def _tiny(finfo, dtype) -> float:
+    """The smallest normal number of float32, float64 (and bfloat16, float32's exponent range); 0 for float16,
+    whose subnormals (below 6e-5) hold gradients that matter and cost no CPU time (it computes in float32)."""
+    f = finfo(dtype)
+    return float(f.tiny) if float(f.max) > 1e38 else 0.0
 
 
 def _numpy(activation: str) -> Kernels:
@@ -48,9 +56,16 @@ def _numpy(activation: str) -> Kernels:
         out += 1
         np.reciprocal(out, out=out)
 
+    tiny: dict = {}
+
+    def flush(a):  # subnormal entries (and −0) become +0: no later operation meets a subnormal operand
+        t = tiny[a.dtype] if a.dtype in tiny else tiny.setdefault(a.dtype, _tiny(np.finfo, a.dtype))
+        if t:
+            np.copyto(a, 0, where=np.abs(a) < t)
+
     return Kernels(mm_add, lambda a, b, out: np.matmul(a, b, out=out),
                    lambda a, b, out: np.multiply(a, b, out=out), act, sigmoid_into,
-                   lambda z, out: np.tanh(z, out=out))
+                   lambda z, out: np.tanh(z, out=out), flush)
 
 
 def _torch(xp, activation: str) -> Kernels:
@@ -60,9 +75,17 @@ def _torch(xp, activation: str) -> Kernels:
         "relu": lambda z, out: xp.clamp(z, min=0, out=out),
         "identity": lambda z, out: out.copy_(z),
     }[activation]
+    tiny: dict = {}
+
+    def flush(a):  # on the CPU only: a GPU computes on subnormals at full speed
+        if a.device.type == "cpu":
+            t = tiny[a.dtype] if a.dtype in tiny else tiny.setdefault(a.dtype, _tiny(xp.finfo, a.dtype))
+            if t:
+                a.masked_fill_(a.abs() < t, 0)
+
     return Kernels(lambda c, a, b: c.addmm_(a, b), lambda a, b, out: xp.mm(a, b, out=out),
                    lambda a, b, out: xp.mul(a, b, out=out), act, lambda z, out: xp.sigmoid(z, out=out),
-                   lambda z, out: xp.tanh(z, out=out))
+                   lambda z, out: xp.tanh(z, out=out), flush)
 
 
 def _array_api(activation: str) -> Kernels:
@@ -86,7 +109,10 @@ def _array_api(activation: str) -> Kernels:
     def tanh_into(z, out):
         out[...] = ACTIVATIONS["tanh"][0](z)
 
-    return Kernels(mm_add, mm_into, mul_into, act_into, sigmoid_into, tanh_into)
+    def flush(a):
+        return None  # another library: left to its own floating-point mode
+
+    return Kernels(mm_add, mm_into, mul_into, act_into, sigmoid_into, tanh_into, flush)
 
 
 def kernels(xp, activation: str) -> Kernels:

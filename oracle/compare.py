@@ -2,7 +2,9 @@
 
 The policy (docs/design.md, "How agreement is judged"):
 
-* Each tensor is compared on its own scale: max|truth|. Per-step tensors
+* Each tensor is compared on its own scale: max|truth|. An initial state's
+  gradient (the seed's ``h0``, a module's ``hx`` and ``cx`` row by row) is
+  step 0 of its recurrence, and takes the scale of the steps after it. Per-step tensors
   (``h``, ``z``, and ``x`` when it has a time axis) are scaled step by step,
   because BPTT's gradients shrink or grow along t and one scale for the whole
   tensor would hide the steps where they are small. Step t's scale is the
@@ -239,6 +241,9 @@ def time_order(name: str, a, time="auto") -> str | None:
 def _scale(want: np.ndarray, time: str | None, future=None) -> np.ndarray:
     """The scale each element's error is measured on, broadcastable to ``want``."""
     a = np.abs(want)
+    if isinstance(future, list):  # a module's hx / cx: row r is step 0 of its layer and direction's h / c
+        rows = [max(a[r].max(initial=0.0), float(np.abs(to_numpy(f)).max(initial=0.0))) for r, f in enumerate(future)]
+        return np.asarray(rows).reshape((-1,) + (1,) * (a.ndim - 1))
     if future is not None:  # h0 is dL/dh_0, step 0 of h: its scale is the suffix max at step 0
         return np.asarray(max(a.max(initial=0.0), float(np.abs(to_numpy(future)).max(initial=0.0))))
     if time in ("suffix", "prefix"):  # step t's scale: max |truth| over the steps computed before it
@@ -379,6 +384,19 @@ def compare(got: dict, want: dict, *, dtype: str = "float64", ref: dict | None =
     return report
 
 
+def _future(name: str, want: dict):
+    """What an initial state's gradient continues: the seed's h0 is step 0 of h; a module's hx (cx) row
+    k·dirs + d is step 0 of h_l{k} (c_l{k}), ``_reverse`` for d = 1. Its scale is theirs too."""
+    if name == "h0":
+        return want.get("h")
+    if name in ("hx", "cx") and name in want:
+        dirs = 2 if "h_l0_reverse" in want else 1
+        per = [want.get(f"{name[0]}_l{r // dirs}{'_reverse' if r % dirs else ''}")
+               for r in range(want[name].shape[0])]
+        return per if all(f is not None for f in per) else None
+    return None
+
+
 def _compare_one(report, name, got, want, dtype, tol, ref, sens, amp, optional, steps) -> None:
     """Append tensor ``name``'s verdict to ``report``."""
     if got.get(name) is None and name in optional:
@@ -388,6 +406,6 @@ def _compare_one(report, name, got, want, dtype, tol, ref, sens, amp, optional, 
         compare_tensor(name, got.get(name), want[name], tol=tol, dtype=dtype,
                        amp=None if amp is None else amp.get(name),
                        ref=None if ref is None else ref.get(name),
-                       future=want.get("h") if name == "h0" else None,
+                       future=_future(name, want),
                        sens=None if sens is None else sens.get(name),
                        time="auto" if steps is None else steps.get(name)))

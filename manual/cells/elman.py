@@ -39,10 +39,11 @@ def step(k, z_t, h_prev, W_hhT, h_t, m_t=None) -> None:
 
 
 def step_back(k, dh_t, dact_t, dz_t, m_t=None) -> None:
-    """dL/dz_t = dL/dh_t ⊙ act'(z_t) (zero where m_t = 0). In place."""
+    """dL/dz_t = dL/dh_t ⊙ act'(z_t) (zero where m_t = 0), flushed below the smallest normal. In place."""
     k.mul_into(dh_t, dact_t, dz_t)
     if m_t is not None:
         dz_t *= m_t
+    k.flush(dz_t)  # a vanishing gradient stops at zero, never crawls through subnormals (README)
 
 
 def into_previous(k, dz_t, W_hh, dh_prev, first: bool, dh_t=None, m_t=None) -> None:

@@ -94,6 +94,8 @@ def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
         da_r, da_z = dr * r * (1 - r), dzg * z * (1 - z)
         dax[t, ...] = xp.concat([da_r, da_z, da_n], axis=-1)
         dah[t, ...] = xp.concat([da_r, da_z, dah_n], axis=-1)
+        k.flush(dax[t, ...])  # below the smallest normal → 0: no subnormal enters a product (README)
+        k.flush(dah[t, ...])
         dH[t, ...] = dh
         if torch_form:
             new = new + dah[t, ...] @ Whh  # dL/dh_{t-1} += dL/dah W_hh                           (B, H)

@@ -111,6 +111,7 @@ def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
         da = da_all[t, ...]
         k.mul_into(xp.concat([dc, dc, dc], axis=-1), k_gates[t, ...], da[:, :3 * H])  # dL/da_i, da_f, da_g
         k.mul_into(u, k_o[t, ...], da[:, 3 * H:])  # dL/da_o
+        k.flush(da)  # below the smallest normal → 0: no subnormal enters a product (README "Vanishing gradients")
         new_h = da @ Whh  # dL/dh_{t-1} = dL/da W_hh                                            (B, P)
         new_c = dc * f[t, ...]  # dL/dc_{t-1} = dL/dc_t ⊙ f: the cell carry                       (B, H)
         if m is not None:
