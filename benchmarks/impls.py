@@ -3,7 +3,12 @@
 Every implementation computes the gradients of the same many-to-one tanh RNN
 with a mean-squared-error loss (the seed's model), forward and backward:
 
-* ``manual``   manual.gradients on NumPy or on torch tensors (CPU, CUDA);
+* ``manual``   manual.gradients: ``manual-numpy`` (the array-API backend on NumPy),
+               ``manual-numba`` (the compiled backend, the ``fast`` extra),
+               ``manual-torch`` (torch tensors, CPU or CUDA);
+* ``floor``    manual's own matrix products alone, the same shapes and count, in
+               NumPy (``floor-numpy``) or torch (``floor-torch``): what no
+               implementation of these equations can go below;
 * ``autograd`` reference.gradients: torch.autograd on the unrolled model;
 * ``nn.RNN``   torch.nn.RNN + a linear output, forward, loss, backward (cuDNN
                on CUDA); the module is built once, outside the timed part.
@@ -43,12 +48,36 @@ def flops(T: int, B: int, D: int, H: int) -> float:
     return 6.0 * T * B * H * H + 6.0 * T * B * D * H
 
 
+INITS = ("bench", "default", "orthogonal")
+
+
 def inputs(T: int, B: int, D: int, H: int, dtype: str = "float32", lib: str = "numpy", device: str = "cpu",
-           seed: int = 0) -> dict:
+           seed: int = 0, init: str = "bench") -> dict:
+    """Parameters, x and target of one benchmark problem. ``init``:
+
+    * ``bench``: Whh entries N(0, 0.9²/H), spectral radius ≈ 0.9 (the circular law); x ~ N(0, 1). At the large
+      size 15 % of float32 dL/dz is subnormal without the flush: the gradient vanishes.
+    * ``default``: torch.nn.RNN's and nn.Linear's own initialisation, every weight and bias U(−1/√H, 1/√H)
+      (spectral radius of Whh ≈ 1/√3 ≈ 0.58), x ~ N(0, 1): vanishes faster still.
+    * ``orthogonal``: Whh orthogonal (every |eigenvalue| = 1), x ~ N(0, 0.01²), so tanh' ≈ 1: the gradient
+      keeps its size over T steps; nothing subnormal anywhere. The non-vanishing baseline.
+    """
     rng = np.random.default_rng(seed)
-    p = {"Wxh": rng.normal(0, 1 / np.sqrt(D), (H, D)), "Whh": rng.normal(0, 0.9 / np.sqrt(H), (H, H)),
-         "bh": rng.normal(0, 0.1, H), "Why": rng.normal(0, 1 / np.sqrt(H), (O, H)), "by": rng.normal(0, 0.1, O)}
-    x, y = rng.normal(0, 1, (T, B, D)), rng.normal(0, 1, (B, O))
+    if init == "default":
+        k = 1 / np.sqrt(H)
+        u = lambda *shape: rng.uniform(-k, k, shape)  # noqa: E731
+        p = {"Wxh": u(H, D), "Whh": u(H, H), "bh": u(H) + u(H), "Why": u(O, H), "by": u(O)}
+        x = rng.normal(0, 1, (T, B, D))
+    elif init in ("bench", "orthogonal"):
+        p = {"Wxh": rng.normal(0, 1 / np.sqrt(D), (H, D)), "Whh": rng.normal(0, 0.9 / np.sqrt(H), (H, H)),
+             "bh": rng.normal(0, 0.1, H), "Why": rng.normal(0, 1 / np.sqrt(H), (O, H)), "by": rng.normal(0, 0.1, O)}
+        x = rng.normal(0, 1, (T, B, D))
+        if init == "orthogonal":
+            p["Whh"] = np.linalg.qr(rng.normal(size=(H, H)))[0]
+            x = x * 0.01
+    else:
+        raise ValueError(f"init must be one of {INITS}; got {init!r}")
+    y = rng.normal(0, 1, (B, O))
     if lib == "numpy":
         c = lambda a: a.astype(dtype)  # noqa: E731
     else:
@@ -61,14 +90,17 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def make(impl: str, size: tuple, dtype: str, device: str):
-    """(callable timed, callable returning the gradient set once for the correctness check)."""
+def make(impl: str, size: tuple, dtype: str, device: str, init: str = "bench"):
+    """(callable timed, callable returning the gradient set once for the correctness check; None for a floor)."""
     T, B, D, H = size
-    if impl == "manual-numpy":
-        i = inputs(*size, dtype)
-        f = functools.partial(manual.gradients, i["params"], i["x"], i["target"])
+    if impl in ("manual-numpy", "manual-numba"):
+        i = inputs(*size, dtype, init=init)
+        f = functools.partial(manual.gradients, i["params"], i["x"], i["target"],
+                              backend="array-api" if impl == "manual-numpy" else "numba")
         return f, f
-    i = inputs(*size, dtype, "torch", device)
+    if impl in ("floor-numpy", "floor-torch"):
+        return floor(size, dtype, impl[6:], device), None
+    i = inputs(*size, dtype, "torch", device, init=init)
     if impl == "manual-torch":
         f = functools.partial(manual.gradients, i["params"], i["x"], i["target"])
     elif impl == "autograd":
@@ -76,7 +108,8 @@ def make(impl: str, size: tuple, dtype: str, device: str):
     elif impl == "nn.RNN":
         return _nn_rnn(i, size, dtype, device)
     else:
-        raise ValueError(f"impl must be manual-numpy, manual-torch, autograd or nn.RNN; got {impl!r}")
+        raise ValueError(f"impl must be manual-numpy, manual-numba, manual-torch, floor-numpy, floor-torch, "
+                         f"autograd or nn.RNN; got {impl!r}")
 
     def timed():
         f()
@@ -116,10 +149,50 @@ def _nn_rnn(i: dict, size: tuple, dtype: str, device: str):
     return step, grads
 
 
+def floor(size: tuple, dtype: str, lib: str = "numpy", device: str = "cpu"):
+    """manual.gradients' matrix products alone (many-to-one, the benchmark's model), into preallocated outputs:
+
+    forward   X Wxhᵀ (T·B, D)(D, H) once; h_{t-1} Whhᵀ (B, H)(H, H) T times; h_T Whyᵀ (B, H)(H, O) once
+    backward  do Why (B, O)(O, H) once; dz_{t+1} Whh (B, H)(H, H) T − 1 times, dz_1 Whh once;
+              dWhh, dWxh (H, T·B)(T·B, H|D); dx (T·B, H)(H, D); dWhy (O, B)(B, H)
+    """
+    T, B, D, H = size
+    rng = np.random.default_rng(0)
+    shapes = {"X": (T * B, D), "Wxh": (H, D), "Whh": (H, H), "Why": (O, H), "Z": (T * B, H), "h": (B, H),
+              "do": (B, O)}
+    if lib == "numpy":
+        a = {k: rng.normal(size=s).astype(dtype) for k, s in shapes.items()}
+        mm, empty = (lambda x, y, out: np.matmul(x, y, out=out)), (lambda *s: np.empty(s, dtype))
+    else:
+        a = {k: torch.from_numpy(rng.normal(size=s)).to(device=device, dtype=getattr(torch, dtype))
+             for k, s in shapes.items()}
+        mm = lambda x, y, out: torch.matmul(x, y, out=out)  # noqa: E731
+        empty = lambda *s: torch.empty(s, device=device, dtype=getattr(torch, dtype))  # noqa: E731
+    o = {"Z": empty(T * B, H), "h": empty(B, H), "o": empty(B, O), "dWhh": empty(H, H), "dWxh": empty(H, D),
+         "dx": empty(T * B, D), "dWhy": empty(O, H)}
+    WxhT, WhhT, WhyT, ZT, doT = a["Wxh"].T, a["Whh"].T, a["Why"].T, a["Z"].T, a["do"].T
+
+    def f():
+        mm(a["X"], WxhT, o["Z"])
+        for _ in range(T):
+            mm(a["h"], WhhT, o["h"])
+        mm(a["h"], WhyT, o["o"])
+        mm(a["do"], a["Why"], o["h"])
+        for _ in range(T):
+            mm(a["h"], a["Whh"], o["h"])
+        mm(ZT, a["Z"], o["dWhh"])
+        mm(ZT, a["X"], o["dWxh"])
+        mm(a["Z"], a["Wxh"], o["dx"])
+        mm(doT, a["h"], o["dWhy"])
+        sync(device)
+
+    return f
+
+
 @functools.lru_cache(maxsize=8)
-def truth(size: tuple, dtype: str) -> dict:
+def truth(size: tuple, dtype: str, init: str = "bench") -> dict:
     """Float64 gradients on the dtype-rounded inputs (autograd; nn.RNN for the long sequence)."""
-    i = inputs(*size, dtype)
+    i = inputs(*size, dtype, init=init)
     i64 = {"params": {k: v.astype(np.float64) for k, v in i["params"].items()},
            "x": i["x"].astype(np.float64), "target": i["target"].astype(np.float64)}
     fn = reference.nn_rnn_gradients if size[0] > 10_000 else reference.gradients

@@ -7,7 +7,10 @@
 Speed-up is the other implementation's median divided by manual's (above 1:
 manual is faster). GFLOP/s counts forward + backward (impls.flops); "% peak"
 is against the square matrix product of the same library, dtype and device
-measured in the same run.
+measured in the same run. "over floor" is manual's median over the median of
+its own matrix products alone (impls.floor: same shapes, same count, same
+library). The vanishing groups end with each manual's time there over its
+time on the same size when the gradient does not vanish.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-ORDER = ["manual-numpy", "manual-torch", "autograd", "nn.RNN"]
+ORDER = ["manual-numpy", "manual-numba", "manual-torch", "autograd", "nn.RNN", "nn.LSTM", "nn.GRU", "floor-numpy",
+         "floor-torch"]
+FLOOR = {"manual-numpy": "floor-numpy", "manual-numba": "floor-numpy", "manual-torch": "floor-torch"}
 
 
 def load(path: str) -> list[dict]:
@@ -29,7 +34,7 @@ def load(path: str) -> list[dict]:
 
 
 def lib_of(impl: str) -> str:
-    return "numpy" if impl == "manual-numpy" else "torch"
+    return "numpy" if impl in ("manual-numpy", "manual-numba", "floor-numpy") else "torch"
 
 
 def _speedup(impls: dict, impl: str, other: str) -> str:
@@ -59,7 +64,8 @@ def summarize(benchmarks: list[dict], markdown: bool = False) -> str:
            "The wide size's per-step product (16×1024)·(1024×1024) (GFLOP/s): "
            + ", ".join(f"{lib} {dt} {dev} {g:.0f}" for (lib, dt, dev), g in sorted(loops.items()))]
     sep = " | " if markdown else "  "
-    head = ["implementation", "median ms", "vs autograd", "vs nn.RNN", "GFLOP/s", "% peak", "peak MiB"]
+    head = ["implementation", "median ms", "vs autograd", "vs nn.RNN", "over floor", "GFLOP/s", "% peak",
+            "peak MiB", "subnormal ops"]
     for group, impls in groups.items():
         out += ["", f"{'### ' if markdown else ''}{group}"]
         rows = [head]
@@ -70,14 +76,34 @@ def summarize(benchmarks: list[dict], markdown: bool = False) -> str:
             gf = e["flops"] / med / 1e9
             peak = peaks.get((lib_of(impl), e["dtype"], e["device"]))
             mem = e.get("peak_bytes")
+            fl = impls.get(FLOOR.get(impl, ""))
+            sub = e.get("subnormal_operands")
             rows.append([impl, f"{med * 1e3:.3f}", _speedup(impls, impl, "autograd"),
-                         _speedup(impls, impl, "nn.RNN"), f"{gf:.1f}",
-                         f"{100 * gf / peak:.0f}%" if peak else "", f"{mem / 2**20:.1f}" if mem else ""])
+                         _speedup(impls, impl, "nn.RNN"), f"{med / fl[0]:.2f}×" if fl else "", f"{gf:.1f}",
+                         f"{100 * gf / peak:.0f}%" if peak else "", f"{mem / 2**20:.1f}" if mem else "",
+                         f"{sub:.2e}" if sub is not None else ""])
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         for r in rows:
             line = sep.join(c.ljust(w) for c, w in zip(r, widths, strict=True))
             out.append(f"| {line} |" if markdown else line)
+    out += _vanishing(groups)
     return "\n".join(out)
+
+
+def _vanishing(groups: dict) -> list[str]:
+    """Each manual's time on the vanishing problem over its time on the same size not vanishing (goal ≤ 1.25)."""
+    lines = []
+    for group, impls in groups.items():
+        if not group.startswith("vanishing "):
+            continue
+        name = group.split()[1]
+        base = next((g for g in groups if g.startswith(f"not-vanishing {name} ")), None)
+        for impl in [i for i in ORDER if i.startswith("manual") and i in impls]:
+            if base and impl in groups[base]:
+                lines.append(f"vanishing {name}: {impl} {impls[impl][0] / groups[base][impl][0]:.2f}× its "
+                             "not-vanishing time" + (f", {impls['nn.RNN'][0] / impls[impl][0]:.2f}× faster than "
+                                                     "nn.RNN" if "nn.RNN" in impls else ""))
+    return ["", *lines] if lines else []
 
 
 def plot(benchmarks: list[dict], path: str) -> None:

@@ -27,23 +27,26 @@ from impls import (
     truth,
 )
 
+from manual import compiled
 from oracle.compare import compare
 from oracle.module_cases import module_truth, to_time_major
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine")
-CPU_IMPLS = ["manual-numpy", "manual-torch", "autograd", "nn.RNN"]
+NUMBA = ["manual-numba"] if compiled.available() else []  # the compiled backend: the `fast` extra
+CPU_IMPLS = ["manual-numpy", *NUMBA, "manual-torch", "autograd", "nn.RNN", "floor-numpy", "floor-torch"]
 CUDA_IMPLS = ["manual-torch", "autograd", "nn.RNN"]
 MACHINE = machine()
 
 
-def check(grads_once, size, dtype, device):
+def check(grads_once, size, dtype, device, init="bench"):
     """The gradients this benchmark times equal the float64 truth (outside the timed part)."""
     got = grads_once()
-    want = truth(size, dtype if dtype != "bfloat16" else "float32")
+    want = truth(size, dtype if dtype != "bfloat16" else "float32", init)
     ref = None
     if dtype != "float64":  # judged next to autograd's own error in the same dtype, as the oracle does
-        _, auto = make("autograd", size, dtype, device) if size[0] <= 10_000 else make("nn.RNN", size, dtype, device)
+        _, auto = make("autograd", size, dtype, device, init) if size[0] <= 10_000 else \
+            make("nn.RNN", size, dtype, device)
         ref = auto()
     # h, z: judged when the implementation gives them; the truth's h also sets h0's scale (dL/dh_0 is step 0
     # of h), without which a vanishing dL/dh0 (below float32's range) would be judged on its own scale
@@ -51,13 +54,14 @@ def check(grads_once, size, dtype, device):
     assert report.ok, str(report)
 
 
-def run(benchmark, impl, size, dtype, device, group, rounds=None):
-    timed, once = make(impl, size, dtype, device)
-    check(once, size, dtype, device)
+def run(benchmark, impl, size, dtype, device, group, rounds=None, init="bench"):
+    timed, once = make(impl, size, dtype, device, init)
+    if once is not None:  # a floor computes no gradient
+        check(once, size, dtype, device, init)
     T, B, D, H = size
     benchmark.group = group
     benchmark.extra_info.update({"impl": impl, "T": T, "B": B, "D": D, "H": H, "dtype": dtype, "device": device,
-                                 "flops": flops(*size), "machine": MACHINE})
+                                 "flops": flops(*size), "machine": MACHINE, "init": init})
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if rounds:
@@ -87,6 +91,39 @@ def test_cuda(benchmark, name, dtype, impl):
 
 
 SWEEP = [("sweep-T", s) for s in T_SWEEP] + [("sweep-H", s) for s in H_SWEEP]
+VANISHING = {"large": SIZES["large"], "T1000": (1000, *SIZES["large"][1:])}
+MANUAL_CPU = ["manual-numpy", *NUMBA, "manual-torch"]
+
+
+@pytest.mark.parametrize("impl", ["manual-numpy", *NUMBA, "manual-torch", "autograd", "nn.RNN"])
+@pytest.mark.parametrize("name", list(VANISHING))
+def test_vanishing(benchmark, name, impl):
+    """torch.nn.RNN's default initialisation, x ~ N(0, 1), MSE on a read-out of h_T, float32: the gradient
+    vanishes through float32's subnormal range (README, "Vanishing gradients"). ``subnormal_operands``: the
+    multiplications per call that take a subnormal operand in the backward pass: counted on manual's own dL/dz,
+    and for the others estimated from the float64 truth's dL/dz entries in float32's subnormal range, each of
+    which a gradual-underflow implementation multiplies 2H + 2D times (dz Whh, dWhh, dWxh, dx)."""
+    size = VANISHING[name]
+    run(benchmark, impl, size, "float32", "cpu", f"vanishing {name} {size} float32 cpu default-init",
+        rounds=3, init="default")
+    T, B, D, H = size
+    tiny = np.finfo(np.float32).tiny
+    if impl.startswith("manual"):
+        dz = make(impl, size, "float32", "cpu", "default")[1]()["z"]
+        dz = dz.numpy() if hasattr(dz, "numpy") else dz
+    else:
+        dz = truth(size, "float32", "default")["z"]
+    n = int(np.count_nonzero((dz != 0) & (np.abs(dz) < tiny)))
+    benchmark.extra_info["subnormal_operands"] = n * (2 * H + 2 * D)
+
+
+@pytest.mark.parametrize("impl", MANUAL_CPU)
+@pytest.mark.parametrize("name", list(VANISHING))
+def test_not_vanishing(benchmark, name, impl):
+    """The same sizes with an orthogonal Whh and small inputs: no subnormal anywhere, manual's baseline."""
+    size = VANISHING[name]
+    run(benchmark, impl, size, "float32", "cpu", f"not-vanishing {name} {size} float32 cpu orthogonal",
+        rounds=3, init="orthogonal")
 
 
 @pytest.mark.parametrize("impl", CPU_IMPLS)
@@ -95,7 +132,7 @@ def test_sweep(benchmark, kind, size, impl):
     run(benchmark, impl, size, "float32", "cpu", f"{kind} {size} float32 cpu")
 
 
-@pytest.mark.parametrize("impl", ["manual-numpy", "manual-torch", "nn.RNN"])
+@pytest.mark.parametrize("impl", ["manual-numpy", *NUMBA, "manual-torch", "nn.RNN"])
 def test_long_sequence(benchmark, impl):
     """T = 100,000: bounded memory, linear time (autograd's 100,000-node graph is left out: minutes)."""
     run(benchmark, impl, LONG, "float64", "cpu", f"long {LONG} float64 cpu", rounds=3)

@@ -20,6 +20,7 @@ from array_api_compat import array_namespace, device, is_array_api_obj, is_numpy
 
 from contract.names import ACTIVATIONS, LOSSES, PARAM_NAMES, TOPOLOGIES
 
+_NUMPY = array_namespace(np.empty(0))
 CAST_REMEDY = "cast it, e.g. NumPy: a.astype(numpy.float64); torch: a.to(torch.float64)"
 
 
@@ -93,6 +94,10 @@ def all_finite(xp, a) -> bool:
     Only an overflowing sum takes the element-wise look (seen: 17 µs against
     750 µs for isfinite + all on a (100, 32, 128) torch tensor).
     """
+    if type(a) is np.ndarray:  # NumPy's own method: a third of the call overhead of the namespace's sum
+        if math.isfinite(a.sum()):
+            return True
+        return bool(np.isfinite(a).all())
     if math.isfinite(float(xp.sum(a))):
         return True
     return bool(xp.all(xp.isfinite(a)))
@@ -171,14 +176,18 @@ def check_inputs(
         _array("target", target)
 
     ref_arg, ref = "params['Wxh']", params["Wxh"]
-    xp = array_namespace(ref)
-    dtype, dev = ref.dtype, device(ref)
+    plain_numpy = all(type(a) is np.ndarray for a in (*named.values(), target))
+    if plain_numpy:
+        xp, dev = _NUMPY, "cpu"  # one library, one device: nothing to compare (a tenth of the time)
+    else:
+        xp, dev = array_namespace(ref), device(ref)
+    dtype = ref.dtype
     if not xp.isdtype(dtype, "real floating"):
         raise TypeError(
             f"{ref_arg} must have a real floating dtype (float16, bfloat16, float32 "
             f"or float64); got {dtype}. Remedy: {CAST_REMEDY}."
         )
-    for arg, a in [*named.items(), ("target", target)]:
+    for arg, a in [*named.items(), ("target", target)] if not plain_numpy else ():
         if array_namespace(a) is not xp:
             raise TypeError(
                 f"{arg} is a {type(a).__module__}.{type(a).__name__} but {ref_arg} is a "

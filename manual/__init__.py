@@ -6,11 +6,12 @@ through the array-API standard (``array_api_compat``).
 
 from contract import ACTIVATIONS, GRAD_NAMES, LOSSES, TOPOLOGIES, NonFiniteGradientError
 from manual import seed
-from manual.bptt import forward, gradients
+from manual.bptt import BACKENDS, forward, gradients, use_backend
 from manual.stack import module_forward, module_gradients
 
 __all__ = [
     "ACTIVATIONS",
+    "BACKENDS",
     "GRAD_NAMES",
     "LOSSES",
     "TOPOLOGIES",
@@ -20,4 +21,5 @@ __all__ = [
     "module_forward",
     "module_gradients",
     "seed",
+    "use_backend",
 ]

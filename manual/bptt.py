@@ -21,11 +21,18 @@ gradient one matrix product after the backward loop (docs/design.md,
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+from array_api_compat import is_numpy_namespace
 
 from contract import NonFiniteGradientError, Problem, all_finite, check_inputs, first_nonfinite_step
+from manual import compiled
 from manual.activations import ACTIVATIONS
 from manual.cells.elman import run_backward, run_forward
 from manual.errstate import numpy_quiet
@@ -49,6 +56,59 @@ def _check(params, x, target, h0, activation, loss, topology):
     return p, params, x, target, h0
 
 
+BACKENDS = ("auto", "numba", "array-api")
+_default_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("bptt_backend", default=None)
+
+
+@contextlib.contextmanager
+def use_backend(backend: str) -> Iterator[None]:
+    """Within the block, ``backend=None`` means ``backend`` (e.g. to run a whole test suite on one backend);
+    a default of ``"numba"`` applies where it can (NumPy float32/float64), array-api elsewhere.
+
+    Outside any such block, ``backend=None`` means the environment variable ``BPTT_BACKEND`` if set (worker
+    processes inherit it), else ``"auto"``.
+    """
+    token = _default_backend.set(_backend_name(backend))
+    try:
+        yield
+    finally:
+        _default_backend.reset(token)
+
+
+def _backend_name(backend: object, arg: str = "backend") -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"{arg} must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}. "
+                         "Remedy: 'auto' (numba for NumPy input when installed, else array-api).")
+    return backend
+
+
+def _default() -> str:
+    name = _default_backend.get()
+    if name is not None:
+        return name
+    env = os.environ.get("BPTT_BACKEND")
+    return "auto" if env is None else _backend_name(env, "the environment variable BPTT_BACKEND")
+
+
+def _backend(backend: str | None, p: Problem) -> str:
+    """The backend that runs this call: ``numba`` (``manual.compiled``) or ``array-api`` (``manual.cells.elman``)."""
+    name = _default() if backend is None else _backend_name(backend)
+    numpy_input = is_numpy_namespace(p.xp) and p.dtype in (np.float32, np.float64)
+    if backend is None and name == "numba" and not numpy_input:
+        return "array-api"  # a default (use_backend, BPTT_BACKEND) asks for numba where it applies
+    if name == "auto":
+        return "numba" if numpy_input and compiled.pays(p.B, p.H) and compiled.available() else "array-api"
+    if name == "numba" and not compiled.available():
+        raise ValueError("backend='numba' needs numba and SciPy, which are not installed. Remedy: pip install "
+                         "'bptt-reference[fast]', or backend='array-api'.")
+    if name == "numba" and not numpy_input:
+        lib = "NumPy" if is_numpy_namespace(p.xp) else p.xp.__name__.split(".")[-1]
+        raise TypeError(f"backend='numba' computes on NumPy float32 or float64 arrays; got {lib} arrays of dtype "
+                        f"{p.dtype}. Remedy: pass NumPy float32/float64 arrays (t.cpu().numpy()), or "
+                        "backend='auto', which picks array-api for these.")
+    return name
+
+
 _workspace = threading.local()
 WORKSPACE_MAX_BYTES = 64 * 2**20  # larger buffers are allocated per call, not kept
 
@@ -63,7 +123,7 @@ def _buffer(p: Problem, name: str, shape: tuple, reuse: bool):
     if not reuse:
         return p.xp.empty(shape, dtype=p.dtype, device=p.device)
     cache = _workspace.__dict__.setdefault("buffers", {})
-    key = (p.xp.__name__, str(p.dtype), str(p.device), shape)
+    key = (p.xp, p.dtype, p.device, shape)
     hit = cache.get(name)
     if hit is not None and hit[0] == key:
         return hit[1]
@@ -73,7 +133,7 @@ def _buffer(p: Problem, name: str, shape: tuple, reuse: bool):
     return arr
 
 
-def _forward(p: Problem, params, x, h0, reuse: bool = False):
+def _forward(p: Problem, params, x, h0, reuse: bool = False, backend: str = "array-api"):
     """Hidden states of all steps: z (T, B, H) and hs (T+1, B, H) with hs[0] = h0.
 
     ``reuse``: z and hs come from the per-thread workspace (they must not
@@ -92,7 +152,10 @@ def _forward(p: Problem, params, x, h0, reuse: bool = False):
         z += bh
     hs = _buffer(p, "hs", (T + 1, B, H), reuse)  # (T+1, B, H)
     hs[0, ...] = h0
-    run_forward(xp, k, z, hs, Whh)  # z_t = x_t Wxhᵀ + bh + h_{t-1} Whhᵀ, h_t = act(z_t), t = 1 … T
+    if backend == "numba":  # the same loop, compiled (manual.compiled)
+        compiled.forward(z, hs, np.ascontiguousarray(Whh.T), compiled.ACT_CODE[p.activation])
+    else:
+        run_forward(xp, k, z, hs, Whh)  # z_t = x_t Wxhᵀ + bh + h_{t-1} Whhᵀ, h_t = act(z_t), t = 1 … T
     return z, hs
 
 
@@ -117,6 +180,25 @@ def _raise_if_output_overflowed(p: Problem, params, hs, target, y, L) -> None:
     raise NonFiniteGradientError("loss (forward pass)", None)  # only the sum over steps overflowed
 
 
+def _compiled_gradients(p: Problem, params, x, target, h0) -> dict | None:
+    """The gradient set from ``manual.compiled`` (one compiled call), or None when any of it is not finite."""
+    c = np.ascontiguousarray
+    T, B, D, O = p.T, p.B, p.D, p.O
+    S = 1 if p.topology == "many-to-one" else T
+    ce = p.loss == "cross_entropy"
+    y_f = np.zeros((1, 1), p.dtype) if ce else c(target.reshape(S * B, O))  # (S·B, O)
+    y_i = c(target.reshape(S * B)).astype(np.int64) if ce else np.zeros(1, np.int64)  # (S·B,)
+    x2 = c(x) if p.topology == "one-to-many" else c(x.reshape(T * B, D))  # (T·B, D) or (B, D)
+    dWxh, dWhh, dbh, dWhy, dby, dh0, dx, dh, dz, finite = compiled.seed_gradients(
+        *(c(params[k]) for k in ("Wxh", "Whh", "bh", "Why", "by")), x2, y_f, y_i, c(h0),
+        compiled.ACT_CODE[p.activation], compiled.LOSS_CODE[p.loss], compiled.TOPOLOGY_CODE[p.topology],
+        float(np.finfo(p.dtype).tiny))
+    if not finite:
+        return None
+    return {"Wxh": dWxh, "Whh": dWhh, "bh": dbh, "Why": dWhy, "by": dby, "h0": dh0,
+            "x": dx if p.topology == "one-to-many" else dx.reshape(T, B, D), "h": dh, "z": dz}
+
+
 @numpy_quiet
 def forward(
     params: Mapping,
@@ -127,6 +209,7 @@ def forward(
     activation: str = "tanh",
     loss: str = "mse",
     topology: str = "many-to-one",
+    backend: str | None = None,
 ) -> dict:
     """Run the model and return ``z``, ``h`` (T, B, H), ``y`` (S, B, O) and ``loss`` (0-d).
 
@@ -135,7 +218,7 @@ def forward(
     naming the first time step (or None where only a sum over steps did).
     """
     p, params, x, target, h0 = _check(params, x, target, h0, activation, loss, topology)
-    z, hs = _forward(p, params, x, h0)
+    z, hs = _forward(p, params, x, h0, backend=_backend(backend, p))
     _raise_if_forward_overflowed(p.xp, hs)
     y, L, _ = _output(p, params, hs, target)
     _raise_if_output_overflowed(p, params, hs, target, y, L)
@@ -152,6 +235,7 @@ def gradients(
     activation: str = "tanh",
     loss: str = "mse",
     topology: str = "many-to-one",
+    backend: str | None = None,
 ) -> dict:
     """Hand-derived BPTT: the full gradient set of the loss.
 
@@ -165,6 +249,13 @@ def gradients(
         activation: ``tanh``, ``sigmoid``, ``relu`` or ``identity``.
         loss: ``mse``, ``cross_entropy`` or ``bce``.
         topology: ``many-to-one``, ``many-to-many`` or ``one-to-many``.
+        backend: ``"numba"`` (the two time loops compiled, ``manual.compiled``;
+            NumPy float32/float64 input, the ``fast`` extra), ``"array-api"``
+            (``manual.cells.elman``, any library and device), ``"auto"``: numba
+            where it applies, is installed and is the faster (small B·H:
+            ``manual.compiled.pays``); None: ``"auto"`` unless
+            :func:`use_backend` or ``BPTT_BACKEND`` says otherwise. Same
+            equations, same results within the tolerance policy.
 
     Returns:
         dict with ``Wxh Whh bh Why by h0 x`` (each the shape of its tensor) and
@@ -183,7 +274,13 @@ def gradients(
     Wxh, Whh = params["Wxh"], params["Whh"]
     _, dact = ACTIVATIONS[p.activation]
 
-    z, hs = _forward(p, params, x, h0, reuse=True)  # (T, B, H), (T+1, B, H): workspace
+    backend = _backend(backend, p)
+    if backend == "numba":
+        grads = _compiled_gradients(p, params, x, target, h0)
+        if grads is not None:
+            return grads
+        backend = "array-api"  # not finite somewhere: the array-API backend names the step in its error
+    z, hs = _forward(p, params, x, h0, reuse=True, backend=backend)  # (T, B, H), (T+1, B, H): workspace
     _, _, do = _output(p, params, hs, target)  # dL/do (S, B, O)
     S = do.shape[0]
     dWhy, dby, direct = readout_backward(p, params, hs, do)  # (O, H), (O,), ∂L_t/∂h_t (S, B, H)
@@ -196,7 +293,10 @@ def gradients(
     k = kernels(xp, p.activation)
     # t = T … 1: dL/dh_t = ∂L_t/∂h_t (where the loss reads, t > T − S) + dL/dz_{t+1} Whh;
     # dL/dz_t = dL/dh_t ⊙ act'(z_t); the cell's backward step (manual.cells.elman)
-    dh0 = run_backward(xp, k, Whh, dA, dh, dz, first_direct=T - S)  # dL/dh0 = dz_1 Whh     (B, H)
+    if backend == "numba":  # the same loop, compiled (manual.compiled)
+        dh0 = compiled.backward(np.ascontiguousarray(Whh), dA, dh, dz, T - S, float(np.finfo(p.dtype).tiny))
+    else:
+        dh0 = run_backward(xp, k, Whh, dA, dh, dz, first_direct=T - S)  # dL/dh0 = dz_1 Whh     (B, H)
     if not all_finite(xp, dz):  # one check for both passes: a NaN/Inf anywhere reaches dz
         _raise_if_forward_overflowed(xp, hs)
         name, steps = ("dL/dh", dh) if first_nonfinite_step(xp, dh, True) else ("dL/dz", dz)

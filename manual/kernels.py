@@ -13,6 +13,7 @@ at small sizes the per-step Python and dispatch overhead is the cost.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -115,8 +116,9 @@ def _array_api(activation: str) -> Kernels:
     return Kernels(mm_add, mm_into, mul_into, act_into, sigmoid_into, tanh_into, flush)
 
 
+@functools.lru_cache(maxsize=64)
 def kernels(xp, activation: str) -> Kernels:
-    """The in-place kernels for arrays of namespace ``xp``."""
+    """The in-place kernels for arrays of namespace ``xp`` (made once per namespace and activation)."""
     if is_numpy_namespace(xp):
         return _numpy(activation)
     if is_torch_namespace(xp):
