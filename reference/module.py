@@ -17,6 +17,8 @@ Same arguments and return as ``manual.module_gradients`` (NumPy in, NumPy out).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -65,7 +67,9 @@ def nn_module_gradients(config, state_dict, input, hx=None, *, grad_output=None,
     numpy_in, sd, x, hx, g_out, g_hn, g_cn = _torch_args(state_dict, input, hx, grad_output, grad_hn, grad_cn)
     module = getattr(torch.nn, TORCH_MODULE[c.mode])(**c.torch_kwargs(), dtype=x.dtype, device=x.device)
     module.load_state_dict(sd)
-    with torch.enable_grad():
+    with torch.enable_grad(), warnings.catch_warnings():
+        # torch says, once per process, that oneDNN has no projected LSTM and it uses its own kernel: a notice
+        warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
         x = x.clone().requires_grad_()
         h0, c0 = _initial(p, c, hx, x)
         state = (h0, c0) if c.has_cell_state else h0
