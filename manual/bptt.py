@@ -63,7 +63,8 @@ _default_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("b
 @contextlib.contextmanager
 def use_backend(backend: str) -> Iterator[None]:
     """Within the block, ``backend=None`` means ``backend`` (e.g. to run a whole test suite on one backend);
-    a default of ``"numba"`` applies where it can (NumPy float32/float64), array-api elsewhere.
+    a default of ``"numba"`` applies where it can (NumPy float32/float64, numba installed), array-api elsewhere.
+    It is a context variable: threads started inside the block do not see it (``BPTT_BACKEND`` reaches them).
 
     Outside any such block, ``backend=None`` means the environment variable ``BPTT_BACKEND`` if set (worker
     processes inherit it), else ``"auto"``.
@@ -86,15 +87,15 @@ def _default() -> str:
     name = _default_backend.get()
     if name is not None:
         return name
-    env = os.environ.get("BPTT_BACKEND")
-    return "auto" if env is None else _backend_name(env, "the environment variable BPTT_BACKEND")
+    env = os.environ.get("BPTT_BACKEND", "")
+    return "auto" if not env else _backend_name(env, "the environment variable BPTT_BACKEND")
 
 
 def _backend(backend: str | None, p: Problem) -> str:
     """The backend that runs this call: ``numba`` (``manual.compiled``) or ``array-api`` (``manual.cells.elman``)."""
     name = _default() if backend is None else _backend_name(backend)
     numpy_input = is_numpy_namespace(p.xp) and p.dtype in (np.float32, np.float64)
-    if backend is None and name == "numba" and not numpy_input:
+    if backend is None and name == "numba" and not (numpy_input and compiled.available()):
         return "array-api"  # a default (use_backend, BPTT_BACKEND) asks for numba where it applies
     if name == "auto":
         return "numba" if numpy_input and compiled.pays(p.B, p.H) and compiled.available() else "array-api"
@@ -103,7 +104,8 @@ def _backend(backend: str | None, p: Problem) -> str:
                          "'bptt-reference[fast]', or backend='array-api'.")
     if name == "numba" and not numpy_input:
         lib = "NumPy" if is_numpy_namespace(p.xp) else p.xp.__name__.split(".")[-1]
-        raise TypeError(f"backend='numba' computes on NumPy float32 or float64 arrays; got {lib} arrays of dtype "
+        raise TypeError(f"backend='numba' computes on NumPy float32 or float64 arrays (native byte order); got {lib} "
+                        "arrays of dtype "
                         f"{p.dtype}. Remedy: pass NumPy float32/float64 arrays (t.cpu().numpy()), or "
                         "backend='auto', which picks array-api for these.")
     return name
@@ -182,7 +184,9 @@ def _raise_if_output_overflowed(p: Problem, params, hs, target, y, L) -> None:
 
 def _compiled_gradients(p: Problem, params, x, target, h0) -> dict | None:
     """The gradient set from ``manual.compiled`` (one compiled call), or None when any of it is not finite."""
-    c = np.ascontiguousarray
+    def c(a):  # C-contiguous and writable: numba compiles one signature per layout and writeability
+        return a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
+
     T, B, D, O = p.T, p.B, p.D, p.O
     S = 1 if p.topology == "many-to-one" else T
     ce = p.loss == "cross_entropy"

@@ -49,7 +49,7 @@ class CaseResult:
 
     def __str__(self) -> str:
         if self.error:
-            return f"{self.case.name}: FAIL (the candidate gave no gradient set)\n  {self.error}"
+            return f"{self.case.name}: FAIL (no usable gradient set)\n  {self.error}"
         return str(self.report)
 
 
@@ -134,18 +134,28 @@ def judge(p: Prepared, outcome: Outcome) -> CaseResult:
         if module and p.layout == "onnx":
             try:
                 got = from_onnx(p.case.config, got, notes if i == 0 else None)
-            except (LayoutError, TypeError, IndexError, AttributeError) as e:
+            except (ValueError, TypeError, IndexError, AttributeError) as e:  # LayoutError is a ValueError
                 return CaseResult(p.case, error=f"its gradients are not in ONNX's layout: {e}")
             if i == 0:
                 notes.insert(0, "read in ONNX's layout, reported in torch's names: W_l{k}[d] is weight_ih_l{k} "
                                 "(d = 1: _reverse), R weight_hh, B bias_ih then bias_hh, X input, initial_h_l{k} "
                                 "rows of hx, gates reordered (oracle.layouts)")
-        if module and getattr(got.get("input"), "ndim", 0) == 3:
-            got = to_time_major(p.case, got)
+        bad_input = None
+        if module and p.case.config.batch_first and got.get("input") is not None:
+            caller = (p.case.B, p.case.T, p.case.config.input_size)  # (B, T, input_size)
+            shape = tuple(getattr(got["input"], "shape", ()))
+            if shape == caller:
+                got = to_time_major(p.case, got)
+            elif shape:
+                bad_input = (shape, caller)  # reported in the caller's layout, not the judged time-major one
         title = p.case.name if i == 0 else (f"{p.case.name} (call {i + 1} of {len(outcome.grads)} on the same "
                                             "inputs; the first call passed: state kept between calls?)")
         report = p.want.compare(got, dtype=p.case.dtype, ref=p.ref, optional=optional, title=title)
         report.notes = notes
+        if bad_input is not None and "input" in {t.name for t in report.tensors}:
+            rep = report["input"]
+            rep.status, rep.why = "FAIL", (f"shape {bad_input[0]}, expected {bad_input[1]} (batch_first: "
+                                           "(B, T, input_size))")
         if not report.ok:
             break
     return CaseResult(p.case, report)

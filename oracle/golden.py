@@ -551,7 +551,9 @@ def _read_npz(path: Path, expected: dict) -> dict:
             name = i.filename[:-4] if i.filename.endswith(".npy") else None
             if name not in expected or i.is_dir():
                 raise GoldenFileError(path, f"unexpected member {i.filename!r}; members are "
-                                            "<name>.npy for the gradient set", "save with numpy.savez(Wxh=..., ...)")
+                                            "<name>.npy for the gradient set",
+                                      "save with numpy.savez(<name>=array, ...), one name per tensor of the case's "
+                                      "gradient set (in the layout --layout says: torch's names or ONNX's)")
             total += i.file_size
             if i.file_size > MAX_MEMBER_BYTES or total > MAX_MEMBER_BYTES:
                 raise GoldenFileError(path, f"member {i.filename!r} decompresses to {i.file_size} bytes, "

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from contract.spec import RNNConfig
+from contract.spec import RNNConfig, config_from
 
 LAYOUTS = ("torch", "onnx")
 # ONNX's gate blocks as torch's block indices: LSTM i,o,f,c ← torch i,f,g,o; GRU z,r,h ← torch r,z,n
@@ -75,8 +75,13 @@ def _xp(a):
     return array_namespace(a)
 
 
-def to_onnx(config: RNNConfig, t: dict) -> dict:
-    """torch-named tensors (parameters or their gradients, inputs, upstream gradients) → ONNX's names."""
+def to_onnx(config: RNNConfig | dict, t: dict) -> dict:
+    """torch-named NumPy arrays (parameters or their gradients, inputs, upstream gradients) → ONNX's names.
+
+    ``config``: the module's configuration (the dict ``manual.module_gradients`` takes, or an RNNConfig).
+    Every array returned is new (never a view of ``t``'s); torch tensors: pass ``t.numpy()``.
+    """
+    config = config_from(config)
     check_layout("onnx", config)
     rows, dirs, bf = _rows(config, ONNX_FROM_TORCH[config.mode]), config.dirs, config.batch_first
     out = dict(t)
@@ -92,26 +97,27 @@ def to_onnx(config: RNNConfig, t: dict) -> dict:
         for ours, theirs in STATES:
             if out.get(ours) is not None:
                 part = np.asarray(out[ours])[k * dirs:(k + 1) * dirs]  # [dirs, B, H]
-                out[f"{theirs}_l{k}"] = part.transpose(1, 0, 2) if bf else part
+                out[f"{theirs}_l{k}"] = (part.transpose(1, 0, 2) if bf else part).copy()
     for ours, _ in STATES:
         out.pop(ours, None)
     if "input" in out:
-        out["X"] = out.pop("input")
+        out["X"] = np.array(out.pop("input"))
     if "lengths" in out:
         out["sequence_lens"] = out.pop("lengths")
     g = out.pop("grad_output", None)
     if g is not None:  # (T, B, dirs·H) → [T, dirs, B, H]; batch-first (B, T, dirs·H) → [B, T, dirs, H]
         g = np.asarray(g).reshape(*np.shape(g)[:2], dirs, -1)
-        out["grad_Y"] = g if bf else g.transpose(0, 2, 1, 3)
+        out["grad_Y"] = (g if bf else g.transpose(0, 2, 1, 3)).copy()
     return out
 
 
-def from_onnx(config: RNNConfig, t: dict, notes: list | None = None) -> dict:
+def from_onnx(config: RNNConfig | dict, t: dict, notes: list | None = None) -> dict:
     """ONNX-named tensors → torch's names (the inverse of :func:`to_onnx`; NumPy arrays or torch tensors).
 
     A merged bias [dirs, G·H] is read as both of torch's biases, and ``notes``
     gets a line saying so. A tensor of the wrong shape raises ``LayoutError``.
     """
+    config = config_from(config)
     check_layout("onnx", config)
     inv = _rows(config, _inverse(ONNX_FROM_TORCH[config.mode]))
     dirs, GH, bf = config.dirs, len(inv), config.batch_first
@@ -140,8 +146,17 @@ def from_onnx(config: RNNConfig, t: dict, notes: list | None = None) -> dict:
     for ours, theirs in STATES:
         parts = [out.pop(f"{theirs}_l{k}", None) for k in range(config.num_layers)]
         if all(p is not None for p in parts):
-            for k, p in enumerate(parts):
-                _expect(p, f"{theirs}_l{k}", (p.shape[0], dirs) if bf else (dirs,), 3)
+            first = tuple(parts[0].shape)
+            for k, p in enumerate(parts):  # [dirs, B, H], batch-first [B, dirs, H]; the same B and H in every layer
+                if len(p.shape) != 3 or p.shape[1 if bf else 0] != dirs:
+                    raise LayoutError(f"{theirs}_l{k} has shape {tuple(p.shape)}; ONNX's layout needs "
+                                      + ("[B, dirs, H] (batch_first, ONNX's layout = 1)" if bf else "[dirs, B, H]")
+                                      + f" with dirs = {dirs}. Remedy: one slice per layer, directions stacked "
+                                      "on that axis.")
+                if tuple(p.shape) != first:
+                    raise LayoutError(f"{theirs}_l{k} has shape {tuple(p.shape)} but {theirs}_l0 has {first}; every "
+                                      "layer's has the same batch and hidden size. Remedy: give each layer's "
+                                      "state gradient its own slice of that shape.")
             xp = _xp(parts[0])
             out[ours] = xp.concat([xp.permute_dims(p, (1, 0, 2)) if bf else p for p in parts], axis=0)
         elif any(p is not None for p in parts):
@@ -165,9 +180,9 @@ def onnx_names(config: RNNConfig, shapes: dict) -> dict:
                                                     for k, s in shapes.items()}).items()}
 
 
-def _expect(a, name: str, lead: tuple, ndim: int) -> None:
+def _expect(a, name: str, lead: tuple, ndim: int, form: str = "") -> None:
     shape = tuple(a.shape)
     if len(shape) != ndim or shape[:len(lead)] != lead:
-        raise LayoutError(f"{name} has shape {shape}; ONNX's layout needs {ndim} axes beginning {lead}. Remedy: "
-                          "stack both directions on the direction axis and the gates in ONNX's order "
-                          "(see `oracle.layouts`).")
+        raise LayoutError(f"{name} has shape {shape}; ONNX's layout needs {ndim} axes beginning {lead}"
+                          + (f", {form}" if form else "") + ". Remedy: stack both directions on the direction "
+                          "axis and the gates in ONNX's order (see `oracle.layouts`).")

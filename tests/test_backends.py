@@ -151,3 +151,33 @@ def test_backends_agree_shape_dtype_values(topology, loss, activation):
         scale = np.abs(r[k]).max() or 1.0
         # float64, T = 9: the two sum products in different orders; 1e-13 is ~500 ulps of the scale
         assert np.abs(n[k] - r[k]).max() <= 1e-13 * scale, k
+
+
+def test_a_numba_default_without_numba_falls_back(monkeypatch, no_default):
+    """A default (use_backend, BPTT_BACKEND) applies where it can; only backend="numba" insists."""
+    monkeypatch.setattr(compiled, "available", lambda: False)
+    a, kw = args()
+    monkeypatch.setenv("BPTT_BACKEND", "numba")
+    assert manual.gradients(*a, **kw)["Whh"].shape == (4, 4)
+    with manual.use_backend("numba"):
+        assert manual.gradients(*a, **kw)["Whh"].shape == (4, 4)
+
+
+def test_an_empty_environment_variable_is_unset(monkeypatch, no_default):
+    a, kw = args()
+    monkeypatch.setenv("BPTT_BACKEND", "")
+    assert manual.gradients(*a, **kw)["Whh"].shape == (4, 4)
+
+
+@needs_numba
+def test_read_only_and_fortran_inputs_give_the_same_result():
+    """Copied to C-contiguous writable arrays before the compiled call (one numba signature, not one per flag)."""
+    a, kw = args()
+    want = manual.gradients(*a, **kw, backend="numba")
+    params = {k: np.asfortranarray(v) for k, v in a[0].items()}
+    for v in params.values():
+        v.flags.writeable = False
+    x = a[1].copy()
+    x.flags.writeable = False
+    got = manual.gradients(params, x, a[2], **kw, backend="numba")
+    assert all(np.array_equal(got[k], want[k]) for k in want)

@@ -290,3 +290,42 @@ def test_a_file_claiming_another_layout_is_refused(golden, tmp_path, capsys, met
     save_file(load_file(str(src)), str(tmp_path / src.name), metadata={"bptt": json.dumps(info)})
     assert main(["check", str(tmp_path), "--candidate", "manual:module_gradients"]) == 2
     assert "refused" in capsys.readouterr().err
+
+
+def mismatched_state_candidate(config, state_dict, input, hx=None, **kw):
+    """initial_h of layer 1 one batch row short: its layers cannot be joined into hx."""
+    g = onnx_candidate(config, state_dict, input, hx, **kw)
+    g["initial_h_l1"] = g["initial_h_l1"][:, :-1]
+    return g
+
+
+def transposed_input_candidate(config, state_dict, input, hx=None, **kw):
+    """dL/dinput returned time-major for a batch_first case."""
+    g = manual.module_gradients(config, state_dict, input, hx, **kw)
+    g["input"] = g["input"].transpose(1, 0, 2).copy()
+    return g
+
+
+def test_layers_of_different_shapes_fail_the_case_not_the_run(golden):
+    r = check(mismatched_state_candidate, golden=golden[0], isolate=False, progress=False)
+    assert len(r.results) == len(NAMES) and not r.ok
+    assert all("not in ONNX's layout" in res.error and "initial_h_l1" in res.error for res in r.results
+               if "L2" in res.case.name)
+
+
+def test_batch_first_input_shape_is_reported_in_the_callers_layout(tmp_path):
+    name = "module/RNN_TANH/L1-bf/T5-B3-I2-H4/lengths-full/up-both/float64"
+    assert main(["export", str(tmp_path), "--case", name]) == 0
+    r = check(transposed_input_candidate, golden=tmp_path, isolate=False, progress=False)
+    assert not r.ok
+    assert "shape (5, 3, 2), expected (3, 5, 2) (batch_first" in str(r), str(r)
+
+
+def test_to_onnx_takes_the_dict_config_and_copies():
+    cfg = config("LSTM", bf=True)
+    x, hx = np.zeros((B, T, 3)), np.zeros((4, B, 4))
+    o = to_onnx(cfg, {"input": x, "hx": hx})
+    o["X"][...] = 1
+    o["initial_h_l0"][...] = 1
+    assert not x.any() and not hx.any()
+    assert from_onnx(cfg, o)["hx"].shape == hx.shape

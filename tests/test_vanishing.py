@@ -52,11 +52,13 @@ def test_no_subnormal_dz_and_within_policy(lib):
     assert report.ok, str(report)
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "GRU-paper", "RNN_TANH"])
 def test_cells_flush_their_gate_gradients(mode):
     rng = np.random.default_rng(1)
-    config = {"mode": mode, "input_size": D, "hidden_size": H, "num_layers": 1}
-    m = getattr(torch.nn, {"RNN_TANH": "RNN"}.get(mode, mode))(D, H)
+    config = {"mode": mode.split("-")[0], "input_size": D, "hidden_size": H, "num_layers": 1}
+    if mode == "GRU-paper":
+        config["linear_before_reset"] = False
+    m = getattr(torch.nn, {"RNN_TANH": "RNN"}.get(config["mode"], config["mode"]))(D, H)
     sd = {k: (v.detach().numpy() * (0.1 if "weight_hh" in k else 1)).astype(np.float32)
           for k, v in m.state_dict().items()}
     x = rng.normal(0, 1, (T, B, D)).astype(np.float32)

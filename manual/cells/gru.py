@@ -81,6 +81,7 @@ def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
         r, z, n, hp = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:], hs[t, ...]
         dn = dh_cell * (1 - z)  # dL/dn
         da_n = dn * (1 - n * n)  # dL/da_n
+        k.flush(da_n)  # before any product reads it (the paper form's da_n W_hn, below)
         dzg = dh_cell * (hp - n)  # dL/dz
         new = dh_cell * z  # dL/dh_{t-1} through h_t = … + z ⊙ h_{t-1}
         if torch_form:
