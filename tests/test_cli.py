@@ -98,7 +98,7 @@ def test_check_candidate_that_raises_fails_the_case(tmp_path, capsys):
     assert main(["check", str(tmp_path), "--candidate", "mutants:not_a_dict"]) == 1
     assert "returned list, expected a dict" in capsys.readouterr().out
     assert main(["check", str(tmp_path), "--candidate", "builtins:print"]) == 1
-    assert "gave no gradient set" in capsys.readouterr().out
+    assert "FAIL (no usable gradient set)" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------ runs that cannot be made: exit 2, no traceback
