@@ -38,10 +38,11 @@ def test_the_repository_cites_nothing_outside_itself():
     files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True).stdout.split()
     if not files:  # not a git checkout (an sdist): look at what is here
         files = [str(p.relative_to(root)) for p in root.rglob("*") if p.suffix in (".py", ".md", ".toml")]
-    outside = ("shared/", "DESIGN.md", "bptt-notes")
+    # the names are split so that this file, scanned too, does not hold them either
+    outside = ("sha" + "red/", "DES" + "IGN.md", "bptt" + "-notes")
     for name in files:
         path = root / name
-        if path.suffix in (".py", ".md", ".toml", "") and path.is_file() and name != "tests/test_readme.py":
+        if path.suffix in (".py", ".md", ".toml", "") and path.is_file():
             text = path.read_text(errors="ignore")
             for word in outside:
                 assert word not in text, f"{name} cites {word!r}, which a clone of this repository does not hold"
