@@ -40,7 +40,7 @@ MACHINE = machine()
 
 
 def check(grads_once, size, dtype, device, init="bench"):
-    """The gradients this benchmark times equal the float64 truth (outside the timed part)."""
+    """The gradients this benchmark times equal the float64 truth (outside the timed part); returns them."""
     got = grads_once()
     want = truth(size, dtype if dtype != "bfloat16" else "float32", init)
     ref = None
@@ -52,12 +52,12 @@ def check(grads_once, size, dtype, device, init="bench"):
     # of h), without which a vanishing dL/dh0 (below float32's range) would be judged on its own scale
     report = compare(got, want, dtype=dtype, ref=ref, optional=("h", "z"))
     assert report.ok, str(report)
+    return got
 
 
 def run(benchmark, impl, size, dtype, device, group, rounds=None, init="bench"):
     timed, once = make(impl, size, dtype, device, init)
-    if once is not None:  # a floor computes no gradient
-        check(once, size, dtype, device, init)
+    got = check(once, size, dtype, device, init) if once is not None else None  # a floor computes no gradient
     T, B, D, H = size
     benchmark.group = group
     benchmark.extra_info.update({"impl": impl, "T": T, "B": B, "D": D, "H": H, "dtype": dtype, "device": device,
@@ -72,6 +72,7 @@ def run(benchmark, impl, size, dtype, device, group, rounds=None, init="bench"):
         benchmark.extra_info["peak_bytes"] = torch.cuda.max_memory_allocated()
     elif benchmark.enabled and (size in [SIZES[s] for s in MEMORY_SIZES] or size == LONG):
         benchmark.extra_info["peak_bytes"] = peak_rss_bytes(impl, size, dtype)
+    return got
 
 
 @pytest.mark.parametrize("impl", CPU_IMPLS)
@@ -104,13 +105,12 @@ def test_vanishing(benchmark, name, impl):
     and for the others estimated from the float64 truth's dL/dz entries in float32's subnormal range, each of
     which a gradual-underflow implementation multiplies 2H + 2D times (dz Whh, dWhh, dWxh, dx)."""
     size = VANISHING[name]
-    run(benchmark, impl, size, "float32", "cpu", f"vanishing {name} {size} float32 cpu default-init",
-        rounds=3, init="default")
+    got = run(benchmark, impl, size, "float32", "cpu", f"vanishing {name} {size} float32 cpu default-init",
+              rounds=3, init="default")
     T, B, D, H = size
     tiny = np.finfo(np.float32).tiny
     if impl.startswith("manual"):
-        dz = make(impl, size, "float32", "cpu", "default")[1]()["z"]
-        dz = dz.numpy() if hasattr(dz, "numpy") else dz
+        dz = got["z"].numpy() if hasattr(got["z"], "numpy") else got["z"]
     else:
         dz = truth(size, "float32", "default")["z"]
     n = int(np.count_nonzero((dz != 0) & (np.abs(dz) < tiny)))

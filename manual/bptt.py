@@ -253,7 +253,7 @@ def gradients(
         activation: ``tanh``, ``sigmoid``, ``relu`` or ``identity``.
         loss: ``mse``, ``cross_entropy`` or ``bce``.
         topology: ``many-to-one``, ``many-to-many`` or ``one-to-many``.
-        backend: ``"numba"`` (the two time loops compiled, ``manual.compiled``;
+        backend: ``"numba"`` (the whole computation compiled, ``manual.compiled``;
             NumPy float32/float64 input, the ``fast`` extra), ``"array-api"``
             (``manual.cells.elman``, any library and device), ``"auto"``: numba
             where it applies, is installed and is the faster (small B·H:
@@ -278,13 +278,11 @@ def gradients(
     Wxh, Whh = params["Wxh"], params["Whh"]
     _, dact = ACTIVATIONS[p.activation]
 
-    backend = _backend(backend, p)
-    if backend == "numba":
+    if _backend(backend, p) == "numba":
         grads = _compiled_gradients(p, params, x, target, h0)
         if grads is not None:
-            return grads
-        backend = "array-api"  # not finite somewhere: the array-API backend names the step in its error
-    z, hs = _forward(p, params, x, h0, reuse=True, backend=backend)  # (T, B, H), (T+1, B, H): workspace
+            return grads  # else not finite somewhere: the array-API code below names the step in its error
+    z, hs = _forward(p, params, x, h0, reuse=True)  # (T, B, H), (T+1, B, H): workspace
     _, _, do = _output(p, params, hs, target)  # dL/do (S, B, O)
     S = do.shape[0]
     dWhy, dby, direct = readout_backward(p, params, hs, do)  # (O, H), (O,), ∂L_t/∂h_t (S, B, H)
@@ -297,10 +295,7 @@ def gradients(
     k = kernels(xp, p.activation)
     # t = T … 1: dL/dh_t = ∂L_t/∂h_t (where the loss reads, t > T − S) + dL/dz_{t+1} Whh;
     # dL/dz_t = dL/dh_t ⊙ act'(z_t); the cell's backward step (manual.cells.elman)
-    if backend == "numba":  # the same loop, compiled (manual.compiled)
-        dh0 = compiled.backward(np.ascontiguousarray(Whh), dA, dh, dz, T - S, float(np.finfo(p.dtype).tiny))
-    else:
-        dh0 = run_backward(xp, k, Whh, dA, dh, dz, first_direct=T - S)  # dL/dh0 = dz_1 Whh     (B, H)
+    dh0 = run_backward(xp, k, Whh, dA, dh, dz, first_direct=T - S)  # dL/dh0 = dz_1 Whh         (B, H)
     if not all_finite(xp, dz):  # one check for both passes: a NaN/Inf anywhere reaches dz
         _raise_if_forward_overflowed(xp, hs)
         name, steps = ("dL/dh", dh) if first_nonfinite_step(xp, dh, True) else ("dL/dz", dz)

@@ -117,28 +117,26 @@ def _dact(z, h, code):
 
 
 @_jit
-def _loss(o, y_f, y_i, code, B, O):
-    """(fy(o), dL/do), both (S·B, O), from o (S·B, O); as manual.losses. Targets: y_f floats, y_i classes."""
+def _dloss(o, y_f, y_i, code, B, O):
+    """dL/do (S·B, O) from o (S·B, O), as manual.losses (fy's derivative folded in). Targets: y_f floats,
+    y_i classes."""
     n = B * O
     if code == 0:  # mse: fy = identity, dL/do = 2/n (o − y)
-        return o.copy(), ((2.0 / n) * (o - y_f)).astype(o.dtype)
+        return ((2.0 / n) * (o - y_f)).astype(o.dtype)
+    d = np.empty_like(o)
     if code == 2:  # bce: fy = σ, dL/do = (σ(o) − y)/n
-        p = np.empty_like(o)
         for r in range(o.shape[0]):
             for j in range(O):
-                p[r, j] = _sigmoid(o[r, j])
-        return p, ((p - y_f) / n).astype(o.dtype)
-    p = np.empty_like(o)  # cross-entropy: fy = softmax, dL/do = (p − onehot)/B
-    d = np.empty_like(o)
-    for r in range(o.shape[0]):
+                d[r, j] = (_sigmoid(o[r, j]) - y_f[r, j]) / n
+        return d
+    for r in range(o.shape[0]):  # cross-entropy: fy = softmax, dL/do = (p − onehot)/B
         m = o[r].max()  # shift: exp never overflows
         s = 0.0
         for j in range(O):
             s += np.exp(o[r, j] - m)
         for j in range(O):
-            p[r, j] = np.exp(o[r, j] - m - np.log(s))
-            d[r, j] = (p[r, j] - (1.0 if j == y_i[r] else 0.0)) / B
-    return p, d
+            d[r, j] = (np.exp(o[r, j] - m - np.log(s)) - (1.0 if j == y_i[r] else 0.0)) / B
+    return d
 
 
 @_jit
@@ -165,7 +163,7 @@ def seed_gradients(Wxh, Whh, bh, Why, by, x, y_f, y_i, h0, act, loss, topology, 
     S = 1 if topology == 0 else T
     hr = hs[T - S + 1:].reshape(S * B, H)  # the steps the loss reads                        (S·B, H)
     o = np.dot(hr, Why.T) + by  # o = h Whyᵀ + by                                       (S·B, O)
-    _, do = _loss(o, y_f, y_i, loss, B, O)  # dL/do                                            (S·B, O)
+    do = _dloss(o, y_f, y_i, loss, B, O)  # dL/do                                              (S·B, O)
     dWhy = np.dot(do.T, hr)  # Σ_t do_tᵀ h_t                                            (O, H)
     dby = do.sum(axis=0)  # Σ_t Σ_b do_t                                                       (O,)
     dh = np.empty((T, B, H), Wxh.dtype)  # (T, B, H)

@@ -34,6 +34,7 @@ class Kernels:
     flush: Callable  # (a): a = 0 where |a| < the dtype's smallest normal, in place (README "Vanishing gradients")
 
 
+@functools.lru_cache(maxsize=32)
 def _tiny(finfo, dtype) -> float:
     """The smallest normal number of float32, float64 (and bfloat16, float32's exponent range); 0 for float16,
     whose subnormals (below 6e-5) hold gradients that matter and cost no CPU time (it computes in float32)."""
@@ -57,10 +58,8 @@ def _numpy(activation: str) -> Kernels:
         out += 1
         np.reciprocal(out, out=out)
 
-    tiny: dict = {}
-
     def flush(a):  # subnormal entries (and −0) become +0: no later operation meets a subnormal operand
-        t = tiny[a.dtype] if a.dtype in tiny else tiny.setdefault(a.dtype, _tiny(np.finfo, a.dtype))
+        t = _tiny(np.finfo, a.dtype)
         if t:
             np.copyto(a, 0, where=np.abs(a) < t)
 
@@ -76,11 +75,9 @@ def _torch(xp, activation: str) -> Kernels:
         "relu": lambda z, out: xp.clamp(z, min=0, out=out),
         "identity": lambda z, out: out.copy_(z),
     }[activation]
-    tiny: dict = {}
-
     def flush(a):  # on the CPU only: a GPU computes on subnormals at full speed
         if a.device.type == "cpu":
-            t = tiny[a.dtype] if a.dtype in tiny else tiny.setdefault(a.dtype, _tiny(xp.finfo, a.dtype))
+            t = _tiny(xp.finfo, a.dtype)
             if t:
                 a.masked_fill_(a.abs() < t, 0)
 

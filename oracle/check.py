@@ -231,13 +231,18 @@ def golden_cases(folder: str | Path, pattern: str | None = None, layout: str | N
     loaded = [load_golden(p) for p in paths]
     chosen = [(case, inputs, want, layout or info.get("layout", "torch"))
               for case, inputs, want, info in loaded if not pattern or pattern in case.name]
-    for case, _, _, lay in chosen:
+    _layouts_possible((case, lay) for case, _, _, lay in chosen)
+    return chosen
+
+
+def _layouts_possible(pairs) -> None:
+    """Every (case, layout) has a form in its layout, or the run cannot be made (before any candidate runs)."""
+    for case, lay in pairs:
         if kind_of(case) == "module":
             try:
                 check_layout(lay, case.config)
             except LayoutError as e:
-                raise NothingToCheckError(f"{case.name}: {e} (or -k to leave the case out)") from None
-    return chosen
+                raise NothingToCheckError(f"{case.name}: {e} (or leave the case out with -k)") from None
 
 
 def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, *,
@@ -287,12 +292,7 @@ def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, 
         else:
             chosen = select(builtin_cases(), cases) if isinstance(cases, str) else list(cases)
         lay = layout or "torch"
-        for c in chosen:
-            if kind_of(c) == "module":
-                try:
-                    check_layout(lay, c.config)
-                except LayoutError as e:
-                    raise NothingToCheckError(f"{c.name}: {e} (or select fewer cases)") from None
+        _layouts_possible((c, lay) for c in chosen)
         prep = lambda i: prepare(chosen[i], chosen[i].inputs(), layout=lay)  # noqa: E731
         n = len(chosen)
     return _drive(n, prep, runner, jobs=jobs, timeout=timeout, progress=progress)

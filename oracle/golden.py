@@ -89,7 +89,7 @@ def file_shapes(case, layout: str = "torch") -> dict:
     if kind_of(case) == "module" and layout == "onnx":
         return {name: (shape, {"I64"} if name.endswith("sequence_lens") else {"F64"})
                 for name, shape in _in_layout(case, {k: v[0] for k, v in file_shapes(case).items()},
-                                              lambda c, d: onnx_names(c, d)).items()}
+                                              onnx_names).items()}
     if kind_of(case) == "module":
         c = case.config
         out = {f"state_dict.{k}": (v, {"F64"}) for k, v in param_shapes(c).items()}
@@ -120,24 +120,25 @@ def file_shapes(case, layout: str = "torch") -> dict:
 ONNX_PREFIX = {"state_dict": "params"}  # ONNX has no state_dict: its weights are the operator's inputs
 
 
-def _in_layout(case, tensors: dict, convert) -> dict:
-    """A golden file's ``prefix.name`` tensors with each prefix's group passed through ``convert(config, group)``
-    (``to_onnx``, ``onnx_names``), the ``state_dict`` prefix renamed to ``params``."""
+def _groups(tensors: dict, rename: dict) -> dict:
+    """A golden file's ``prefix.name`` tensors grouped by prefix (renamed by ``rename``): prefix → {name: tensor}."""
     groups: dict = {}
     for full, v in tensors.items():
         prefix, name = full.split(".", 1)
-        groups.setdefault(prefix, {})[name] = v
-    return {f"{ONNX_PREFIX.get(p, p)}.{k}": v for p, g in groups.items() for k, v in convert(case.config, g).items()}
+        groups.setdefault(rename.get(prefix, prefix), {})[name] = v
+    return groups
+
+
+def _in_layout(case, tensors: dict, convert) -> dict:
+    """A golden file's tensors with each prefix's group passed through ``convert(config, group)`` (``to_onnx``,
+    ``onnx_names``), the ``state_dict`` prefix renamed to ``params``."""
+    return {f"{p}.{k}": v for p, g in _groups(tensors, ONNX_PREFIX).items() for k, v in convert(case.config, g).items()}
 
 
 def _from_layout(case, tensors: dict) -> dict:
     """The inverse of ``_in_layout(case, tensors, to_onnx)``: torch's names and prefixes again."""
     back = {v: k for k, v in ONNX_PREFIX.items()}
-    groups: dict = {}
-    for full, v in tensors.items():
-        prefix, name = full.split(".", 1)
-        groups.setdefault(back.get(prefix, prefix), {})[name] = v
-    return {f"{p}.{k}": v for p, g in groups.items() for k, v in from_onnx(case.config, g).items()}
+    return {f"{p}.{k}": v for p, g in _groups(tensors, back).items() for k, v in from_onnx(case.config, g).items()}
 
 
 def case_from_spec(spec: object, path, kind: str = "seed"):
