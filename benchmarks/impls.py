@@ -191,10 +191,15 @@ def floor(size: tuple, dtype: str, lib: str = "numpy", device: str = "cpu"):
 
 @functools.lru_cache(maxsize=8)
 def truth(size: tuple, dtype: str, init: str = "bench") -> dict:
-    """Float64 gradients on the dtype-rounded inputs (autograd; nn.RNN for the long sequence)."""
-    i = inputs(*size, dtype, init=init)
-    i64 = {"params": {k: v.astype(np.float64) for k, v in i["params"].items()},
-           "x": i["x"].astype(np.float64), "target": i["target"].astype(np.float64)}
+    """Float64 gradients on the dtype-rounded inputs (autograd; nn.RNN for the long sequence). NumPy has no
+    bfloat16: its inputs are rounded through torch, as ``inputs(..., lib="torch")`` rounds them."""
+    if dtype == "bfloat16":
+        i = inputs(*size, "bfloat16", "torch", init=init)
+        w = lambda a: a.to(torch.float64).numpy()  # noqa: E731
+    else:
+        i = inputs(*size, dtype, init=init)
+        w = lambda a: a.astype(np.float64)  # noqa: E731
+    i64 = {"params": {k: w(v) for k, v in i["params"].items()}, "x": w(i["x"]), "target": w(i["target"])}
     fn = reference.nn_rnn_gradients if size[0] > 10_000 else reference.gradients
     return fn(i64["params"], i64["x"], i64["target"])
 
@@ -268,12 +273,15 @@ def module_inputs(size: tuple, dtype: str, lib: str = "numpy", device: str = "cp
 def make_module(impl: str, size: tuple, dtype: str, device: str = "cpu", mode: str = "RNN_TANH"):
     """(callable timed, callable returning the gradient set once) for a module benchmark."""
     i = module_inputs(size, dtype, "numpy" if impl == "manual-numpy" else "torch", device, mode=mode)
-    if impl in ("manual-numpy", "manual-torch"):
-        f = functools.partial(run_module, manual.module_gradients, i)
-        return f, f
-    if impl == "autograd":
-        f = functools.partial(run_module, reference.unrolled_module_gradients, i)
-        return f, f
+    if impl in ("manual-numpy", "manual-torch", "autograd"):
+        f = functools.partial(run_module, manual.module_gradients if impl != "autograd" else
+                              reference.unrolled_module_gradients, i)
+
+        def timed():
+            f()
+            sync(device)
+
+        return timed, f
     if impl not in ("nn.RNN", "nn.LSTM", "nn.GRU"):
         raise ValueError(f"impl must be manual-numpy, manual-torch, autograd or nn.RNN/LSTM/GRU; got {impl!r}")
     c = RNNConfig(**i["config"])

@@ -28,7 +28,7 @@ from impls import (
 )
 
 from manual import compiled
-from oracle.compare import compare
+from oracle.compare import REF_FACTOR, compare
 from oracle.module_cases import module_truth, to_time_major
 
 CUDA = torch.cuda.is_available()
@@ -42,7 +42,7 @@ MACHINE = machine()
 def check(grads_once, size, dtype, device, init="bench"):
     """The gradients this benchmark times equal the float64 truth (outside the timed part); returns them."""
     got = grads_once()
-    want = truth(size, dtype if dtype != "bfloat16" else "float32", init)
+    want = truth(size, dtype, init)
     ref = None
     if dtype != "float64":  # judged next to autograd's own error in the same dtype, as the oracle does
         _, auto = make("autograd", size, dtype, device, init) if size[0] <= 10_000 else \
@@ -51,7 +51,13 @@ def check(grads_once, size, dtype, device, init="bench"):
     # h, z: judged when the implementation gives them; the truth's h also sets h0's scale (dL/dh_0 is step 0
     # of h), without which a vanishing dL/dh0 (below float32's range) would be judged on its own scale
     report = compare(got, want, dtype=dtype, ref=ref, optional=("h", "z"))
-    assert report.ok, str(report)
+    if dtype == "bfloat16":  # bfloat16's own rounding (autograd's error ≈ 1.2e-2 here) passes the oracle's cap
+        # MAX_TOL = 1e-2, past which it judges nothing: here each tensor need only be as close as autograd's
+        bad = [t.name for t in report.failures if t.why or t.nonfinite or t.ref_normalised is None
+               or t.normalised > REF_FACTOR * t.ref_normalised]
+        assert not bad, f"{bad} further from the truth than {REF_FACTOR}× autograd's bfloat16 error\n{report}"
+    else:
+        assert report.ok, str(report)
     return got
 
 
@@ -208,23 +214,43 @@ CELL_IMPLS = [(mode, impl) for mode in ("LSTM", "GRU")
               for impl in ("manual-numpy", "manual-torch", "autograd", f"nn.{mode}")]
 
 
+def _numpy(v):
+    return v.detach().cpu().numpy() if hasattr(v, "numpy") else v
+
+
 @pytest.mark.parametrize("mode, impl", CELL_IMPLS, ids=[f"{m}-{i}" for m, i in CELL_IMPLS])
 @pytest.mark.parametrize("name", list(CELL_SIZES))
 def test_lstm_gru(benchmark, mode, name, impl):
     """One nn.LSTM / nn.GRU layer, float32, upstream grad_output, grad_hn (and grad_cn), against manual and
     unrolled autograd in the same run. At the medium size the timed gradients are first checked against the
     float64 truth (a float64 run of the same inputs), outside the timed part."""
+    _lstm_gru(benchmark, mode, name, impl, "cpu")
+
+
+CUDA_CELL_IMPLS = [(m, i) for m, i in CELL_IMPLS if i != "manual-numpy"]
+
+
+@needs_cuda
+@pytest.mark.parametrize("mode, impl", CUDA_CELL_IMPLS, ids=[f"{m}-{i}" for m, i in CUDA_CELL_IMPLS])
+@pytest.mark.parametrize("name", list(CELL_SIZES))
+def test_lstm_gru_cuda(benchmark, mode, name, impl):
+    """The same on CUDA, TF32 off: manual on torch CUDA against unrolled autograd and cuDNN's nn.LSTM / nn.GRU."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    _lstm_gru(benchmark, mode, name, impl, "cuda")
+
+
+def _lstm_gru(benchmark, mode, name, impl, device):
     size, dtype = CELL_SIZES[name], "float32"
-    timed, once = make_module(impl, size, dtype, mode=mode)
+    timed, once = make_module(impl, size, dtype, device, mode=mode)
     if name == "medium":
-        got = {k: v.numpy() if hasattr(v, "numpy") else v for k, v in once().items()}
+        got = {k: _numpy(v) for k, v in once().items()}
         want = module_truth(module_inputs(size, dtype, cast64=True, mode=mode), draws=0)
         report = want.compare({k: got[k] for k in got if k in want.grads}, dtype=dtype,
                               ref={k: v for k, v in got.items()} if impl == "autograd" else None,
                               optional=tuple(n for n in want.grads if n.startswith(("h_l", "c_l", "gate_"))))
         assert report.ok, str(report)
     T, B, I, H = size
-    benchmark.group = f"{mode} {size} {dtype} cpu"
-    benchmark.extra_info.update({"impl": impl, "T": T, "B": B, "D": I, "H": H, "dtype": dtype, "device": "cpu",
+    benchmark.group = f"{mode} {size} {dtype} {device}"
+    benchmark.extra_info.update({"impl": impl, "T": T, "B": B, "D": I, "H": H, "dtype": dtype, "device": device,
                                  "machine": MACHINE})
     benchmark.pedantic(timed, rounds=5 if name == "medium" else 3, warmup_rounds=1)

@@ -9,6 +9,7 @@ upstream (output, h_n, both) × B ∈ {1, 3}.
 import numpy as np
 import pytest
 import torch
+from conftest import needs_cuda
 from helpers import STATS
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -67,6 +68,25 @@ def test_torch_in_torch_out(case):
     got = run_module(manual.module_gradients, t)
     assert all(isinstance(v, torch.Tensor) and v.dtype == torch.float64 for v in got.values())
     judge(case, {k: v.numpy() for k, v in got.items()}, module_truth(inputs))
+
+
+CUDA_CASES = MATRIX[::23] + FLOAT32[::23]
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", CUDA_CASES, ids=lambda c: c.name)
+def test_cuda_in_cuda_out(case):
+    """Every cell on torch CUDA (TF32 off): results on the input's device and dtype, judged on the float64 truth,
+    float32 next to unrolled autograd's own float32 error on the same device."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    inputs = case.inputs()
+    t = map_arrays(lambda a: torch.from_numpy(a).to("cuda"), inputs)
+    got = run_module(manual.module_gradients, t)
+    assert all(v.device.type == "cuda" and v.dtype == getattr(torch, case.dtype) for v in got.values())
+    ref = None
+    if case.dtype != "float64":
+        ref = {k: v.cpu().numpy() for k, v in run_module(unrolled_module_gradients, t).items()}
+    judge(case, {k: v.cpu().numpy() for k, v in got.items()}, module_truth(case.inputs("float64")), ref=ref)
 
 
 @pytest.mark.parametrize("case", [c for c in MATRIX if c.lengths == "mixed" and c.B == 3][::5], ids=lambda c: c.name)
