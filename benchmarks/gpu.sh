@@ -17,12 +17,12 @@ torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.ver
     grep -m1 "model name" /proc/cpuinfo; nproc
 } 2>&1 | tee "$out/versions.txt"
 echo "== CUDA tests"
-timeout 240 "$py" -m pytest -q -p no:cacheprovider tests/test_dtypes.py tests/test_module.py -k cuda 2>&1 \
+timeout 150 "$py" -m pytest -q -p no:cacheprovider tests/test_dtypes.py tests/test_module.py -k cuda 2>&1 \
     | tee "$out/tests.log" | tail -15
 echo "== bptt verify --device cuda"
-timeout 200 "$py" -m oracle.cli verify --device cuda -q --json "$out/verify.json" 2>&1 | tee "$out/verify.log" | tail -12
+timeout 150 "$py" -m oracle.cli verify --device cuda -q --json "$out/verify.json" 2>&1 | tee "$out/verify.log" | tail -12
 echo "== CUDA benchmarks"
-timeout 300 "$py" -m pytest -q -p no:cacheprovider benchmarks -m cuda --benchmark-json="$out/bench.json" 2>&1 \
+timeout 230 "$py" -m pytest -q -p no:cacheprovider benchmarks -m cuda --benchmark-json="$out/bench.json" 2>&1 \
     | tail -8
 "$py" benchmarks/summarize.py --json "$out/bench.json" --markdown > "$out/bench.md" 2>&1
 grep -A 8 "cuda" "$out/bench.md" | head -120
