@@ -1,8 +1,8 @@
 """The few in-place operations the time loops are made of.
 
 The BPTT in ``manual.bptt`` is written once against the array-API standard.
-Inside its time loops it needs four things done without allocating:
-``c += a @ b``, ``out = a @ b``, ``out = a * b`` and ``out = act(z)``. The
+Inside its time loops it needs a few things done without allocating:
+``c += a @ b``, ``out = a @ b``, ``out = a * b`` (``+``, ``−``) and ``out = act(z)``. The
 standard has no ``out=``, so each is given here in three forms, picked once
 per call from the array namespace: NumPy's ufuncs with ``out=``, torch's
 fused in-place kernels (``addmm_``, ``torch.tanh(out=)``, reached through the
@@ -28,6 +28,8 @@ class Kernels:
     mm_add: Callable  # (c, a, b): c += a @ b
     mm_into: Callable  # (a, b, out): out = a @ b
     mul_into: Callable  # (a, b, out): out = a * b
+    add_into: Callable  # (a, b, out): out = a + b
+    sub_into: Callable  # (a, b, out): out = a − b
     act_into: Callable  # (z, out): out = act(z)
     sigmoid_into: Callable  # (z, out): out = σ(z), the gates' function (LSTM, GRU)
     tanh_into: Callable  # (z, out): out = tanh(z)
@@ -64,7 +66,8 @@ def _numpy(activation: str) -> Kernels:
             np.copyto(a, 0, where=np.abs(a) < t)
 
     return Kernels(mm_add, lambda a, b, out: np.matmul(a, b, out=out),
-                   lambda a, b, out: np.multiply(a, b, out=out), act, sigmoid_into,
+                   lambda a, b, out: np.multiply(a, b, out=out), lambda a, b, out: np.add(a, b, out=out),
+                   lambda a, b, out: np.subtract(a, b, out=out), act, sigmoid_into,
                    lambda z, out: np.tanh(z, out=out), flush)
 
 
@@ -82,7 +85,8 @@ def _torch(xp, activation: str) -> Kernels:
                 a.masked_fill_(a.abs() < t, 0)
 
     return Kernels(lambda c, a, b: c.addmm_(a, b), lambda a, b, out: xp.mm(a, b, out=out),
-                   lambda a, b, out: xp.mul(a, b, out=out), act, lambda z, out: xp.sigmoid(z, out=out),
+                   lambda a, b, out: xp.mul(a, b, out=out), lambda a, b, out: xp.add(a, b, out=out),
+                   lambda a, b, out: xp.subtract(a, b, out=out), act, lambda z, out: xp.sigmoid(z, out=out),
                    lambda z, out: xp.tanh(z, out=out), flush)
 
 
@@ -98,6 +102,12 @@ def _array_api(activation: str) -> Kernels:
     def mul_into(a, b, out):
         out[...] = a * b
 
+    def add_into(a, b, out):
+        out[...] = a + b
+
+    def sub_into(a, b, out):
+        out[...] = a - b
+
     def act_into(z, out):
         out[...] = f(z)
 
@@ -110,7 +120,7 @@ def _array_api(activation: str) -> Kernels:
     def flush(a):
         return None  # another library: left to its own floating-point mode
 
-    return Kernels(mm_add, mm_into, mul_into, act_into, sigmoid_into, tanh_into, flush)
+    return Kernels(mm_add, mm_into, mul_into, add_into, sub_into, act_into, sigmoid_into, tanh_into, flush)
 
 
 @functools.lru_cache(maxsize=64)
