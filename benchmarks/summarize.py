@@ -153,6 +153,9 @@ def main(argv=None) -> int:
             return 1
     benchmarks, _ = load(path)
     print(summarize(benchmarks, args.markdown))
+    if not any(b["group"].startswith("sweep-") for b in benchmarks):
+        print("\nplot skipped: this run has no sweep groups (they are CPU ones)", file=sys.stderr)
+        return 0
     try:
         plot(benchmarks, args.plot)
         print(f"\nplot: {args.plot}")
