@@ -194,6 +194,47 @@ def floor(size: tuple, dtype: str, lib: str = "numpy", device: str = "cpu"):
     return f
 
 
+def cell_floor(mode: str, size: tuple, dtype: str, lib: str = "numpy", device: str = "cpu"):
+    """manual.module_gradients' matrix products alone for one LSTM / GRU (torch's form) layer, into preallocated
+    outputs, G = 4H (LSTM) or 3H (GRU):
+
+    forward   X W_ihᵀ (T·B, I)(I, G) once; h_{t-1} W_hhᵀ (B, H)(H, G) T times
+    backward  dL/da_t W_hh (B, G)(G, H) T times; dW_hh, dW_ih (G, T·B)(T·B, H|I); dx (T·B, G)(G, I)
+
+    No implementation of these equations built on that library's matrix product goes below it.
+    """
+    T, B, I, H = size  # noqa: E741
+    G = {"LSTM": 4, "GRU": 3}.get(mode, 1) * H  # gate rows (an Elman layer: 1)
+    rng = np.random.default_rng(0)
+    shapes = {"X": (T * B, I), "Wih": (G, I), "Whh": (G, H), "A": (T * B, G), "Hs": (T * B, H), "h": (B, H),
+              "a": (B, G)}
+    if lib == "numpy":
+        a = {k: rng.normal(size=s).astype(dtype) for k, s in shapes.items()}
+        mm, empty = (lambda x, y, out: np.matmul(x, y, out=out)), (lambda *s: np.empty(s, dtype))
+    else:
+        a = {k: torch.from_numpy(rng.normal(size=s)).to(device=device, dtype=getattr(torch, dtype))
+             for k, s in shapes.items()}
+        mm = lambda x, y, out: torch.matmul(x, y, out=out)  # noqa: E731
+        empty = lambda *s: torch.empty(s, device=device, dtype=getattr(torch, dtype))  # noqa: E731
+    o = {"A": empty(T * B, G), "a": empty(B, G), "h": empty(B, H), "dWhh": empty(G, H), "dWih": empty(G, I),
+         "dx": empty(T * B, I)}
+    row_major = np.ascontiguousarray if lib == "numpy" else (lambda t: t.contiguous())  # as manual keeps W_hhᵀ
+    WihT, WhhT, AT = a["Wih"].T, row_major(a["Whh"].T), a["A"].T
+
+    def f():
+        mm(a["X"], WihT, o["A"])
+        for _ in range(T):
+            mm(a["h"], WhhT, o["a"])
+        for _ in range(T):
+            mm(a["a"], a["Whh"], o["h"])
+        mm(AT, a["Hs"], o["dWhh"])
+        mm(AT, a["X"], o["dWih"])
+        mm(a["A"], a["Wih"], o["dx"])
+        sync(device)
+
+    return f
+
+
 @functools.lru_cache(maxsize=8)
 def truth(size: tuple, dtype: str, init: str = "bench") -> dict:
     """Float64 gradients on the dtype-rounded inputs (autograd; nn.RNN for the long sequence). NumPy has no
@@ -276,7 +317,7 @@ def module_inputs(size: tuple, dtype: str, lib: str = "numpy", device: str = "cp
 
 
 def make_module(impl: str, size: tuple, dtype: str, device: str = "cpu", mode: str = "RNN_TANH"):
-    """(callable timed, callable returning the gradient set once) for a module benchmark."""
+    """(callable timed, callable returning the gradient set once; None for a floor) for a module benchmark."""
     i = module_inputs(size, dtype, "numpy" if impl == "manual-numpy" else "torch", device, mode=mode)
     if impl in ("manual-numpy", "manual-torch", "autograd"):
         f = functools.partial(run_module, manual.module_gradients if impl != "autograd" else
@@ -287,6 +328,8 @@ def make_module(impl: str, size: tuple, dtype: str, device: str = "cpu", mode: s
             sync(device)
 
         return timed, f
+    if impl in ("floor-numpy", "floor-torch"):
+        return cell_floor(mode, size, dtype, impl[6:], device), None
     if impl not in ("nn.RNN", "nn.LSTM", "nn.GRU"):
         raise ValueError(f"impl must be manual-numpy, manual-torch, autograd or nn.RNN/LSTM/GRU; got {impl!r}")
     c = RNNConfig(**i["config"])
