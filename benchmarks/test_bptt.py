@@ -35,7 +35,7 @@ CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine")
 NUMBA = ["manual-numba"] if compiled.available() else []  # the compiled backend: the `fast` extra
 CPU_IMPLS = ["manual-numpy", *NUMBA, "manual-torch", "autograd", "nn.RNN", "floor-numpy", "floor-torch"]
-CUDA_IMPLS = ["manual-torch", "autograd", "nn.RNN"]
+CUDA_IMPLS = ["manual-torch", "autograd", "nn.RNN", "floor-torch"]
 MACHINE = machine()
 
 
