@@ -201,7 +201,7 @@ def cell_floor(mode: str, size: tuple, dtype: str, lib: str = "numpy", device: s
     forward   X W_ihᵀ (T·B, I)(I, G) once; h_{t-1} W_hhᵀ (B, H)(H, G) T times
     backward  dL/da_t W_hh (B, G)(G, H) T times; dW_hh, dW_ih (G, T·B)(T·B, H|I); dx (T·B, G)(G, I)
 
-    No implementation of these equations built on that library's matrix product goes below it.
+    A practical floor: an implementation that makes these products as that library's calls spends this on them.
     """
     T, B, I, H = size  # noqa: E741
     G = {"LSTM": 4, "GRU": 3}.get(mode, 1) * H  # gate rows (an Elman layer: 1)

@@ -53,9 +53,11 @@ def check(grads_once, size, dtype, device, init="bench"):
     report = compare(got, want, dtype=dtype, ref=ref, optional=("h", "z"))
     if dtype == "bfloat16":  # bfloat16's own rounding (autograd's error ≈ 1.2e-2 here) passes the oracle's cap
         # MAX_TOL = 1e-2, past which it judges nothing: here each tensor need only be as close as autograd's
+        # (and never beyond 0.1, where a wrong derivation, error ~1, could hide behind a poor autograd)
         bad = [t.name for t in report.failures if t.why or t.nonfinite or t.ref_normalised is None
-               or t.normalised > REF_FACTOR * t.ref_normalised]
-        assert not bad, f"{bad} further from the truth than {REF_FACTOR}× autograd's bfloat16 error\n{report}"
+               or t.normalised > min(REF_FACTOR * t.ref_normalised, 0.1)]
+        assert not bad, (f"{bad} further from the truth than {REF_FACTOR}× autograd's bfloat16 error (at most 0.1)"
+                         f"\n{report}")
     else:
         assert report.ok, str(report)
     return got

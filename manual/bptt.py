@@ -41,15 +41,15 @@ from manual.losses import LOSSES
 from manual.readout import _logits, _output, readout_backward
 
 
-def _plain(a):
-    """A torch tensor that requires grad is detached: manual never builds a graph."""
+def detached(a):
+    """A torch tensor that requires grad is detached: manual never builds a graph (anything else: as it is)."""
     return a.detach() if getattr(a, "requires_grad", False) else a
 
 
 def _check(params, x, target, h0, activation, loss, topology):
-    params = {k: _plain(v) for k, v in params.items()} if isinstance(params, Mapping) else params
-    x, target = _plain(x), _plain(target)
-    h0 = None if h0 is None else _plain(h0)
+    params = {k: detached(v) for k, v in params.items()} if isinstance(params, Mapping) else params
+    x, target = detached(x), detached(target)
+    h0 = None if h0 is None else detached(h0)
     p = check_inputs(params, x, target, h0, activation, loss, topology)
     if h0 is None:
         h0 = p.xp.zeros((p.B, p.H), dtype=p.dtype, device=p.device)  # (B, H)

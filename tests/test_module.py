@@ -75,10 +75,11 @@ CUDA_CASES = MATRIX[::23] + FLOAT32[::23]
 
 @needs_cuda
 @pytest.mark.parametrize("case", CUDA_CASES, ids=lambda c: c.name)
-def test_cuda_in_cuda_out(case):
+def test_cuda_in_cuda_out(case, monkeypatch):
     """Every cell on torch CUDA (TF32 off): results on the input's device and dtype, judged on the float64 truth,
     float32 next to unrolled autograd's own float32 error on the same device."""
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)  # restored after the test
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     inputs = case.inputs()
     t = map_arrays(lambda a: torch.from_numpy(a).to("cuda"), inputs)
     got = run_module(manual.module_gradients, t)
@@ -133,3 +134,20 @@ def test_random_sizes(mode, L, bi, bf, bias, T, B, I, H, lengths, up, proj, lbr)
                       linear_before_reset=lbr or mode != "GRU")
     inputs = case.inputs()
     judge(case, run_module(manual.module_gradients, inputs), module_truth(inputs))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_parameters_that_require_grad(mode):
+    """``dict(rnn.named_parameters())`` and inputs that require grad give what ``rnn.state_dict()`` gives: manual
+    detaches them (it builds no graph), and returns tensors that require no grad."""
+    case = next(c for c in MATRIX if c.config.mode == mode and c.config.num_layers == 2 and c.config.bidirectional)
+    t = map_arrays(torch.from_numpy, case.inputs())
+    leaves = {**{k: v.clone().requires_grad_() for k, v in t["state_dict"].items()}}
+    x = t["input"].clone().requires_grad_()
+    got = run_module(manual.module_gradients, {**t, "state_dict": leaves, "input": x})
+    want = run_module(manual.module_gradients, t)
+    assert not any(v.requires_grad for v in got.values())
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+    out = manual.module_forward(case.config.as_dict(), leaves, x, t["hx"], lengths=t["lengths"])
+    assert not out["output"].requires_grad

@@ -43,8 +43,8 @@ def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
     WhT = xp.empty((H, R), dtype=dt, device=dev)  # (H, 3H or 2H)
     WhT[...] = Whh[:R, :].T  # row-major: BLAS streams it faster than the transposed view
     gates = xp.empty((T, B, G), dtype=dt, device=dev)  # r, z, n after their functions             (T, B, 3H)
-    ah = xp.empty((T, B, R), dtype=dt, device=dev)  # h_{t-1} W_hhᵀ + b_hh (paper: r, z rows)     (T, B, R)
-    rh = None if torch_form else xp.empty((T, B, H), dtype=dt, device=dev)  # paper: r ⊙ h_{t-1}  (T, B, H)
+    a = xp.empty((B, R), dtype=dt, device=dev)  # h_{t-1} W_hhᵀ + b_hh (paper: its r, z rows), one step (B, R)
+    rec = xp.empty((T, B, H), dtype=dt, device=dev)  # torch: ah_n; paper: r ⊙ h_{t-1}, kept for the backward
     WnT = None
     if not torch_form:
         WnT = xp.empty((H, H), dtype=dt, device=dev)  # (H, H)
@@ -53,7 +53,7 @@ def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
     tmp = xp.empty((B, H), dtype=dt, device=dev)  # a scratch row                                     (B, H)
     hs[0, ...] = h0
     for t in range(T):
-        hp, ax, g, a = hs[t, ...], xproj[t, ...], gates[t, ...], ah[t, ...]
+        hp, ax, g = hs[t, ...], xproj[t, ...], gates[t, ...]
         k.mm_into(hp, WhT, a)  # ah = h_{t-1} W_hhᵀ                                                (B, R)
         if bhh is not None:
             a += bhh[:R]
@@ -61,10 +61,11 @@ def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
         k.sigmoid_into(g[:, :2 * H], g[:, :2 * H])  # r, z = σ(a_r), σ(a_z)
         r, z, n = g[:, :H], g[:, H:2 * H], g[:, 2 * H:]
         if torch_form:
-            k.mul_into(r, a[:, 2 * H:], n)  # r ⊙ (h_{t-1} W_hnᵀ + b_hn)
+            rec[t, ...] = a[:, 2 * H:]  # ah_n = h_{t-1} W_hnᵀ + b_hn
+            k.mul_into(r, a[:, 2 * H:], n)  # r ⊙ ah_n
         else:
-            k.mul_into(r, hp, rh[t, ...])  # r ⊙ h_{t-1}
-            k.mm_into(rh[t, ...], WnT, n)  # (r ⊙ h_{t-1}) W_hnᵀ
+            k.mul_into(r, hp, rec[t, ...])  # r ⊙ h_{t-1}
+            k.mm_into(rec[t, ...], WnT, n)  # (r ⊙ h_{t-1}) W_hnᵀ
             if bhh is not None:
                 n += bhh[2 * H:]
         n += ax[:, 2 * H:]
@@ -74,9 +75,9 @@ def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
         k.add_into(n, tmp, hs[t + 1, ...])  # h_t = n + z ⊙ (h_{t-1} − n)
         if masks is not None:  # a padded step carries the state through
             m = masks[t, ...]
-            hs[t + 1, ...] = m * hs[t + 1, ...] + (1 - m) * hp
+            hs[t + 1, ...] = m * hs[t + 1, ...] + (1 - m) * hp  # (B, H)
     out = hs[1:, ...] if masks is None else hs[1:, ...] * masks  # (T, B, H)
-    return out, hs[T, ...], None, (gates, ah[..., 2 * H:] if torch_form else rh, hs)
+    return out, hs[T, ...], None, (gates, rec, hs)
 
 
 def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
@@ -89,16 +90,16 @@ def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
     R = G if torch_form else 2 * H
     r, z, n, hp = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:], hs[:T, ...]
     # factors of every step at once (T, B, H)
-    k_n = (1 - z) * ((1 - n) * (1 + n))  # dL/da_n = dL/dh_t ⊙ (1 − z)(1 − n²)
-    k_z = (hp - n) * (z * (1 - z))  # dL/da_z = dL/dh_t ⊙ (h_{t-1} − n) z(1 − z)
-    k_r = (rec if torch_form else hp) * (r * (1 - r))  # dL/da_r = (dL/da_n, paper: dL/d(r ⊙ h)) ⊙ this
+    k_n = (1 - z) * ((1 - n) * (1 + n))  # dL/da_n = dL/dh_t ⊙ (1 − z)(1 − n²)                     (T, B, H)
+    k_z = (hp - n) * (z * (1 - z))  # dL/da_z = dL/dh_t ⊙ (h_{t-1} − n) z(1 − z)                 (T, B, H)
+    k_r = (rec if torch_form else hp) * (r * (1 - r))  # dL/da_r = (dL/da_n; paper dL/d(r ⊙ h)) ⊙ this (T, B, H)
     dah = xp.empty((T, B, R), dtype=dt, device=dev)  # dL/d(h W_hhᵀ + b_hh), the rows that read h  (T, B, R)
     dan = xp.empty((T, B, H), dtype=dt, device=dev)  # dL/da_n                                        (T, B, H)
     dH = xp.empty((T, B, H), dtype=dt, device=dev)  # dL/dh_t                                         (T, B, H)
     drh = None if torch_form else xp.empty((B, H), dtype=dt, device=dev)  # paper: dL/d(r ⊙ h_{t-1})  (B, H)
     Wr = Whh[:R, :]  # (R, H)
     bufs = [xp.empty((B, H), dtype=dt, device=dev) for _ in range(2)]  # dL/dh_{t-1}, two in turn    (B, H)
-    carry = xp.zeros((B, H), dtype=dt, device=dev) if dhn is None else dhn  # dL/dh_T
+    carry = xp.zeros((B, H), dtype=dt, device=dev) if dhn is None else dhn  # dL/dh_T              (B, H)
     for t in range(T - 1, -1, -1):
         dh = dH[t, ...]
         if d_out is None:
@@ -124,7 +125,7 @@ def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
         k.flush(da)
         k.mm_add(new, da, Wr)  # dL/dh_{t-1} += dL/dah W_hh (paper: its r, z rows)                  (B, H)
         if m is not None:
-            new = new + (1 - m) * dh
+            new = new + (1 - m) * dh  # a padded step passes dL/dh_t through                  (B, H)
         carry = new
     dax = xp.concat([dah[..., :2 * H], dan], axis=-1)  # dL/d(x W_ihᵀ + b_ih): a_r, a_z, a_n    (T, B, 3H)
     hp2 = xp.reshape(hp, (T * B, H))  # (T·B, H)
@@ -135,6 +136,6 @@ def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
         dan2 = xp.reshape(dan, (T * B, H))  # (T·B, H)
         dW = {"weight_hh": xp.concat([dah2.T @ hp2,  # r, z rows: against h_{t-1}                        (3H, H)
                                       dan2.T @ xp.reshape(rec, (T * B, H))], axis=0),  # n rows: against r ⊙ h
-              "bias_hh": xp.concat([xp.sum(dah2, axis=0), xp.sum(dan2, axis=0)])}
+              "bias_hh": xp.concat([xp.sum(dah2, axis=0), xp.sum(dan2, axis=0)])}  # (3H,)
     steps = {"h": dH, "gate_r": dax[..., :H], "gate_z": dax[..., H:2 * H], "gate_n": dax[..., 2 * H:]}
     return dax, carry, None, dW, steps
