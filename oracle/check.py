@@ -101,21 +101,52 @@ def _cast_module(inputs: dict, dtype: str) -> dict:
     return map_arrays(lambda a: a.astype(dtype), inputs)
 
 
+def fresh_truth(case, inputs: dict) -> Truth:
+    """The float64 truth of ``case`` computed here from ``inputs`` (cast to the case's dtype first, as judged)."""
+    if kind_of(case) == "module":
+        return module_truth(_cast_module(inputs, case.dtype))
+    return truth(cast_inputs(inputs, case.dtype), case.kwargs)
+
+
+GOLDEN_AGREE = 1e-8  # stored vs recomputed float64 truth, relative to the tensor's largest entry: far above what
+# another BLAS or torch version changes (1e-13 at most in the built-in cases), far below any altered gradient
+
+
+def _golden_truth(path, case, inputs: dict, stored: Truth) -> Truth:
+    """The truth a golden case is judged by: recomputed from the file's own inputs, never read from the file (its
+    SHA-256 digests prove integrity, not origin: anyone can recompute them). The file's stored gradients must
+    agree with it, or the file is refused; its stored sens and amp are for readers in other languages."""
+    from oracle.golden import GoldenFileError
+
+    want = fresh_truth(case, inputs)
+    if set(want.grads) != set(stored.grads):
+        raise GoldenFileError(path, f"its gradients {sorted(set(want.grads) ^ set(stored.grads))} are unexpected "
+                                    f"or missing for case {case.name}")
+    for name, g in want.grads.items():
+        top = float(np.abs(g).max(initial=0.0))
+        d = float(np.abs(np.asarray(stored.grads[name], dtype=np.float64) - g).max(initial=0.0))
+        if not d <= GOLDEN_AGREE * max(top, np.finfo(np.float64).tiny):
+            raise GoldenFileError(path, f"its stored truth {name!r} differs from the float64 truth recomputed from "
+                                        f"its own inputs by {d:.2e} (largest entry {top:.2e})",
+                                  "export the case again with `bptt export`; a golden file changed after export "
+                                  "is not a golden case")
+    return want
+
+
 def prepare(case, inputs: dict, want: Truth | None = None, layout: str = "torch") -> Prepared:
     """The reference side of ``case`` on ``inputs`` (``want``: its truth, computed when None); the candidate's
     gradients will be read in ``layout`` (a seed-model case has its own names in every layout)."""
     import reference  # here, not at the top: a worker process imports oracle without torch
 
+    want = fresh_truth(case, inputs) if want is None else want
     if kind_of(case) == "module":
         check_layout(layout, case.config)
         inputs = _cast_module(inputs, case.dtype)
-        want = module_truth(inputs) if want is None else want
         ref = None
         if case.dtype != "float64":
             ref = to_time_major(case, run_module(reference.unrolled_module_gradients, _cast_module(inputs, case.dtype)))
         return Prepared(case, inputs, want, ref, layout)
     inputs = cast_inputs(inputs, case.dtype)
-    want = truth(inputs, case.kwargs) if want is None else want
     ref = run(reference.gradients, cast_inputs(inputs, case.dtype), case.kwargs) if case.dtype != "float64" else None
     return Prepared(case, inputs, want, ref)
 
@@ -215,7 +246,8 @@ def golden_cases(folder: str | Path, pattern: str | None = None, layout: str | N
     ``layout`` that of the candidate's gradients: the one given, or else the file's own.
 
     Every file is loaded, and so refused if hostile (``GoldenFileError``),
-    before any candidate runs. ``NothingToCheckError`` when the folder is
+    before any candidate runs; each chosen case's truth is recomputed from
+    its inputs, and a file whose stored gradients differ from it is refused. ``NothingToCheckError`` when the folder is
     missing or holds no golden file.
     """
     from oracle.golden import load_golden
@@ -228,11 +260,11 @@ def golden_cases(folder: str | Path, pattern: str | None = None, layout: str | N
     if not paths:
         raise NothingToCheckError(f"golden folder {str(folder)!r} holds no .safetensors golden cases. "
                                   f"Remedy: `bptt export {folder}`.")
-    loaded = [load_golden(p) for p in paths]
-    chosen = [(case, inputs, want, layout or info.get("layout", "torch"))
-              for case, inputs, want, info in loaded if not pattern or pattern in case.name]
-    _layouts_possible((case, lay) for case, _, _, lay in chosen)
-    return chosen
+    loaded = [(p, *load_golden(p)) for p in paths]
+    chosen = [(p, case, inputs, stored, layout or info.get("layout", "torch"))
+              for p, case, inputs, stored, info in loaded if not pattern or pattern in case.name]
+    _layouts_possible((case, lay) for _, case, _, _, lay in chosen)
+    return [(case, inputs, _golden_truth(p, case, inputs, stored), lay) for p, case, inputs, stored, lay in chosen]
 
 
 def _layouts_possible(pairs) -> None:

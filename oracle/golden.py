@@ -365,6 +365,10 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
             raise GoldenFileError(path, f"tensor {name!r} does not match its SHA-256 in the metadata")
         if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
             raise GoldenFileError(path, f"tensor {name!r} holds NaN or Inf")
+        if name.startswith("amp.") and not (a >= 1).all() or name.startswith("sens.") and not (a >= 0).all():
+            bad = "values below 1" if name.startswith("amp.") else "negative values"
+            raise GoldenFileError(path, f"tensor {name!r} holds {bad}: an amplification is at least 1, a "
+                                        "sensitivity at least 0")
     if layout == "onnx":
         t = _from_layout(case, t)
     if kind == "module":
