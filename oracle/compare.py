@@ -374,6 +374,16 @@ def compare(got: dict, want: dict, *, dtype: str = "float64", ref: dict | None =
     if not isinstance(got, Mapping):
         raise TypeError(f"got must be a dict name → array (a gradient set); got {type(got).__name__}. "
                         "Remedy: return {'Wxh': ..., 'Whh': ..., ...} as manual.gradients does.")
+    if not isinstance(want, Mapping) or not want:
+        raise (TypeError if not isinstance(want, Mapping) else ValueError)(
+            f"want must be a non-empty dict name → float64 array (the truth); got "
+            f"{type(want).__name__ if not isinstance(want, Mapping) else 'an empty one'}. Remedy: pass "
+            "oracle.truth(...).grads, or a golden case's truth.")
+    for name, w in want.items():
+        if not np.isfinite(to_numpy(w)).all():
+            raise ValueError(f"want[{name!r}] holds NaN or Inf: a truth must be finite, or every bound built on its "
+                             "scale is too. Remedy: pick inputs whose float64 gradients are finite (oracle.truth "
+                             "raises NonFiniteGradientError for those that are not).")
     if tol is None:
         tol = tolerance(dtype, *(size or sizes(want)))
     order = [k for k in GRAD_NAMES if k in want] + [k for k in want if k not in GRAD_NAMES]

@@ -22,7 +22,7 @@ import numpy as np
 
 from contract.spec import MODES, RNNConfig, config_from, param_shapes, step_names
 from oracle.compare import EPS
-from oracle.truth import Truth
+from oracle.truth import Truth, finite_truth
 
 UPSTREAMS = ("output", "hn", "both")
 LENGTHS = ("full", "mixed")
@@ -198,6 +198,7 @@ def module_truth(inputs: dict, draws: int = 2, seed: int = 0) -> Truth:
     c = RNNConfig(**inputs["config"])
     as64 = map_arrays(lambda a: a.astype(np.float64), inputs)
     want = to_time_major(c, run_module(unrolled_module_gradients, as64))
+    finite_truth(want)
     rng = np.random.default_rng(seed)
     sens = {k: np.zeros_like(v) for k, v in want.items()}
     for _ in range(draws):

@@ -96,6 +96,16 @@ def amplification(inputs: dict, kwargs: dict, grads: dict) -> dict:
     return amp
 
 
+def finite_truth(want: dict) -> None:
+    """NonFiniteGradientError naming the first tensor of a float64 truth that is not finite (the inputs overflow
+    even in float64: there is nothing to judge against)."""
+    from contract import NonFiniteGradientError
+
+    for name, g in want.items():
+        if not np.isfinite(g).all():
+            raise NonFiniteGradientError(f"{name} (the float64 truth)", None)
+
+
 def truth(inputs: dict, kwargs: dict, draws: int = 2, seed: int = 0) -> Truth:
     """Autograd's gradient set in float64 on ``inputs``, with its sensitivity and amplification.
 
@@ -106,6 +116,7 @@ def truth(inputs: dict, kwargs: dict, draws: int = 2, seed: int = 0) -> Truth:
 
     inputs = as_float64(inputs)
     want = run(reference.gradients, inputs, kwargs)
+    finite_truth(want)
     rng = np.random.default_rng(seed)
     sens = {k: np.zeros_like(v) for k, v in want.items()}
     for _ in range(draws):

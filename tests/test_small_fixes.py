@@ -173,3 +173,34 @@ def test_progress_keeps_what_fits_on_a_wide_terminal(monkeypatch):
     (line,) = drawn(200, [name], monkeypatch)
     assert len(line) == 199 and line.endswith("x" * (199 - line.index("x")))
     assert line.index("x") < 60  # the name starts right after the bar: ~140 of its characters are kept
+
+
+# ------------------------------------------------------------------ a truth that is empty or not finite vouches for nothing
+
+def _seed_inputs(whh_scale: float, T: int = 5):
+    from oracle.cases import Case
+    i = Case("many-to-one", "identity", "mse", T=T, B=2, D=3, H=4, O=2).inputs()
+    return {**i, "params": {**i["params"], "Whh": np.eye(4) * whh_scale}}
+
+
+def test_truth_that_overflows_raises_instead_of_returning_inf():
+    import oracle
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(NonFiniteGradientError, match=r"the float64 truth"):
+            oracle.truth(_seed_inputs(40.0, T=200), {"activation": "identity", "loss": "mse", "topology": "many-to-one"})
+
+
+@pytest.mark.parametrize("want, error, words", [({}, ValueError, "an empty one"), ([1.0], TypeError, "list")])
+def test_compare_refuses_an_empty_truth(want, error, words):
+    import oracle
+    with pytest.raises(error, match=f"want must be a non-empty dict.*{words}.*Remedy"):
+        oracle.compare({"Wxh": np.zeros(3)}, want)
+
+
+def test_compare_refuses_a_truth_holding_inf():
+    """An Inf in the truth makes its scale, and so every bound on it, infinite: zeros would pass."""
+    import oracle
+    want = {"Wxh": np.array([1.0, np.inf]), "Whh": np.ones(2)}
+    with pytest.raises(ValueError, match=r"want\['Wxh'\] holds NaN or Inf.*Remedy"):
+        oracle.compare({k: np.zeros(2) for k in want}, want)
