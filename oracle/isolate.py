@@ -260,7 +260,7 @@ def _encode(kind: str, task: int | None = None, error: str = "", calls: tuple = 
             if name == BF16_LABEL:
                 described[name] = a
                 continue
-            raw = a.tobytes()
+            raw = a.astype(a.dtype.newbyteorder("="), copy=False).tobytes()  # the reader's (native) byte order
             described[name] = {"dtype": a.dtype.name, "shape": list(a.shape), "offset": offset, "nbytes": len(raw)}
             chunks.append(raw)
             offset += len(raw)

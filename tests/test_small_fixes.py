@@ -175,7 +175,7 @@ def test_progress_keeps_what_fits_on_a_wide_terminal(monkeypatch):
     assert line.index("x") < 60  # the name starts right after the bar: ~140 of its characters are kept
 
 
-# ------------------------------------------------------------------ a truth that is empty or not finite vouches for nothing
+# ------------------------------------------------------------------ an empty or non-finite truth vouches for nothing
 
 def _seed_inputs(whh_scale: float, T: int = 5):
     from oracle.cases import Case
@@ -188,7 +188,8 @@ def test_truth_that_overflows_raises_instead_of_returning_inf():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(NonFiniteGradientError, match=r"the float64 truth"):
-            oracle.truth(_seed_inputs(40.0, T=200), {"activation": "identity", "loss": "mse", "topology": "many-to-one"})
+            oracle.truth(_seed_inputs(40.0, T=200),
+                         {"activation": "identity", "loss": "mse", "topology": "many-to-one"})
 
 
 @pytest.mark.parametrize("want, error, words", [({}, ValueError, "an empty one"), ([1.0], TypeError, "list")])

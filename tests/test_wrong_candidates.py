@@ -79,6 +79,11 @@ def test_isolation_from_python_and_in_process(golden):
     assert all('params["Why"] was modified in place' in r.error for r in result.results)
 
 
+def test_big_endian_results_pass_isolated_and_in_process(golden):
+    assert check("wrong_candidates:big_endian", golden=golden, jobs=1).ok
+    assert check(wrong_candidates.big_endian, golden=golden, isolate=False).ok
+
+
 def test_unpicklable_candidate_is_refused_with_a_remedy(golden):
     with pytest.raises(CandidateError, match="isolate=False"):
         check(lambda *a, **k: {}, golden=golden)

@@ -30,6 +30,11 @@ def _right_np(params, x, target, **kw):
 
 # ---------------------------------------------------------------- wrong numbers
 
+def big_endian(params, x, target, **kw):
+    """The right answer in big-endian byte order: right, and must read so after the trip from the worker."""
+    return {k: v.astype(v.dtype.newbyteorder(">")) for k, v in _right_np(params, x, target, **kw).items()}
+
+
 def zeros(params, x, target, *, dtype="float64", **kw):
     """Every tensor zero, in ``dtype`` (bfloat16 through torch: NumPy has none)."""
     g = _right_np(params, x, target, **kw)
