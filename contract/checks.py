@@ -73,6 +73,23 @@ def _array(arg: str, a: object) -> object:
             f"{arg} must be an array (numpy.ndarray or torch.Tensor); got "
             f"{type(a).__name__}. Remedy: wrap it, e.g. numpy.asarray({arg.split('[')[0]}...)."
         )
+    return plain_array(arg, a)
+
+
+def plain_array(arg: str, a):
+    """``a``, or the TypeError for arrays that hold no plain numbers: NumPy's masked arrays (a masked entry is
+    still a number underneath, maybe a NaN that the mask hides from the finiteness check), torch's meta and
+    sparse tensors (no data, another layout). Duck-typed: contract imports no torch."""
+    name = arg.split("[")[0]
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{arg} must be a plain array; got a NumPy masked array. Remedy: {name}.filled(value) "
+                        f"for the masked entries' value, or numpy.asarray({name}) if none is masked.")
+    if getattr(a, "is_meta", False):
+        raise TypeError(f"{arg} must hold numbers; got a torch tensor on the 'meta' device, which holds none. "
+                        "Remedy: create it on 'cpu' or 'cuda' (e.g. torch.empty(..., device='cpu')).")
+    layout = getattr(a, "layout", None)
+    if layout is not None and str(layout) != "torch.strided":
+        raise TypeError(f"{arg} must be a dense (strided) tensor; got layout {layout}. Remedy: {name}.to_dense().")
     return a
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device, is_array_api_obj
 
-from contract.checks import CAST_REMEDY, _array, _finite, _nonempty, _quiet
+from contract.checks import CAST_REMEDY, _array, _finite, _nonempty, _quiet, plain_array
 from contract.spec import RNNConfig, config_from, param_shapes
 
 
@@ -52,6 +52,7 @@ def _lengths(lengths, T: int, B: int) -> tuple[int, ...] | None:
     if lengths is None:
         return None
     if is_array_api_obj(lengths):
+        plain_array("lengths", lengths)
         xp = array_namespace(lengths)
         if not xp.isdtype(lengths.dtype, "integral"):
             raise TypeError(f"lengths must hold integers; got dtype {lengths.dtype}. Remedy: e.g. "

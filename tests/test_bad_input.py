@@ -65,6 +65,8 @@ BAD = [  # (id, arguments, exception, words the message must hold)
     ("x-int", edit(x=X.astype(np.int32)), TypeError, ["x", "int32", "float64"]),
     ("x-nan", edit(x=np.where(X > 1, np.nan, X)), ValueError, ["x", "finite"]),
     ("x-list", edit(x=X.tolist()), TypeError, ["x", "array", "list"]),
+    ("x-masked-hiding-nan", edit(x=np.ma.masked_invalid(np.where(X > 1, np.nan, X))), TypeError,
+     ["x", "masked array", "x.filled(value)"]),
     ("target-shape", edit(target=Y[:, :2]), ValueError, ["target", "(2, 3)", "(2, 2)"]),
     ("target-int-for-mse", edit(target=np.zeros((2, 3), dtype=np.int64)), TypeError, ["target", "int64"]),
     ("target-stepped-missing-T", edit(topology="many-to-many"), ValueError, ["target", "(3, 2, 3)", "(2, 3)"]),
@@ -90,6 +92,24 @@ def test_bad_input_is_named(fn, args, exc, words):
     params, x, target, kw = args
     with pytest.raises(exc) as info:
         fn(params, x, target, **kw)
+    msg = str(info.value)
+    assert "Remedy" in msg, msg
+    for w in words:
+        assert w in msg, f"{w!r} not in: {msg}"
+
+
+@pytest.mark.parametrize("fn", ENTRY_POINTS, ids=lambda f: f"{f.__module__}.{f.__name__}")
+@pytest.mark.parametrize("kind, to, words", [("meta", lambda t: t.to("meta"), ["'meta' device", "'cpu'"]),
+                                             ("sparse", lambda t: t.to_sparse(), ["sparse_coo", "x.to_dense()"])])
+def test_tensors_without_plain_numbers_are_named(fn, kind, to, words):
+    p, x, y, kw = good()
+    t = lambda a: torch.from_numpy(a)  # noqa: E731
+    params = {k: t(v) for k, v in p.items()}
+    if kind == "meta":  # every argument there: the one library, the one device, and still no numbers
+        params = {k: to(v) for k, v in params.items()}
+    with pytest.raises(TypeError) as info:
+        fn(params, to(t(x)), t(y) if kind == "sparse" else to(t(y)), h0=t(kw["h0"]) if kind == "sparse" else
+           to(t(kw["h0"])))
     msg = str(info.value)
     assert "Remedy" in msg, msg
     for w in words:
@@ -215,6 +235,9 @@ MODULE_BAD = [  # (id, changes, exception, words)
     ("lengths-zero", {"lengths": [4, 0, 2]}, ValueError, ["lengths", "[1, 4]", "0", "row 1"]),
     ("lengths-past-T", {"lengths": [4, 5, 2]}, ValueError, ["lengths", "[1, 4]", "5"]),
     ("lengths-kind", {"lengths": "4,4,4"}, TypeError, ["lengths", "str"]),
+    ("input-masked", {"input": np.ma.masked_array(MI["input"])}, TypeError, ["input", "masked array"]),
+    ("lengths-masked", {"lengths": np.ma.masked_array([4, 1, 3], mask=[0, 1, 0])}, TypeError,
+     ["lengths", "masked array"]),
 ]
 LSTM_BAD = [  # (id, edit of (hx, grad_cn) of an LSTM case with proj_size 3, exception, words)
     ("hx-not-pair", lambda hx, gcn: ("h0", gcn), TypeError, ["hx", "(h0, c0)", "str"]),
