@@ -71,6 +71,18 @@ def test_derive_shows_each_equation(steps, activation, capsys):
         assert "(through the future)" in out
 
 
+@pytest.mark.parametrize("name, words", [
+    ("many-to-one/tanh/mse/T100000000-B100000-D1000-H1000-O1/float64", ["too large", "Remedy"]),
+    ("module/LSTM/L100000/T5-B3-I3-H4/lengths-full/up-hn/float64", ["100000 layer(s)", "at most", "16"]),
+    ("many-to-one/tanh/mse/T\u0661-B2-D3-H4-O2/float64", ["ASCII"]),
+])
+def test_case_name_that_asks_too_much_is_usage_error(capsys, name, words):
+    """A typo must not ask for petabytes (a traceback, exit 1) or a hundred thousand layers (a hang)."""
+    assert main(["verify", "--case", name, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and all(w in err for w in words), err
+
+
 def test_derive_bad_steps_is_usage_error(capsys):
     assert main(["derive", "--steps", "0"]) == 2
 
