@@ -65,10 +65,16 @@ ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.
 FLOAT_ST = {"F64", "F32", "F16", "BF16"}
 
 
+GOLDEN_REMEDY = "regenerate it with `bptt export`"
+GRADS_REMEDY = ("write the gradients again with safetensors.numpy.save_file or numpy.savez, one contiguous float "
+                "array per tensor name")
+
+
 class GoldenFileError(ValueError):
     """A golden or candidate file that is refused before any array is read."""
 
-    def __init__(self, path, why: str, remedy: str = "regenerate it with `bptt export`"):
+    def __init__(self, path, why: str, remedy: str = GOLDEN_REMEDY):
+        self.path, self.why, self.remedy = path, why, remedy
         super().__init__(f"{path}: refused: {why}. Remedy: {remedy}.")
 
 
@@ -525,11 +531,29 @@ def expected_grads(case, layout: str = "torch") -> dict:
 def load_grads(path, case: Case, layout: str = "torch") -> dict:
     """A candidate's gradient set for ``case`` in ``layout`` from ``.safetensors`` or ``.npz``, refused if
     unexpected; returned under the names of ``layout``."""
-    path = Path(path)
+    try:
+        return _load_grads(Path(path), case, layout)
+    except GoldenFileError as e:  # the readers are the golden files' too: a candidate's file has its own remedy
+        if e.remedy != GOLDEN_REMEDY:
+            raise
+        raise GoldenFileError(e.path, e.why, GRADS_REMEDY) from None
+
+
+def _load_grads(path: Path, case: Case, layout: str) -> dict:
     expected = expected_grads(case, layout)
+    if kind_of(case) == "module":  # a tensor named in the other layout: say which --layout reads it
+        other = "onnx" if layout == "torch" else "torch"
+        try:
+            check_layout(other, case.config)
+            other_names = set(expected_grads(case, other)) - set(expected)
+        except LayoutError:  # an LSTM with projections has no ONNX form
+            other_names = set()
+    else:
+        other_names = set()
     if path.suffix == ".safetensors":
         header, _, start = _read_header(path)
         for name, e in header.items():
+            _other_layout(path, name, other_names, layout)
             _check_declared(path, name, e["dtype"] in FLOAT_ST, e["dtype"], e["shape"], expected)
         return _read_tensors(path, header, start)
     if path.suffix != ".npz":
@@ -539,7 +563,7 @@ def load_grads(path, case: Case, layout: str = "torch") -> dict:
     if not zipfile.is_zipfile(path):
         raise GoldenFileError(path, "not a zip archive (.npz)", "save with numpy.savez")
     try:
-        return _read_npz(path, expected)
+        return _read_npz(path, expected, lambda name: _other_layout(path, name, other_names, layout))
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError) as e:
         if isinstance(e, GoldenFileError):
             raise
@@ -547,13 +571,22 @@ def load_grads(path, case: Case, layout: str = "torch") -> dict:
                               "save with numpy.savez") from None
 
 
-def _read_npz(path: Path, expected: dict) -> dict:
+def _other_layout(path, name: str, other_names: set, layout: str) -> None:
+    if name in other_names:
+        other = "onnx" if layout == "torch" else "torch"
+        raise GoldenFileError(path, f"tensor {name!r} is named in {other}'s layout, and the gradients are read "
+                                    f"in {layout}'s", f"check it with --layout {other} (oracle: layout={other!r})")
+
+
+def _read_npz(path: Path, expected: dict, named=lambda name: None) -> dict:
     out = {}
     with zipfile.ZipFile(path) as z:
         infos = z.infolist()
         total = 0
         for i in infos:
             name = i.filename[:-4] if i.filename.endswith(".npy") else None
+            if name is not None:
+                named(name)
             if name not in expected or i.is_dir():
                 raise GoldenFileError(path, f"unexpected member {i.filename!r}; members are "
                                             "<name>.npy for the gradient set",

@@ -426,3 +426,11 @@ def test_lstm_and_gru_golden_round_trip(name, tmp_path, capsys):
     if case.mode == "LSTM":
         assert isinstance(inputs["hx"], tuple) and inputs["grad_cn"] is not None and "cx" in truth.grads
     assert main(["check", str(tmp_path), "--candidate", "manual:module_gradients"]) == 0
+
+
+def test_a_broken_gradient_file_gets_a_remedy_for_gradient_files(golden, tmp_path, capsys):
+    """A candidate's file is not written by `bptt export`: its remedy says how gradient files are written."""
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / f"{CASE.file_stem}.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"{}")
+    err = refused(["check", str(golden), "--grads", str(tmp_path / "v")], capsys, "safetensors.numpy.save_file")
+    assert "bptt export" not in err, err
