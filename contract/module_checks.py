@@ -13,7 +13,7 @@ from typing import Any
 from array_api_compat import array_namespace, device, is_array_api_obj
 
 from contract.checks import CAST_REMEDY, _array, _finite, _nonempty, _quiet, plain_array
-from contract.spec import RNNConfig, config_from, param_shapes
+from contract.spec import RNNConfig, config_from, is_int, param_shapes
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,9 @@ def _lengths(lengths, T: int, B: int) -> tuple[int, ...] | None:
                              "per batch row.")
         values = [int(v) for v in (lengths.tolist() if hasattr(lengths, "tolist") else list(lengths))]
     elif isinstance(lengths, (list, tuple)):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in lengths):
+        if not all(is_int(v) for v in lengths):
             raise TypeError(f"lengths must hold integers; got {lengths!r}. Remedy: e.g. [5, 3, 1].")
-        values = list(lengths)
+        values = [int(v) for v in lengths]
     else:
         raise TypeError(f"lengths must be a 1-D integer array or a list of ints, or None; got "
                         f"{type(lengths).__name__}. Remedy: e.g. numpy.array([5, 3, 1]).")

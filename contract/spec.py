@@ -17,8 +17,11 @@ and direction, the gradient set holds ``h_l{k}{s}`` = dL/dh_t and
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+
+import numpy as np
 
 MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")  # as torch.nn.RNNBase names them
 NONLINEARITY = {"RNN_TANH": "tanh", "RNN_RELU": "relu", "LSTM": "tanh", "GRU": "tanh"}
@@ -127,17 +130,22 @@ def grad_shapes(config: RNNConfig, T: int, B: int) -> dict[str, tuple[int, ...]]
     return out
 
 
+def is_int(v: object) -> bool:
+    """An integer, Python's or NumPy's (numbers.Integral), and not a bool."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
 def _positive(name: str, v: object) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+    if not is_int(v) or v < 1:
         raise ValueError(f"config[{name!r}] must be a positive integer; got {v!r}. Remedy: e.g. {name}=4.")
-    return v
+    return int(v)
 
 
 def _flag(name: str, v: object) -> bool:
-    if not isinstance(v, bool):
+    if not isinstance(v, (bool, np.bool_)):
         raise TypeError(f"config[{name!r}] must be True or False; got {type(v).__name__} {v!r}. "
                         f"Remedy: {name}=False.")
-    return v
+    return bool(v)
 
 
 def config_from(config: Mapping | RNNConfig) -> RNNConfig:
@@ -169,7 +177,7 @@ def config_from(config: Mapping | RNNConfig) -> RNNConfig:
             raise ValueError(f"config needs {name!r} (torch.nn.RNN's {name}). Remedy: add it, e.g. {name}=4.")
     H = _positive("hidden_size", config["hidden_size"])
     P = config.get("proj_size", 0)
-    if P != 0 and (mode != "LSTM" or not isinstance(P, int) or isinstance(P, bool) or not 0 < P < H):
+    if P != 0 and (mode != "LSTM" or not is_int(P) or not 0 < P < H):
         raise ValueError(f"config['proj_size'] must be 0, or for mode 'LSTM' an integer in [1, hidden_size) = "
                          f"[1, {H}); got {P!r} for mode {mode!r}. Remedy: proj_size=0, or a smaller LSTM projection.")
     lbr = _flag("linear_before_reset", config.get("linear_before_reset", True))
@@ -179,4 +187,4 @@ def config_from(config: Mapping | RNNConfig) -> RNNConfig:
     return RNNConfig(mode, _positive("input_size", config["input_size"]), H,
                      _positive("num_layers", config.get("num_layers", 1)),
                      _flag("bias", config.get("bias", True)), _flag("batch_first", config.get("batch_first", False)),
-                     _flag("bidirectional", config.get("bidirectional", False)), P, lbr)
+                     _flag("bidirectional", config.get("bidirectional", False)), int(P), lbr)

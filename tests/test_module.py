@@ -151,3 +151,15 @@ def test_parameters_that_require_grad(mode):
         assert torch.equal(got[k], want[k]), k
     out = manual.module_forward(case.config.as_dict(), leaves, x, t["hx"], lengths=t["lengths"])
     assert not out["output"].requires_grad
+
+
+def test_numpy_integers_and_bools_are_integers_and_bools():
+    """config sizes and flags, and a list of lengths, as NumPy scalars (what indexing an array gives) work as
+    Python's do."""
+    case = next(c for c in MATRIX if c.config.mode == "GRU" and c.lengths == "mixed" and c.config.bidirectional)
+    i = case.inputs()
+    cfg = {k: (np.int64(v) if type(v) is int else np.bool_(v) if type(v) is bool else v)
+           for k, v in i["config"].items()}
+    got = run_module(manual.module_gradients, {**i, "config": cfg, "lengths": list(np.asarray(i["lengths"]))})
+    want = run_module(manual.module_gradients, i)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
