@@ -14,19 +14,22 @@ For each case, in this order:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+import numbers
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from contract.spec import step_names
+from contract.spec import is_int, step_names
 from oracle.cases import Case, all_cases, run, select
 from oracle.catalog import builtin_cases, kind_of
 from oracle.compare import Report
 from oracle.isolate import DEFAULT_TIMEOUT, CandidateError, Outcome, call, load, reference_to, run_isolated
 from oracle.layouts import LayoutError, check_layout, from_onnx
-from oracle.module_cases import map_arrays, module_truth, run_module, to_time_major
+from oracle.module_cases import ModuleCase, map_arrays, module_truth, run_module, to_time_major
 from oracle.progress import Progress
 from oracle.truth import Truth, truth
 
@@ -277,6 +280,38 @@ def _layouts_possible(pairs) -> None:
                 raise NothingToCheckError(f"{case.name}: {e} (or leave the case out with -k)") from None
 
 
+def _folder(arg: str, v) -> None:
+    if not isinstance(v, (str, os.PathLike)):
+        raise TypeError(f"{arg} must be a folder name (str or pathlib.Path); got {type(v).__name__} {v!r}. "
+                        f"Remedy: {arg}='golden/'.")
+
+
+def _check_args(cases, golden, timeout, jobs):
+    """``cases`` (a list, if an iterable was given: read once), or the TypeError / ValueError naming the
+    argument of :func:`check` that cannot be used, before anything runs."""
+    if golden is not None:
+        _folder("golden", golden)
+        if cases is not None and not isinstance(cases, str):
+            raise ValueError("cases must be None or a substring of case names when golden= is given (the golden "
+                             f"folder holds the cases); got {type(cases).__name__}. Remedy: cases=None, or leave "
+                             "golden out to check these cases.")
+    elif cases is not None and not isinstance(cases, str):
+        if isinstance(cases, (bytes, Mapping)) or not isinstance(cases, Iterable):
+            raise TypeError(f"cases must be None, a substring of case names, or a list of cases; got "
+                            f"{type(cases).__name__}. Remedy: cases='module/', or oracle.all_cases()[:5].")
+        cases = list(cases)
+        bad = next((c for c in cases if not isinstance(c, (Case, ModuleCase))), None)
+        if bad is not None:
+            raise TypeError(f"cases must hold cases (oracle.Case, ModuleCase); got {type(bad).__name__} {bad!r}. "
+                            "Remedy: pass a substring of case names instead, e.g. cases='many-to-one/'.")
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not 0 < timeout < math.inf:
+        raise ValueError(f"timeout must be a finite positive number of seconds; got {timeout!r}. "
+                         f"Remedy: timeout={DEFAULT_TIMEOUT:g}.")
+    if jobs is not None and (not is_int(jobs) or jobs < 1):
+        raise ValueError(f"jobs must be a positive integer or None (the cores); got {jobs!r}. Remedy: jobs=1.")
+    return cases
+
+
 def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, *,
           golden: str | Path | None = None, isolate: bool = True, jobs: int | None = None,
           timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None,
@@ -308,11 +343,7 @@ def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, 
     """
     if layout is not None:
         check_layout(layout)
-    if timeout is None or not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}. "
-                         f"Remedy: timeout={DEFAULT_TIMEOUT:g}.")
-    if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
-        raise ValueError(f"jobs must be a positive integer or None (the cores); got {jobs!r}. Remedy: jobs=1.")
+    cases = _check_args(cases, golden, timeout, jobs)
     runner = _runner(candidate, isolate)
     if golden is not None:
         items = golden_cases(golden, cases if isinstance(cases, str) else None, layout)
@@ -343,6 +374,11 @@ def check_files(golden: str | Path, grads: str | Path, pattern: str | None = Non
     """
     from oracle.golden import load_grads
 
+    _folder("golden", golden)
+    _folder("grads", grads)
+    if pattern is not None and not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a substring of case names or None; got {type(pattern).__name__} "
+                        f"{pattern!r}. Remedy: pattern='module/LSTM'.")
     grads = Path(grads)
     if not grads.is_dir():
         raise NothingToCheckError(f"gradient folder {str(grads)!r} is not a folder. Remedy: pass the folder "

@@ -293,3 +293,26 @@ def test_sys_exit_at_import_in_process_is_exit_2(golden, tmp_path, capsys, monke
     monkeypatch.setattr(sys, "path", list(sys.path))
     assert main(["check", str(golden), "--candidate", "exits_at_import:f", "--in-process"]) == 2
     assert "SystemExit: 7" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"cases": 5}, TypeError, ["cases", "int", "Remedy"]),
+    ({"cases": ["many-to-one"]}, TypeError, ["cases must hold cases", "str", "Remedy"]),
+    ({"cases": b"many"}, TypeError, ["cases", "bytes"]),
+    ({"golden": 5}, TypeError, ["golden", "folder name", "int"]),
+    ({"golden": "g", "cases": [Case.parse(CASES[0])]}, ValueError, ["golden=", "Remedy"]),
+    ({"timeout": "5"}, ValueError, ["timeout", "'5'"]),
+    ({"timeout": float("inf")}, ValueError, ["timeout", "finite", "inf"]),
+    ({"timeout": True}, ValueError, ["timeout", "True"]),
+    ({"jobs": True}, ValueError, ["jobs", "True"]),
+])
+def test_check_arguments_are_named(kwargs, error, words):
+    with pytest.raises(error) as info:
+        check(wrong_candidates.right, **kwargs)
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+def test_check_reads_a_generator_of_cases_once():
+    from oracle.cases import all_cases
+    result = check(wrong_candidates.right, (c for c in all_cases()[:2]), isolate=False, progress=False)
+    assert len(result.results) == 2 and result.ok
