@@ -217,6 +217,16 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
+def _unique(pairs: list) -> dict:
+    """A JSON object whose keys are all different: with a key twice, which one a reader takes is its choice."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"key {twice!r} appears twice")
+    return d
+
+
 def parse_json(raw: bytes | str, path, what: str):
     """``raw`` parsed as JSON with every cost bounded: depth, integer size, no NaN/Infinity constants."""
     try:
@@ -224,7 +234,7 @@ def parse_json(raw: bytes | str, path, what: str):
     except UnicodeDecodeError:
         raise GoldenFileError(path, f"{what} is not JSON (not UTF-8)") from None
     try:  # json's scanner is linear, and it stops deep nesting with RecursionError, not a crash
-        value = json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+        value = json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant, object_pairs_hook=_unique)
     except RecursionError:
         raise GoldenFileError(path, f"{what} nests too deep (more than {MAX_JSON_DEPTH})") from None
     except (json.JSONDecodeError, ValueError) as e:
@@ -279,9 +289,9 @@ def _read_header(path: Path) -> tuple[dict, dict, int]:
         if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
             raise GoldenFileError(path, f"tensor {name!r} has a malformed entry")
         dt, shape, off = e["dtype"], e["shape"], e["data_offsets"]
-        if not (isinstance(shape, list) and all(isinstance(s, int) and 0 <= s <= MAX_DIM for s in shape)):
+        if not (isinstance(shape, list) and all(type(s) is int and 0 <= s <= MAX_DIM for s in shape)):
             raise GoldenFileError(path, f"tensor {name!r} declares shape {shape!r}")
-        if not (isinstance(off, list) and len(off) == 2 and all(isinstance(o, int) for o in off)
+        if not (isinstance(off, list) and len(off) == 2 and all(type(o) is int for o in off)
                 and 0 <= off[0] <= off[1] <= data_len):
             raise GoldenFileError(path, f"tensor {name!r} has data offsets {off!r} outside the file (truncated?)")
         item = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8}.get(dt)
@@ -582,6 +592,10 @@ def _read_npz(path: Path, expected: dict, named=lambda name: None) -> dict:
     out = {}
     with zipfile.ZipFile(path) as z:
         infos = z.infolist()
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            raise GoldenFileError(path, f"member {next(n for n in names if names.count(n) > 1)!r} appears twice "
+                                        "(which one a reader takes is its choice)", "save with numpy.savez")
         total = 0
         for i in infos:
             name = i.filename[:-4] if i.filename.endswith(".npy") else None

@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import struct
+import warnings
 import zipfile
 
 import numpy as np
@@ -434,3 +435,27 @@ def test_a_broken_gradient_file_gets_a_remedy_for_gradient_files(golden, tmp_pat
     (tmp_path / "v" / f"{CASE.file_stem}.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"{}")
     err = refused(["check", str(golden), "--grads", str(tmp_path / "v")], capsys, "safetensors.numpy.save_file")
     assert "bptt export" not in err, err
+
+
+def test_a_header_key_twice_is_refused(one, capsys):
+    """Duplicate JSON keys: one reader takes the first, another the last; a golden file has one meaning."""
+    header, data = header_of(one)
+    raw = json.dumps(header)
+    name = next(k for k in header if k != "__metadata__")
+    dup = raw[:-1] + ", " + json.dumps(name) + ": " + json.dumps(header[name]) + "}"
+    h = dup.encode()
+    one.write_bytes(struct.pack("<Q", len(h)) + h + data)
+    refused(["check", str(one.parent), "--candidate", "manual:gradients"], capsys, "appears twice")
+
+
+def test_npz_member_twice_is_refused(golden, tmp_path, capsys):
+    g = manual_grads(golden / f"{CASE.file_stem}.safetensors")
+    (tmp_path / "v").mkdir()
+    with zipfile.ZipFile(tmp_path / "v" / f"{CASE.file_stem}.npz", "w") as z:
+        for name in [*g, "Whh"]:
+            buf = io.BytesIO()
+            np.save(buf, g[name] * (2 if name == "Whh" and "Whh.npy" in z.namelist() else 1))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # zipfile warns of the duplicate name: the point of the test
+                z.writestr(f"{name}.npy", buf.getvalue())
+    refused(["check", str(golden), "--grads", str(tmp_path / "v")], capsys, "'Whh.npy' appears twice")
