@@ -1,13 +1,27 @@
 """Property test: manual equals autograd over random shapes, topologies, activations, losses, seeds."""
 
 import numpy as np
+import pytest
 from helpers import assert_grads_match
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import manual
+import reference
 from contract import ACTIVATIONS, LOSSES, TOPOLOGIES
 from oracle.truth import truth
+
+
+def _one_row_cancels_alone(params, x, target, h0, activation, loss, topology) -> bool:
+    """The region of the known gap (test_known_gap_one_confident_row_alone): a batch row whose dL/do cancels
+    100× more than the case's κ_loss says (a confident softmax, p − onehot ~ 1e-5 from terms of order 1)."""
+    y = reference.forward(params, x, target, h0=h0, activation=activation, loss=loss, topology=topology)["y"]
+    yt = target if topology != "many-to-one" else target[None]
+    if loss == "cross_entropy":
+        yt = (yt[..., None] == np.arange(y.shape[-1])).astype(np.float64)
+    terms, diff = (np.abs(y) + np.abs(yt)).max(axis=(0, 2)), np.abs(y - yt).max(axis=(0, 2))  # per row (B,)
+    global_k = terms.max() / max(diff.max(), 1e-300)
+    return bool((terms / np.maximum(diff, 1e-300)).max() > 100 * global_k)
 
 
 @settings(max_examples=80, deadline=None)
@@ -27,7 +41,27 @@ def test_manual_equals_autograd(T, B, D, H, O, topology, activation, loss, seed,
         target = rng.uniform(0, 1, lead + (B, O))
     h0 = rng.normal(0, 1, (B, H)) if with_h0 else None
     kw = {"h0": h0, "activation": activation, "loss": loss, "topology": topology}
+    assume(not _one_row_cancels_alone(params, x, target, h0, activation, loss, topology))
     want = truth({"params": params, "x": x, "target": target, "h0": h0},
-                       {"activation": activation, "loss": loss, "topology": topology})
+                 {"activation": activation, "loss": loss, "topology": topology})
     where = f"{topology}/{activation}/{loss} T{T} B{B} D{D} H{H} O{O}"
     assert_grads_match(manual.gradients(params, x, target, **kw), want, dtype="float64", where=where)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap of the bound: κ_loss (oracle.truth.amplification) is the rows' "
+                   "largest terms over their largest difference; here one confident row (p − onehot ≈ 1.8e-5) makes "
+                   "Why and z alone, because relu zeroes the other row's h, and its cancellation (≈ 1e5×) is the "
+                   "gradients'. Both manual and autograd are right to rounding; the float64 bound is too tight")
+def test_known_gap_one_confident_row_alone():
+    """Found by hypothesis (seed 67561): the array-API backend's Why is 2e-16 off a 1.8e-5 entry, 1e-11
+    relative, against a bound of 3e-13. The fix is an absolute-value backward pass for the bound."""
+    T, B, D, H, O, scale = 2, 2, 2, 2, 2, 1.9  # noqa: N806
+    rng = np.random.default_rng(67561)
+    params = {"Wxh": rng.normal(0, scale, (H, D)), "Whh": rng.normal(0, scale / np.sqrt(H), (H, H)),
+              "bh": rng.normal(0, scale, H), "Why": rng.normal(0, scale, (O, H)), "by": rng.normal(0, 1, O)}
+    x, target = rng.normal(0, 1, (T, B, D)), rng.integers(0, O, (B,))
+    kw = {"activation": "relu", "loss": "cross_entropy", "topology": "many-to-one"}
+    assert _one_row_cancels_alone(params, x, target, None, **kw)
+    want = truth({"params": params, "x": x, "target": target, "h0": None}, kw)
+    assert_grads_match(manual.gradients(params, x, target, backend="array-api", **kw), want, dtype="float64",
+                       where="known gap")
