@@ -154,17 +154,10 @@ def _nn_rnn(i: dict, size: tuple, dtype: str, device: str):
     return step, grads
 
 
-def floor(size: tuple, dtype: str, lib: str = "numpy", device: str = "cpu"):
-    """manual.gradients' matrix products alone (many-to-one, the benchmark's model), into preallocated outputs:
-
-    forward   X Wxhᵀ (T·B, D)(D, H) once; h_{t-1} Whhᵀ (B, H)(H, H) T times; h_T Whyᵀ (B, H)(H, O) once
-    backward  do Why (B, O)(O, H) once; dz_{t+1} Whh (B, H)(H, H) T − 1 times, dz_1 Whh once;
-              dWhh, dWxh (H, T·B)(T·B, H|D); dx (T·B, H)(H, D); dWhy (O, B)(B, H)
-    """
-    T, B, D, H = size
+def _operands(shapes: dict, dtype: str, lib: str, device: str):
+    """(random operands of ``shapes``, matmul into ``out=``, ``empty``) in the library, dtype and device: what a
+    floor times with."""
     rng = np.random.default_rng(0)
-    shapes = {"X": (T * B, D), "Wxh": (H, D), "Whh": (H, H), "Why": (O, H), "Z": (T * B, H), "h": (B, H),
-              "do": (B, O)}
     if lib == "numpy":
         a = {k: rng.normal(size=s).astype(dtype) for k, s in shapes.items()}
         mm, empty = (lambda x, y, out: np.matmul(x, y, out=out)), (lambda *s: np.empty(s, dtype))
@@ -173,6 +166,20 @@ def floor(size: tuple, dtype: str, lib: str = "numpy", device: str = "cpu"):
              for k, s in shapes.items()}
         mm = lambda x, y, out: torch.matmul(x, y, out=out)  # noqa: E731
         empty = lambda *s: torch.empty(s, device=device, dtype=getattr(torch, dtype))  # noqa: E731
+    return a, mm, empty
+
+
+def floor(size: tuple, dtype: str, lib: str = "numpy", device: str = "cpu"):
+    """manual.gradients' matrix products alone (many-to-one, the benchmark's model), into preallocated outputs:
+
+    forward   X Wxhᵀ (T·B, D)(D, H) once; h_{t-1} Whhᵀ (B, H)(H, H) T times; h_T Whyᵀ (B, H)(H, O) once
+    backward  do Why (B, O)(O, H) once; dz_{t+1} Whh (B, H)(H, H) T − 1 times, dz_1 Whh once;
+              dWhh, dWxh (H, T·B)(T·B, H|D); dx (T·B, H)(H, D); dWhy (O, B)(B, H)
+    """
+    T, B, D, H = size
+    shapes = {"X": (T * B, D), "Wxh": (H, D), "Whh": (H, H), "Why": (O, H), "Z": (T * B, H), "h": (B, H),
+              "do": (B, O)}
+    a, mm, empty = _operands(shapes, dtype, lib, device)
     o = {"Z": empty(T * B, H), "h": empty(B, H), "o": empty(B, O), "dWhh": empty(H, H), "dWxh": empty(H, D),
          "dx": empty(T * B, D), "dWhy": empty(O, H)}
     WxhT, WhhT, WhyT, ZT, doT = a["Wxh"].T, a["Whh"].T, a["Why"].T, a["Z"].T, a["do"].T
@@ -205,17 +212,9 @@ def cell_floor(mode: str, size: tuple, dtype: str, lib: str = "numpy", device: s
     """
     T, B, I, H = size  # noqa: E741
     G = {"LSTM": 4, "GRU": 3}.get(mode, 1) * H  # gate rows (an Elman layer: 1)
-    rng = np.random.default_rng(0)
     shapes = {"X": (T * B, I), "Wih": (G, I), "Whh": (G, H), "A": (T * B, G), "Hs": (T * B, H), "h": (B, H),
               "a": (B, G)}
-    if lib == "numpy":
-        a = {k: rng.normal(size=s).astype(dtype) for k, s in shapes.items()}
-        mm, empty = (lambda x, y, out: np.matmul(x, y, out=out)), (lambda *s: np.empty(s, dtype))
-    else:
-        a = {k: torch.from_numpy(rng.normal(size=s)).to(device=device, dtype=getattr(torch, dtype))
-             for k, s in shapes.items()}
-        mm = lambda x, y, out: torch.matmul(x, y, out=out)  # noqa: E731
-        empty = lambda *s: torch.empty(s, device=device, dtype=getattr(torch, dtype))  # noqa: E731
+    a, mm, empty = _operands(shapes, dtype, lib, device)
     o = {"A": empty(T * B, G), "a": empty(B, G), "h": empty(B, H), "dWhh": empty(G, H), "dWih": empty(G, I),
          "dx": empty(T * B, I)}
     row_major = np.ascontiguousarray if lib == "numpy" else (lambda t: t.contiguous())  # as manual keeps W_hhᵀ
