@@ -6,7 +6,7 @@ h_{t-1} W_hhᵀ + b_hh = (ah_r, ah_z, ah_n):
     r = σ(ax_r + ah_r)      z = σ(ax_z + ah_z)
     torch (linear_before_reset):  n = tanh(ax_n + r ⊙ (h_{t-1} W_hnᵀ + b_hn))
     paper (ONNX's default):       n = tanh(ax_n + (r ⊙ h_{t-1}) W_hnᵀ + b_hn)
-    h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}       (computed as n + z ⊙ (h_{t-1} − n), as torch's fused cell does)
+    h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}       (computed as n + z ⊙ (h_{t-1} − n): one product fewer)
 
 Backward, t = T … 1, with a_n the pre-activation of n:
 
