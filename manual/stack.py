@@ -41,7 +41,8 @@ def _detached(state_dict, *arrays):
     """The arguments with every torch tensor that requires grad detached (``dict(rnn.named_parameters())``
     works as ``rnn.state_dict()`` does): the state_dict's values, then each of ``arrays`` (hx: a pair too)."""
     sd = {k: detached(v) for k, v in state_dict.items()} if isinstance(state_dict, Mapping) else state_dict
-    return (sd, *(type(a)(detached(v) for v in a) if isinstance(a, (tuple, list)) else detached(a) for a in arrays))
+    return (sd, *((tuple if isinstance(a, tuple) else list)(map(detached, a)) if isinstance(a, (tuple, list))
+                  else detached(a) for a in arrays))
 
 
 def _masks(p: ModuleProblem):
