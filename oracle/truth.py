@@ -7,7 +7,9 @@ each the shape of its tensor (see oracle.compare for how they are used):
   backward pass: κ_loss · κ_act. κ_loss = max(|fy(o)| + |y|) / max|fy(o) − y|
   over the loss's gradient dL/do (p − onehot when the softmax is confident,
   o − y when the fit is close): the terms are rounded, not their difference;
-  taken per step over the steps s ≥ t, as the scale of ``h`` is. κ_act =
+  taken per step over the steps s ≥ t, as the scale of ``h`` is; and for
+  each batch row alone, weighed by the row's part of the tensor (one
+  confident row that makes a gradient alone brings its own κ). κ_act =
   max|dh_t| / max|dz_t| at step t (act'(z) taken from the rounded h loses
   digits where units saturate: the seed's 1 − h² when h → ±1). Per step for
   ``h``, ``z`` and ``x``; their largest values for the sums over steps.
@@ -64,6 +66,36 @@ def _suffix_max(a: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(a[::-1])[::-1]
 
 
+def _rows(inputs: dict, kwargs: dict, grads: dict) -> dict | None:
+    """name → (B, *shape): each batch row's part of every gradient. The seed model's rows never meet and each
+    step's loss is a mean over them, so row b's part is the gradient set of row b alone, over B; None when the
+    parts do not add up to ``grads`` (then no row-wise amplification is taken)."""
+    import reference
+
+    B = grads["h"].shape[1]
+    if B == 1:
+        return None
+    x_axis = 0 if kwargs["topology"] == "one-to-many" else 1
+    y_axis = 0 if kwargs["topology"] == "many-to-one" else 1
+    parts = []
+    for b in range(B):
+        one = {"params": inputs["params"], "x": np.take(inputs["x"], [b], axis=x_axis),
+               "target": np.take(inputs["target"], [b], axis=y_axis),
+               "h0": None if inputs["h0"] is None else inputs["h0"][b:b + 1]}
+        parts.append(run(reference.gradients, one, kwargs))
+    rows = {}
+    for name, g in grads.items():
+        if name in ("h", "z") or name == "x" or name == "h0":  # the batch axis: the rows' own entries
+            axis = 0 if g.ndim == 2 else 1
+            rows[name] = np.moveaxis(g, axis, 0)  # (B, ...)
+            continue
+        part = np.stack([p[name] / B for p in parts])  # (B, *shape)
+        if not np.allclose(part.sum(axis=0), g, rtol=1e-9, atol=1e-12 * float(np.abs(g).max(initial=0.0))):
+            return None
+        rows[name] = part
+    return rows
+
+
 def amplification(inputs: dict, kwargs: dict, grads: dict) -> dict:
     """κ_loss · κ_act for every tensor of the gradient set, broadcast to its shape."""
     import reference  # here, not at the top: a worker process imports oracle without torch
@@ -73,27 +105,50 @@ def amplification(inputs: dict, kwargs: dict, grads: dict) -> dict:
     yt = target if kwargs["topology"] != "many-to-one" else target[None]
     if kwargs["loss"] == "cross_entropy":
         yt = (yt[..., None] == np.arange(y.shape[-1])).astype(np.float64)  # onehot (S, B, O)
-    T, S = grads["h"].shape[0], y.shape[0]
-    terms, diff = np.zeros(T), np.zeros(T)  # per step t, zero where the loss reads nothing
-    terms[T - S:] = (np.abs(y) + np.abs(yt)).reshape(S, -1).max(axis=1)
-    diff[T - S:] = np.abs(y - yt).reshape(S, -1).max(axis=1)
+    T, S, B = grads["h"].shape[0], y.shape[0], y.shape[1]
+    terms, diff = np.zeros((T, B)), np.zeros((T, B))  # per step t and row b, zero where the loss reads nothing
+    terms[T - S:] = (np.abs(y) + np.abs(yt)).max(axis=2)
+    diff[T - S:] = np.abs(y - yt).max(axis=2)
     terms, diff = _suffix_max(terms), _suffix_max(diff)  # on the same steps as the scale of h
-    k_loss = np.divide(terms, diff, out=np.ones(T), where=diff > 0).clip(min=1.0)  # (T,)
+    k_loss = np.divide(terms.max(axis=1), diff.max(axis=1), out=np.ones(T),
+                       where=diff.max(axis=1) > 0).clip(min=1.0)  # (T,) the rows' largest terms over differences
+    k_row = np.divide(terms, diff, out=np.ones((T, B)), where=diff > 0).clip(min=1.0)  # (T, B) each row's own
     dh, dz = (np.abs(grads[k]).reshape(T, -1).max(axis=1) for k in ("h", "z"))  # (T,)
     k_act = np.divide(dh, dz, out=np.ones(T), where=dz > 0).clip(min=1.0)  # (T,)
+    # rows are weighed only where one cancels over twice the rows together (C's margin covers less)
+    rows = _rows(inputs, kwargs, grads) if (k_row.max(axis=1) > 2 * k_loss).any() else None
     amp = {}
     for name, g in grads.items():
         per_step = lambda k: k.reshape(-1, *([1] * (g.ndim - 1)))  # noqa: E731, B023
+        act = 1.0 if name in ("h", "Why", "by") else None  # made from dL/do alone (h: its act part is z's)
         if name == "h":
             k = per_step(k_loss)
-        elif name in ("Why", "by"):  # made from dL/do alone
+        elif name in ("Why", "by"):
             k = k_loss.max()
         elif has_time_axis(name, g):  # z, and x with a time axis
-            k = per_step(k_loss * k_act)
+            k, act = per_step(k_loss * k_act), per_step(k_act)
         else:  # a sum over steps may be made of its most cancelling step alone
-            k = k_loss.max() * k_act.max()
+            k, act = k_loss.max() * k_act.max(), k_act.max()
+        if rows is not None:  # a row that cancels more than the rows together, weighed by its part of the tensor
+            k = np.maximum(k, act * _row_weighted(rows[name], k_row, stepped=has_time_axis(name, g) or name == "h"))
         amp[name] = np.broadcast_to(np.asarray(k, dtype=np.float64), g.shape).copy()
     return amp
+
+
+def _row_weighted(part: np.ndarray, k_row: np.ndarray, stepped: bool) -> np.ndarray:
+    """max over rows b of κ_b · (row b's largest entry) / (the tensor's largest entry): per step (over the
+    steps s ≥ t, as the scale) for a tensor with a time axis; else with each row's κ over all its steps
+    (its largest terms over its largest difference, as the rows together are taken)."""
+    B = part.shape[0]
+    if stepped:  # part (B, T, ...)
+        T = part.shape[1]
+        m = _suffix_max(np.abs(part).reshape(B, T, -1).max(axis=2).T)  # (T, B)
+        top = m.max(axis=1, keepdims=True)  # (T, 1)
+        w = np.divide(m, top, out=np.zeros_like(m), where=top > 0)
+        return (k_row * w).max(axis=1).reshape(-1, *([1] * (part.ndim - 1)))  # (T, 1, ...), as the tensor (T, B, ...)
+    m = np.abs(part).reshape(B, -1).max(axis=1)  # (B,)
+    top = m.max()  # a sum over steps: each row's κ over all its steps at once (row t = 0 of the suffix)
+    return np.asarray(float((k_row[0] * m).max() / top) if top > 0 else 1.0)
 
 
 def finite_truth(want: dict) -> None:
