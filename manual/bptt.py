@@ -46,10 +46,17 @@ def detached(a):
     return a.detach() if getattr(a, "requires_grad", False) else a
 
 
+def detached_args(mapping, *arrays) -> tuple:
+    """The arguments with every torch tensor that requires grad detached (``dict(rnn.named_parameters())`` works
+    as ``rnn.state_dict()`` does): the mapping's values, then each of ``arrays`` (a pair, such as the LSTM's hx,
+    too); anything else as it is, for the input checks to name."""
+    m = {k: detached(v) for k, v in mapping.items()} if isinstance(mapping, Mapping) else mapping
+    return (m, *((tuple if isinstance(a, tuple) else list)(map(detached, a)) if isinstance(a, (tuple, list))
+                 else detached(a) for a in arrays))
+
+
 def _check(params, x, target, h0, activation, loss, topology):
-    params = {k: detached(v) for k, v in params.items()} if isinstance(params, Mapping) else params
-    x, target = detached(x), detached(target)
-    h0 = None if h0 is None else detached(h0)
+    params, x, target, h0 = detached_args(params, x, target, h0)
     p = check_inputs(params, x, target, h0, activation, loss, topology)
     if h0 is None:
         h0 = p.xp.zeros((p.B, p.H), dtype=p.dtype, device=p.device)  # (B, H)

@@ -26,23 +26,13 @@ gate's pre-activation; zero at padded steps but for c, carried like h.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from contract import NonFiniteGradientError, all_finite, first_nonfinite_step
 from contract.module_checks import ModuleProblem, check_module_inputs, split_hx
 from contract.spec import step_names
-from manual.bptt import detached
+from manual.bptt import detached_args
 from manual.cells import CELLS
 from manual.errstate import numpy_quiet_input
 from manual.kernels import kernels
-
-
-def _detached(state_dict, *arrays):
-    """The arguments with every torch tensor that requires grad detached (``dict(rnn.named_parameters())``
-    works as ``rnn.state_dict()`` does): the state_dict's values, then each of ``arrays`` (hx: a pair too)."""
-    sd = {k: detached(v) for k, v in state_dict.items()} if isinstance(state_dict, Mapping) else state_dict
-    return (sd, *((tuple if isinstance(a, tuple) else list)(map(detached, a)) if isinstance(a, (tuple, list))
-                  else detached(a) for a in arrays))
 
 
 def _masks(p: ModuleProblem):
@@ -104,7 +94,7 @@ def _forward(p: ModuleProblem, sd, x, hx):
 def module_forward(config, state_dict, input, hx=None, *, lengths=None) -> dict:
     """``output`` as torch's module returns it (padded steps zero), ``h_n`` (L·dirs, B, P), and for the
     LSTM ``c_n`` (L·dirs, B, H); arguments as :func:`module_gradients`."""
-    state_dict, input, hx = _detached(state_dict, input, hx)
+    state_dict, input, hx = detached_args(state_dict, input, hx)
     p = check_module_inputs(config, state_dict, input, hx, lengths=lengths, upstream=False)
     out, h_n, c_n, _ = _forward(p, state_dict, _time_major(p, input), hx)
     res = {"output": _time_major(p, out), "h_n": h_n}
@@ -136,8 +126,8 @@ def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, gr
         ``h_l{k}{s}`` and the cell's own (``z_l{k}{s}``; ``c_l{k}{s}``, ``gate_i_l{k}{s}`` …;
         ``gate_r_l{k}{s}`` …), (T, B, ·) in time order. In the caller's library, dtype and device.
     """
-    state_dict, input, hx, grad_output, grad_hn, grad_cn = _detached(state_dict, input, hx, grad_output, grad_hn,
-                                                                     grad_cn)
+    state_dict, input, hx, grad_output, grad_hn, grad_cn = detached_args(
+        state_dict, input, hx, grad_output, grad_hn, grad_cn)
     p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths, grad_cn=grad_cn)
     xp, c, T, B = p.xp, p.config, p.T, p.B
     sd = state_dict

@@ -147,6 +147,11 @@ def _from_layout(case, tensors: dict) -> dict:
     return {f"{p}.{k}": v for p, g in _groups(tensors, back).items() for k, v in from_onnx(case.config, g).items()}
 
 
+def case_elements(case) -> int:
+    """How many numbers a case's file holds: its inputs, gradients, sensitivities and amplifications."""
+    return sum(math.prod(s) for s, _ in file_shapes(case).values())
+
+
 def case_from_spec(spec: object, path, kind: str = "seed"):
     """The case a file's metadata describes, every field checked."""
     if not isinstance(spec, dict):
@@ -164,7 +169,7 @@ def case_from_spec(spec: object, path, kind: str = "seed"):
             raise GoldenFileError(path, f"metadata case.{key} is {v!r}, expected an integer in [1, {MAX_DIM}]")
         dims[key] = v
     case = Case(spec["topology"], spec["activation"], spec["loss"], **dims, dtype=spec["dtype"])
-    if sum(math.prod(s) for s, _ in file_shapes(case).values()) > MAX_ELEMENTS:
+    if case_elements(case) > MAX_ELEMENTS:
         raise GoldenFileError(path, f"case {case.name} declares more than {MAX_ELEMENTS} elements")
     return case
 
@@ -195,7 +200,7 @@ def _module_case_from_spec(spec: dict, path) -> ModuleCase:
         config_from(case.config.as_dict())
     except (TypeError, ValueError) as e:
         raise GoldenFileError(path, f"metadata case is not a valid configuration: {e}") from None
-    if sum(math.prod(s) for s, _ in file_shapes(case).values()) > MAX_ELEMENTS:
+    if case_elements(case) > MAX_ELEMENTS:
         raise GoldenFileError(path, f"case {case.name} declares more than {MAX_ELEMENTS} elements")
     return case
 

@@ -85,7 +85,7 @@ def _rows(inputs: dict, kwargs: dict, grads: dict) -> dict | None:
         parts.append(run(reference.gradients, one, kwargs))
     rows = {}
     for name, g in grads.items():
-        if name in ("h", "z") or name == "x" or name == "h0":  # the batch axis: the rows' own entries
+        if name in ("h", "z", "x", "h0"):  # the batch axis: the rows' own entries
             axis = 0 if g.ndim == 2 else 1
             rows[name] = np.moveaxis(g, axis, 0)  # (B, ...)
             continue
@@ -120,7 +120,7 @@ def amplification(inputs: dict, kwargs: dict, grads: dict) -> dict:
     amp = {}
     for name, g in grads.items():
         per_step = lambda k: k.reshape(-1, *([1] * (g.ndim - 1)))  # noqa: E731, B023
-        act = 1.0 if name in ("h", "Why", "by") else None  # made from dL/do alone (h: its act part is z's)
+        act = 1.0  # h, Why, by: made from dL/do alone (h's act part is z's)
         if name == "h":
             k = per_step(k_loss)
         elif name in ("Why", "by"):
@@ -130,7 +130,7 @@ def amplification(inputs: dict, kwargs: dict, grads: dict) -> dict:
         else:  # a sum over steps may be made of its most cancelling step alone
             k, act = k_loss.max() * k_act.max(), k_act.max()
         if rows is not None:  # a row that cancels more than the rows together, weighed by its part of the tensor
-            k = np.maximum(k, act * _row_weighted(rows[name], k_row, stepped=has_time_axis(name, g) or name == "h"))
+            k = np.maximum(k, act * _row_weighted(rows[name], k_row, stepped=has_time_axis(name, g)))
         amp[name] = np.broadcast_to(np.asarray(k, dtype=np.float64), g.shape).copy()
     return amp
 
