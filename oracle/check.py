@@ -27,7 +27,16 @@ from contract.spec import is_int, step_names
 from oracle.cases import Case, all_cases, run, select
 from oracle.catalog import builtin_cases, kind_of
 from oracle.compare import Report
-from oracle.isolate import DEFAULT_TIMEOUT, CandidateError, Outcome, call, load, reference_to, run_isolated
+from oracle.isolate import (
+    DEFAULT_TIMEOUT,
+    CandidateError,
+    Outcome,
+    call,
+    load,
+    reference_to,
+    run_isolated,
+    stop_if_importing_main,
+)
 from oracle.layouts import LayoutError, check_layout, from_onnx
 from oracle.module_cases import ModuleCase, map_arrays, module_truth, run_module, to_time_major
 from oracle.progress import Progress
@@ -86,11 +95,15 @@ class Prepared:
     layout: str = "torch"  # the names and shapes the candidate's gradients come in (oracle.layouts)
 
     @property
-    def names(self) -> tuple[str, ...]:
-        """The gradient names a candidate may give, in its layout."""
+    def expect(self) -> dict[str, list[tuple]]:
+        """name → the shapes a candidate's gradient may have, in its layout: what a worker lets cross
+        (``oracle.isolate``); any other name is not judged, any other shape crosses as its shape alone."""
         from oracle.golden import expected_grads
 
-        return tuple(expected_grads(self.case, self.layout)) if self.layout != "torch" else tuple(self.want.grads)
+        given = {k: [tuple(s) for s in v] for k, v in expected_grads(self.case, self.layout).items()}
+        if self.layout != "torch":
+            return given
+        return {k: list(dict.fromkeys([tuple(v.shape), *given.get(k, [])])) for k, v in self.want.grads.items()}
 
 
 def cast_inputs(inputs: dict, dtype: str) -> dict:
@@ -157,7 +170,7 @@ def prepare(case, inputs: dict, want: Truth | None = None, layout: str = "torch"
 def judge(p: Prepared, outcome: Outcome) -> CaseResult:
     """The verdict on one case: every call's gradient set by the case's bound; the first failing one reported."""
     if outcome.error:
-        return CaseResult(p.case, error=outcome.error)
+        return CaseResult(p.case, error="; ".join([outcome.error, *outcome.notes]))
     if not outcome.grads:
         return CaseResult(p.case, error="the candidate returned nothing")
     report = None
@@ -185,7 +198,7 @@ def judge(p: Prepared, outcome: Outcome) -> CaseResult:
         title = p.case.name if i == 0 else (f"{p.case.name} (call {i + 1} of {len(outcome.grads)} on the same "
                                             "inputs; the first call passed: state kept between calls?)")
         report = p.want.compare(got, dtype=p.case.dtype, ref=p.ref, optional=optional, title=title)
-        report.notes = notes
+        report.notes = notes + outcome.notes
         if bad_input is not None and "input" in {t.name for t in report.tensors}:
             rep = report["input"]
             rep.status, rep.why = "FAIL", (f"shape {bad_input[0]}, expected {bad_input[1]} (batch_first: "
@@ -211,9 +224,12 @@ def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: tuple, *, jo
     def task(i: int) -> tuple:
         prepared[i] = prepare_case(i)
         case = prepared[i].case
-        return prepared[i].inputs, getattr(case, "kwargs", {}), kind_of(case), prepared[i].names
+        return prepared[i].inputs, getattr(case, "kwargs", {}), kind_of(case), prepared[i].expect
 
     def done(i: int, outcome: Outcome) -> None:
+        if results[i] is not None:  # judged already: its worker died after answering it (oracle.isolate)
+            results[i] = CaseResult(results[i].case, error=outcome.error)
+            return
         results[i] = judge(prepared.pop(i), outcome)
         bar.step(results[i].case.name)
 
@@ -222,14 +238,15 @@ def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: tuple, *, jo
         run_isolated(what, n, task, done, jobs=jobs, timeout=timeout)
     else:
         for i in range(n):
-            inputs, kwargs, kind, names = task(i)
-            done(i, call(what, inputs, kwargs, kind=kind, names=names))
+            inputs, kwargs, kind, expect = task(i)
+            done(i, call(what, inputs, kwargs, kind=kind, expect=expect))
     return CheckResult(results)
 
 
 def _runner(candidate, isolate: bool) -> tuple:
     """How the candidate will run, settled before any case is loaded (so a bad spec fails first)."""
     if isolate:
+        stop_if_importing_main()
         return "isolated", reference_to(candidate)
     try:
         fn = load(("spec", candidate)) if isinstance(candidate, str) else candidate

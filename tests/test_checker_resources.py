@@ -1,0 +1,253 @@
+"""The checker under a candidate's resources: memory bounded by the case, no process outlives its worker, a worker
+that dies between cases fails only its case, replies checked completely, each message saying what happened.
+
+The attacks are in ``checker_attacks.py``. Runs that measure memory or wait on pipes run ``bptt`` in a
+subprocess, as a CI step would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from oracle.cli import main
+from oracle.isolate import (
+    BF16_LABEL,
+    CALLS,
+    HEAD_CAP,
+    MAX_ITEMSIZE,
+    ReplyError,
+    _calls,
+    _plain,
+    call,
+    reply_cap,
+    withheld,
+)
+
+CASES = ["many-to-many/tanh/mse/T6-B2-D3-H4-O2/float64", "one-to-many/sigmoid/bce/T5-B2-D3-H4-O2/float64",
+         "many-to-one/relu/cross_entropy/T7-B3-D3-H4-O3/float32"]
+TESTS = Path(__file__).parent
+# what `bptt check` reports of its own and its largest worker's peak resident memory (MiB), on stderr
+PROBE = ("import resource, sys; from oracle.cli import main; code = main(sys.argv[1:]); r = resource.getrusage; "
+         "print('PEAK', r(resource.RUSAGE_SELF).ru_maxrss // 1024, r(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, "
+         "file=sys.stderr); sys.exit(code)")
+SLACK_MIB = 64  # peak memory allowed above a right candidate's run: the attacks below would take 1-16 GiB
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("golden")
+    argv = ["export", str(folder)]
+    for name in CASES:
+        argv += ["--case", name]
+    assert main(argv) == 0
+    return folder
+
+
+def bptt(golden, candidate, *more, env=(), timeout=120):
+    """``bptt check`` in a subprocess, output captured: (exit code, stdout, stderr, seconds, (checker, worker) MiB)."""
+    start = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", PROBE, "check", str(golden), "--candidate", candidate, *more],
+                       capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, "PYTHONPATH": str(TESTS), **dict(env)})
+    took = time.monotonic() - start
+    peak = next((tuple(map(int, line.split()[1:])) for line in p.stderr.splitlines() if line.startswith("PEAK")),
+                None)
+    assert "Traceback" not in p.stdout + p.stderr, p.stdout + p.stderr
+    return p.returncode, p.stdout, p.stderr, took, peak
+
+
+@pytest.fixture(scope="module")
+def right_peak(golden):
+    code, out, err, _, peak = bptt(golden, "wrong_candidates:right", "--jobs", "1", "-k", "float64")
+    assert code == 0, out + err
+    return peak
+
+
+# ---------------------------------------------------------------- 1. memory bounded by the case
+
+EXPECT = {"Wxh": [(4, 3)], "Whh": [(4, 4)]}
+
+
+def test_a_huge_view_is_never_copied_in_the_worker():
+    """2e9 float64 elements (16 GB were it materialised) cross as a shape; tracemalloc sees NumPy's allocations."""
+    view = np.broadcast_to(np.zeros(1), (2 * 10**9,))
+    tracemalloc.start()
+    try:
+        got, _ = _plain({"Wxh": view, "Whh": np.ones((4, 4))}, EXPECT)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got["Wxh"].shape == (2 * 10**9,) and got["Wxh"].strides == (0,)
+    assert peak < 2**20, f"{peak} bytes traced"
+
+
+def test_a_huge_torch_view_is_never_copied():
+    torch = pytest.importorskip("torch")
+    got, _ = _plain({"Wxh": torch.zeros(1, dtype=torch.float64).expand(2 * 10**9)}, EXPECT)
+    assert got["Wxh"].shape == (2 * 10**9,) and got["Wxh"].strides == (0,)
+
+
+def test_the_reply_cap_is_the_cases_size():
+    assert reply_cap(None) == HEAD_CAP
+    assert reply_cap(EXPECT) == HEAD_CAP + CALLS * MAX_ITEMSIZE * (12 + 16)
+    assert reply_cap({"input": [(2, 3, 4), (3, 2, 4)]}) == HEAD_CAP + CALLS * MAX_ITEMSIZE * 24
+
+
+def test_a_broadcast_view_fails_by_its_shape_within_the_memory_bound(golden, right_peak):
+    code, out, err, _, peak = bptt(golden, "checker_attacks:broadcast_view", "--jobs", "1", "-k", "float64")
+    assert code == 1 and "Wxh  FAIL  shape (2000000000,), expected (4, 3)" in out, out + err
+    assert peak[0] <= right_peak[0] + SLACK_MIB and peak[1] <= right_peak[1] + SLACK_MIB, (peak, right_peak)
+
+
+def test_a_forged_huge_frame_is_refused_before_it_is_read(golden, right_peak):
+    code, out, err, _, peak = bptt(golden, "checker_attacks:forged_frame", "--jobs", "1", "-k", "float64")
+    assert code == 1 and "a reply of 419430400 bytes announced, where this case's take at most" in out, out + err
+    assert peak[0] <= right_peak[0] + SLACK_MIB, (peak, right_peak)
+
+
+# ---------------------------------------------------------------- 2. no survivors
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guarantee is Linux's (a child subreaper)")
+@pytest.mark.parametrize("attack", ["setsid_daemon", "setpgid_child"])
+def test_processes_the_candidate_starts_end_with_its_worker(attack, golden, tmp_path):
+    """They sleep 30 s holding the worker's stdout and stderr: `bptt` under capture_output returns without them."""
+    pids = tmp_path / "pids"
+    pids.touch()
+    code, out, err, took, _ = bptt(golden, f"checker_attacks:{attack}", "--jobs", "2",
+                                   env={"BPTT_TEST_PIDS": str(pids)})
+    assert code == 0 and f"{len(CASES)} passed" in out, out + err
+    assert took < 20, f"capture_output waited {took:.1f} s"
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) >= len(CASES) and all(gone(p) for p in started), started
+
+
+# ---------------------------------------------------------------- 3. a worker that dies between cases
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_worker_that_dies_between_cases_fails_its_last_case_and_the_run_goes_on(jobs, golden):
+    code, out, err, _, _ = bptt(golden, "checker_attacks:closes_task_pipe", "--jobs", jobs)
+    assert code == 1 and "could not be loaded" not in out + err, out + err
+    assert out.count("the worker process died after answering this case") == len(CASES), out
+    assert "the worker's task pipe is closed" in out and f"{len(CASES)} cases, 0 passed" in out, out
+
+
+# ---------------------------------------------------------------- 4. replies checked completely
+
+@pytest.mark.parametrize("attack, words", [
+    ("forged_bfloat16_label", "bfloat16 names that are not float32 entries of their set"),
+    ("forged_one_call", f"1 gradient sets where {CALLS} were asked"),
+])
+def test_a_forged_reply_fails_its_case(attack, words, golden):
+    code, out, err, _, _ = bptt(golden, f"checker_attacks:{attack}", "--jobs", "1", "-k", "many-to-many")
+    assert code == 1 and "malformed reply" in out and words in out, out + err
+
+
+def entry(shape, offset=0, dtype="float64", **more):
+    return {"dtype": dtype, "shape": list(shape), "offset": offset,
+            "nbytes": int(np.prod(shape)) * np.dtype(dtype).itemsize, **more}
+
+
+def head(*calls, error=""):
+    return {"kind": "done", "task": 0, "error": error, "notes": [], "calls": list(calls)}
+
+
+GOOD = {"Wxh": entry((4, 3)), "Whh": entry((4, 4), 96)}
+SHIFTED = {"Wxh": entry((4, 3), 224), "Whh": entry((4, 4), 320)}  # the second set, after the first's bytes
+
+
+@pytest.mark.parametrize("reply, body, words", [
+    (head(GOOD), 224, "1 gradient sets where 2 were asked"),
+    (head(GOOD, GOOD, GOOD), 3 * 224, "3 gradient sets where 2 were asked"),
+    (head(GOOD, error="raised"), 224, "1 gradient sets where 0 were asked"),
+    (head({BF16_LABEL: ["Wxh"]}, {}), 0, "bfloat16 names"),
+    (head({"Wxh": entry((4, 3)), BF16_LABEL: ["Wxh"]}, {}), 96, "bfloat16 names"),
+    (head({"by": entry((3,))}, {}), 24, "'by' is no gradient of this case"),
+    (head({"Wxh": entry((3, 4))}, {}), 96, "has shape (3, 4), none of the case's"),
+    (head({"Wxh": entry((4, 3), nbytes=8)}, {}), 8, "does not fit the reply"),
+    (head({"Wxh": entry((4, 3), offset=8)}, {}), 104, "does not fit the reply"),
+    (head({"Wxh": {"dtype": "float64", "shape": [4, 3], "withheld": True}}, {}), 0, "withheld with the case's"),
+    (head({"Wxh": entry((4, 3), dtype="float128")}, {}), 192, "malformed entry"),
+    (head(GOOD, SHIFTED), 2 * 224 + 1, "where its entries take"),
+])
+def test_a_reply_that_is_not_what_was_asked_is_refused(reply, body, words):
+    with pytest.raises(ReplyError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        _calls(reply, EXPECT, body)
+
+
+def test_a_reply_as_asked_is_accepted():
+    _calls(head(GOOD, SHIFTED), EXPECT, 448)
+    _calls(head({"Wxh": {"dtype": "float64", "shape": [9], "withheld": True}}, {}), EXPECT, 0)
+
+
+# ---------------------------------------------------------------- 5. each message says what happened
+
+@pytest.mark.parametrize("attack, words", [
+    ("long_double", "Wxh: dtype float128 is not supported"),
+    ("complex_long_double", "Wxh: dtype complex256 is not supported"),
+    ("nine_dims", "Wxh  FAIL  shape (4, 3, 1, 1, 1, 1, 1, 1, 1), expected (4, 3)"),
+    ("numpy_str_keys", "key(s) of type numpy.str_ ignored ('Wxh', 'Whh', 'bh', …): use str keys"),
+    ("closes_reply_pipe", "the worker closed its reply pipe"),
+])
+def test_what_cannot_cross_is_named(attack, words, golden):
+    if attack.endswith("long_double") and np.dtype(np.longdouble).itemsize == 8:
+        pytest.skip("long double is float64 on this platform")
+    code, out, err, _, _ = bptt(golden, f"checker_attacks:{attack}", "--jobs", "2", "--timeout", "10")
+    assert code == 1 and words in out and "malformed" not in out, out + err
+
+
+def test_a_candidate_may_use_multiprocessing(golden):
+    code, out, err, _, _ = bptt(golden, "checker_attacks:uses_a_process_pool", "--jobs", "2")
+    assert code == 0 and f"{len(CASES)} passed" in out, out + err
+
+
+def test_the_same_in_process_without_a_worker():
+    """In-process, a wrongly shaped view is withheld the same way, and str subclasses as keys are noted."""
+    class Key(str):
+        pass
+
+    def candidate(params, x, target, h0=None):
+        return {Key("Wxh"): np.zeros((4, 3)), "Whh": np.broadcast_to(np.zeros(1), (10**10,))}
+
+    out = call(candidate, {"params": {}, "x": np.zeros(2), "target": np.zeros(2), "h0": None}, {}, expect=EXPECT)
+    assert not out.error and len(out.grads) == CALLS
+    assert "Wxh" not in out.grads[0] and out.grads[0]["Whh"].shape == (10**10,)
+    assert out.notes == ["1 key(s) of type test_checker_resources.Key ignored ('Wxh'): use str keys"]
+    assert withheld((3, 4), "float32").dtype == np.float32
+
+
+def test_a_script_without_the_main_guard_is_told_so(golden, tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text("import oracle, wrong_candidates\n"
+                      f"print(oracle.check(wrong_candidates.right, golden={str(golden)!r}, jobs=1))\n")
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(TESTS)})
+    assert p.returncode == 1 and 'not under `if __name__ == "__main__":`' in p.stderr, p.stdout + p.stderr
+    assert "isolate=False" in p.stderr and p.stderr.count("Traceback") == 1, p.stderr
+
+
+def test_a_worker_reply_is_json_and_bytes_only():
+    """What crosses is a JSON head and raw bytes: no pickle opcode can reach the checker."""
+    from oracle.isolate import _head_and_body
+
+    h, parts = _head_and_body("done", 0, "", ({"Wxh": np.ones((4, 3))}, {"Wxh": np.ones((5,))}), [], EXPECT)
+    described = json.loads(h)["calls"]
+    assert described[0]["Wxh"]["nbytes"] == 96 and described[1]["Wxh"] == {"dtype": "float64", "shape": [5],
+                                                                             "withheld": True}
+    assert [p.dtype for p in parts] == [np.uint8]
