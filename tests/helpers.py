@@ -34,3 +34,14 @@ def assert_grads_match(got: dict, want: dict, *, dtype: str | None = None, ref: 
 
 
 __all__ = ["assert_grads_match", "call"]
+
+
+def export_golden(folder, names: list[str]):
+    """``bptt export folder --case NAME …``: golden files of the named built-in cases; the folder."""
+    from oracle.cli import main
+
+    argv = ["export", str(folder)]
+    for name in names:
+        argv += ["--case", name]
+    assert main(argv) == 0
+    return folder

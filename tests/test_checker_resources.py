@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import export_golden
 
-from oracle.cli import main
 from oracle.isolate import (
     BF16_LABEL,
     CALLS,
@@ -44,12 +44,7 @@ SLACK_MIB = 64  # peak memory allowed above a right candidate's run: the attacks
 
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("golden")
-    argv = ["export", str(folder)]
-    for name in CASES:
-        argv += ["--case", name]
-    assert main(argv) == 0
-    return folder
+    return export_golden(tmp_path_factory.mktemp("golden"), CASES)
 
 
 def bptt(golden, candidate, *more, env=(), timeout=120):

@@ -13,6 +13,7 @@ from functools import partial
 import numpy as np
 import pytest
 import wrong_candidates
+from helpers import export_golden
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,12 +30,7 @@ CASES = ["many-to-many/tanh/mse/T6-B2-D3-H4-O2/float64", "one-to-many/sigmoid/bc
 
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("golden")
-    argv = ["export", str(folder)]
-    for name in CASES:
-        argv += ["--case", name]
-    assert main(argv) == 0
-    return folder
+    return export_golden(tmp_path_factory.mktemp("golden"), CASES)
 
 
 def bptt_check(golden, candidate, capsys, *more):
