@@ -29,7 +29,7 @@ import torch
 
 import manual
 import reference
-from contract.spec import TORCH_MODULE, RNNConfig, param_shapes
+from contract.spec import GATES, TORCH_MODULE, RNNConfig, param_shapes
 from oracle.module_cases import run_module
 
 O = 16  # outputs of the read-out layer
@@ -211,7 +211,7 @@ def cell_floor(mode: str, size: tuple, dtype: str, lib: str = "numpy", device: s
     A practical floor: an implementation that makes these products as that library's calls spends this on them.
     """
     T, B, I, H = size  # noqa: E741
-    G = {"LSTM": 4, "GRU": 3}.get(mode, 1) * H  # gate rows (an Elman layer: 1)
+    G = GATES[mode] * H  # gate rows (contract.spec: an Elman layer 1, the LSTM 4, the GRU 3)
     shapes = {"X": (T * B, I), "Wih": (G, I), "Whh": (G, H), "A": (T * B, G), "Hs": (T * B, H), "h": (B, H),
               "a": (B, G)}
     a, mm, empty = _operands(shapes, dtype, lib, device)

@@ -67,7 +67,7 @@ def _name(arg: str, value: object, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _array(arg: str, a: object) -> object:
+def array_arg(arg: str, a: object) -> object:
     if not is_array_api_obj(a):
         raise TypeError(
             f"{arg} must be an array (numpy.ndarray or torch.Tensor); got "
@@ -120,7 +120,7 @@ def all_finite(xp, a) -> bool:
     return bool(xp.all(xp.isfinite(a)))
 
 
-def _finite(arg: str, xp, a) -> None:
+def require_finite(arg: str, xp, a) -> None:
     if not all_finite(xp, a):
         ok = xp.isfinite(a)
         bad = tuple(int(i[0]) for i in xp.nonzero(~ok))
@@ -130,14 +130,14 @@ def _finite(arg: str, xp, a) -> None:
         )
 
 
-def _quiet(xp) -> contextlib.AbstractContextManager:
+def quiet_errors(xp) -> contextlib.AbstractContextManager:
     """NumPy's floating-point warnings off for NumPy arrays; the caller's state comes back on exit."""
     if is_numpy_namespace(xp):
         return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
     return contextlib.nullcontext()
 
 
-def _nonempty(arg: str, size: int, what: str) -> None:
+def require_nonempty(arg: str, size: int, what: str) -> None:
     if size < 1:
         raise ValueError(
             f"{arg} has {what} = {size}; BPTT needs at least 1. Remedy: pass a "
@@ -182,15 +182,15 @@ def check_inputs(
         )
 
     # Library, dtype and device all follow params['Wxh'].
-    named = {f"params[{k!r}]": _array(f"params[{k!r}]", params[k]) for k in PARAM_NAMES}
-    named["x"] = _array("x", x)
+    named = {f"params[{k!r}]": array_arg(f"params[{k!r}]", params[k]) for k in PARAM_NAMES}
+    named["x"] = array_arg("x", x)
     if h0 is not None:
-        named["h0"] = _array("h0", h0)
+        named["h0"] = array_arg("h0", h0)
     float_target = loss != "cross_entropy"
     if float_target:
-        named["target"] = _array("target", target)
+        named["target"] = array_arg("target", target)
     else:
-        _array("target", target)
+        array_arg("target", target)
 
     ref_arg, ref = "params['Wxh']", params["Wxh"]
     plain_numpy = all(type(a) is np.ndarray for a in (*named.values(), target))
@@ -231,8 +231,8 @@ def check_inputs(
             "pass the input-to-hidden weight as an (H, D) matrix."
         )
     H, D = (int(s) for s in Wxh.shape)
-    _nonempty("params['Wxh']", H, "H (hidden size, rows)")
-    _nonempty("params['Wxh']", D, "D (input size, columns)")
+    require_nonempty("params['Wxh']", H, "H (hidden size, rows)")
+    require_nonempty("params['Wxh']", D, "D (input size, columns)")
     _shape("params['Whh']", Whh, (H, H), "(H, H), H from params['Wxh']")
     _shape("params['bh']", bh, (H,), "(H,)")
     if by.ndim != 1:
@@ -241,7 +241,7 @@ def check_inputs(
             "output bias as a vector."
         )
     O = int(by.shape[0])  # noqa: E741
-    _nonempty("params['by']", O, "O (output size)")
+    require_nonempty("params['by']", O, "O (output size)")
     _shape("params['Why']", Why, (O, H), "(O, H), O from params['by'], H from params['Wxh']")
 
     stepped = topology != "many-to-one"  # target has a leading T axis
@@ -258,7 +258,7 @@ def check_inputs(
                 "Remedy: pass target of shape (T, B, O), or (T, B) classes."
             )
         T = int(target.shape[0])
-        _nonempty("target", T, "T (time steps, its first axis)")
+        require_nonempty("target", T, "T (time steps, its first axis)")
     else:
         if x.ndim != 3:
             raise ValueError(
@@ -266,8 +266,8 @@ def check_inputs(
                 f"{tuple(x.shape)}. Remedy: add the time axis first, e.g. x[None] for one step."
             )
         T, B = int(x.shape[0]), int(x.shape[1])
-        _nonempty("x", T, "T (time steps, axis 0)")
-    _nonempty("x", B, "B (batch rows)")
+        require_nonempty("x", T, "T (time steps, axis 0)")
+    require_nonempty("x", B, "B (batch rows)")
     _shape("x", x, (B, D) if topology == "one-to-many" else (T, B, D), "(T, B, D)"
            if topology != "one-to-many" else "(B, D)")
 
@@ -292,9 +292,9 @@ def check_inputs(
     if h0 is not None:
         _shape("h0", h0, (B, H), "(B, H)")
 
-    with _quiet(xp):  # a sum of huge finite NumPy entries may overflow: no RuntimeWarning for that
+    with quiet_errors(xp):  # a sum of huge finite NumPy entries may overflow: no RuntimeWarning for that
         for arg, a in named.items():
-            _finite(arg, xp, a)
+            require_finite(arg, xp, a)
     if loss == "bce":
         outside = (target < 0) | (target > 1)
         if bool(xp.any(outside)):

@@ -12,7 +12,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device, is_array_api_obj
 
-from contract.checks import CAST_REMEDY, _array, _finite, _nonempty, _quiet, plain_array
+from contract.checks import CAST_REMEDY, array_arg, plain_array, quiet_errors, require_finite, require_nonempty
 from contract.spec import RNNConfig, config_from, is_int, param_shapes
 
 
@@ -80,7 +80,7 @@ def _lengths(lengths, T: int, B: int) -> tuple[int, ...] | None:
 
 
 def _same_kind(arg: str, a, ref_arg: str, ref, xp, dtype, dev, shape: tuple, meaning: str) -> None:
-    _array(arg, a)
+    array_arg(arg, a)
     if array_namespace(a) is not xp:
         raise TypeError(f"{arg} is a {type(a).__module__}.{type(a).__name__} but {ref_arg} is a "
                         f"{type(ref).__module__}.{type(ref).__name__}; all arrays must come from one library. "
@@ -123,7 +123,7 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
                          f"({', '.join(shapes)}); missing {missing or 'none'}, unexpected {extra or 'none'}. "
                          "Remedy: build it from the same config (num_layers, bias, bidirectional).")
     ref_arg = next(iter(shapes))
-    ref = _array(f"state_dict[{ref_arg!r}]", state_dict[ref_arg])
+    ref = array_arg(f"state_dict[{ref_arg!r}]", state_dict[ref_arg])
     xp, dtype, dev = array_namespace(ref), ref.dtype, device(ref)
     if not xp.isdtype(dtype, "real floating"):
         raise TypeError(f"state_dict[{ref_arg!r}] must have a real floating dtype; got {dtype}. "
@@ -134,14 +134,14 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
         arg = f"state_dict[{k!r}]"
         _same_kind(arg, state_dict[k], ref_arg, ref, xp, dtype, dev, shape, "(torch.nn.RNN's layout)")
         named[arg] = state_dict[k]
-    _array("input", input)
+    array_arg("input", input)
     if input.ndim != 3:
         raise ValueError(f"input must be 3-D, {'(B, T, input_size)' if c.batch_first else '(T, B, input_size)'}; "
                          f"got shape {tuple(input.shape)}. Remedy: add the missing axis, e.g. x[None].")
     T, B = (int(input.shape[1]), int(input.shape[0])) if c.batch_first else (int(input.shape[0]),
                                                                                int(input.shape[1]))
-    _nonempty("input", T, "T (time steps)")
-    _nonempty("input", B, "B (batch rows)")
+    require_nonempty("input", T, "T (time steps)")
+    require_nonempty("input", B, "B (batch rows)")
     layout = "(B, T, input_size)" if c.batch_first else "(T, B, input_size)"
     shape = (B, T, c.input_size) if c.batch_first else (T, B, c.input_size)
     _same_kind("input", input, ref_arg, ref, xp, dtype, dev, shape, f"{layout}, batch_first={c.batch_first}")
@@ -174,7 +174,7 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
         _same_kind("grad_cn", grad_cn, ref_arg, ref, xp, dtype, dev, p.cell_shape,
                    "(num_layers·dirs, B, hidden_size), as c_n")
         named["grad_cn"] = grad_cn
-    with _quiet(xp):
+    with quiet_errors(xp):
         for arg, a in named.items():
-            _finite(arg, xp, a)
+            require_finite(arg, xp, a)
     return p

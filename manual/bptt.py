@@ -6,7 +6,7 @@ the loss reads: 1 for many-to-one, T otherwise):
     z_t = x_t Wxhᵀ + h_{t-1} Whhᵀ + bh        h_t = act(z_t)
     o_t = h_t Whyᵀ + by                         y_t = fy(o_t)     L = Σ_s L_s
 
-Backward, t = T … 1, in the order of the README's equations:
+Backward, t = T … 1, in the order of the derivation's equations (docs/derivation.md):
 
     dL/dh_t = ∂L_t/∂h_t + dL/dz_{t+1} Whh      (direct + through the future)
     dL/dz_t = dL/dh_t ⊙ act'(z_t)

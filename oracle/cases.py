@@ -106,6 +106,152 @@ class Case:
         out["target"] = target if self.loss == "cross_entropy" else cast(target)
         return out
 
+    # ------------------------------------------------------------ the Case protocol (oracle.catalog)
+
+    kind = "seed"  # the golden schema's word for this class; nothing branches on it
+    prefix = ""  # the start of every name of this class (oracle.catalog.parse_case)
+    optional = ("h", "z")  # per-step internals: judged when a candidate gives them
+
+    @staticmethod
+    def map_arrays(f, inputs: dict, every: bool = False) -> dict:
+        """``inputs`` with ``f`` applied to every float array (and, ``every``, to cross-entropy's integer
+        targets too)."""
+        g = lambda a: a if a is None or not (every or np.issubdtype(a.dtype, np.floating)) else f(a)  # noqa: E731
+        return {"params": {k: g(v) for k, v in inputs["params"].items()}, "x": g(inputs["x"]),
+                "target": g(inputs["target"]), "h0": g(inputs["h0"])}
+
+    def cast(self, inputs: dict, dtype: str | None = None) -> dict:
+        """Float inputs in ``dtype`` (the case's by default), NumPy."""
+        return self.map_arrays(lambda a: a.astype(dtype or self.dtype), inputs)
+
+    def call(self, fn, inputs: dict) -> dict:
+        """``fn`` with ``manual.gradients``' signature on this case's inputs."""
+        return run(fn, inputs, self.kwargs)
+
+    def truth(self, inputs: dict):
+        """The float64 truth (``oracle.truth.Truth``) on ``inputs`` cast to the case's dtype, as judged."""
+        from oracle.truth import truth
+
+        return truth(self.cast(inputs), self.kwargs)
+
+    def judged(self, grads: dict) -> dict:
+        """A gradient set as the truth holds it (the seed model's: as it is)."""
+        return grads
+
+    def check_layout(self, layout: str) -> str:
+        """The layout this case's tensors take when ``layout`` is asked (LayoutError for an unknown one): the
+        seed model's names are the same in every layout, and its files are torch's."""
+        from oracle.layouts import check_layout
+
+        check_layout(layout)
+        return "torch"
+
+    def expected_grads(self, layout: str = "torch") -> dict:
+        """name → the shapes a candidate's gradient may have (the same in every layout)."""
+        return {k: [v] for k, v in self.grad_shapes().items()}
+
+    def from_candidate(self, grads: dict, layout: str, notes: list | None = None) -> tuple[dict, dict]:
+        """(a candidate's gradient set as the truth holds it, {name: why} of tensors to fail by their shape)."""
+        return grads, {}
+
+    def grad_shapes(self) -> dict:
+        """name → shape of every gradient (and so of sens and amp)."""
+        T, B, D, H, O = self.T, self.B, self.D, self.H, self.O
+        return {"Wxh": (H, D), "Whh": (H, H), "bh": (H,), "Why": (O, H), "by": (O,), "h0": (B, H),
+                "x": (B, D) if self.topology == "one-to-many" else (T, B, D), "h": (T, B, H), "z": (T, B, H)}
+
+    # ------------------------------------------------------------ its golden file (oracle.golden)
+
+    def file_shapes(self) -> dict:
+        """name → (shape, allowed safetensors dtypes) of every tensor of its golden file."""
+        from contract import GRAD_NAMES, PARAM_NAMES
+
+        g = self.grad_shapes()
+        lead = () if self.topology == "many-to-one" else (self.T,)
+        target = ((*lead, self.B), {"I64"}) if self.loss == "cross_entropy" else ((*lead, self.B, self.O), {"F64"})
+        out = {f"params.{k}": (g[k], {"F64"}) for k in PARAM_NAMES}
+        out.update({"inputs.x": (g["x"], {"F64"}), "inputs.h0": (g["h0"], {"F64"}), "inputs.target": target})
+        for prefix in ("grads", "sens", "amp"):
+            out.update({f"{prefix}.{k}": (g[k], {"F64"}) for k in GRAD_NAMES})
+        return out
+
+    def file_tensors(self, inputs: dict, truth) -> dict:
+        """The tensors of its golden file, named as :meth:`file_shapes` names them."""
+        from contract import GRAD_NAMES, PARAM_NAMES
+
+        tensors = {f"params.{k}": inputs["params"][k] for k in PARAM_NAMES}
+        tensors.update({"inputs.x": inputs["x"], "inputs.h0": inputs["h0"], "inputs.target": inputs["target"]})
+        for prefix, d in (("grads", truth.grads), ("sens", truth.sens), ("amp", truth.amp)):
+            tensors.update({f"{prefix}.{k}": d[k] for k in GRAD_NAMES})
+        return tensors
+
+    def from_tensors(self, t: dict) -> tuple[dict, object]:
+        """(inputs, truth) from its golden file's tensors: the inverse of :meth:`file_tensors`."""
+        from contract import GRAD_NAMES, PARAM_NAMES
+        from oracle.truth import Truth
+
+        inputs = {"params": {k: t[f"params.{k}"] for k in PARAM_NAMES}, "x": t["inputs.x"], "h0": t["inputs.h0"],
+                  "target": t["inputs.target"]}
+        return inputs, Truth(*({k: t[f"{p}.{k}"] for k in GRAD_NAMES} for p in ("grads", "sens", "amp")))
+
+    def float_tensors(self, inputs: dict) -> dict:
+        """file name → every float input (what must be a number of the case's dtype)."""
+        out = {f"params.{k}": v for k, v in inputs["params"].items()}
+        out.update({f"inputs.{k}": inputs[k] for k in ("x", "h0", "target") if inputs[k].dtype.kind == "f"})
+        return out
+
+    def check_inputs(self, inputs: dict) -> None:
+        """The contract's checks (finite, classes in range) on ``inputs`` in the case's dtype."""
+        from contract import check_inputs
+
+        low = self.cast(inputs)
+        check_inputs(low["params"], low["x"], low["target"], low["h0"], **self.kwargs)
+
+    @classmethod
+    def from_spec(cls, spec: dict, max_dim: int) -> Case:
+        """The case a golden file's metadata describes; ValueError naming the field that is wrong."""
+        choices = {"topology": TOPOLOGIES, "activation": ACTIVATIONS, "loss": LOSSES, "dtype": DTYPES}
+        for key, allowed in choices.items():
+            if spec.get(key) not in allowed:
+                raise ValueError(f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
+        dims = {key: spec_int(spec, key, max_dim) for key in ("T", "B", "D", "H", "O")}
+        return cls(spec["topology"], spec["activation"], spec["loss"], **dims, dtype=spec["dtype"])
+
+    def fd_small(self) -> bool:
+        """Small enough for finite differences at export (two losses per entry differenced)."""
+        from oracle.policy import FD_MAX_PARAMS
+
+        T, B, D, H, O = self.T, self.B, self.D, self.H, self.O
+        return H * D + H * H + H + O * H + O + B * H + T * B * D <= FD_MAX_PARAMS and T <= 17
+
+    def fd_errors(self, grads: dict, inputs: dict) -> dict:
+        from oracle.fd import fd_errors
+
+        return fd_errors(grads, inputs, self.kwargs)
+
+    @property
+    def manual_name(self) -> str:
+        return "manual.gradients"
+
+    def manual(self, inputs: dict) -> dict:
+        import manual
+
+        return self.call(manual.gradients, inputs)
+
+    def autograd(self, inputs: dict) -> dict:
+        """Autograd in the inputs' own dtype and device (``reference.gradients``)."""
+        import reference
+
+        return self.call(reference.gradients, inputs)
+
+
+def spec_int(spec: dict, key: str, high: int) -> int:
+    """An integer field of a golden file's metadata in [1, high], or ValueError."""
+    v = spec.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= high:
+        raise ValueError(f"metadata case.{key} is {v!r}, expected an integer in [1, {high}]")
+    return v
+
 
 def run(fn, inputs: dict, kwargs: dict) -> dict:
     """``fn`` (manual.gradients' signature) on ``inputs`` (params, x, target, h0) with activation/loss/topology."""

@@ -1,21 +1,24 @@
-"""Every built-in case, of both kinds: the seed model's (``oracle.cases``) and the module's (``oracle.module_cases``).
+"""Every built-in case, of both classes: the seed model's (``oracle.cases``) and the module's
+(``oracle.module_cases``).
 
-A case's ``kind`` says which signature a candidate for it has: "seed" is
-``manual.gradients``', "module" is ``manual.module_gradients``'.
+Both classes keep one protocol, so that nothing else asks which class a case
+is: its name and seeded inputs (``name``, ``inputs``, ``cast``,
+``map_arrays``), how a candidate is called (``call``: ``manual.gradients``'
+signature or ``manual.module_gradients``'), its float64 truth (``truth``),
+manual's and autograd's answers as judged (``manual``, ``autograd``,
+``judged``), what a candidate's gradients may be (``grad_shapes``,
+``expected_grads``, ``optional``, ``check_layout``, ``from_candidate``), its
+golden file (``kind``, ``file_shapes``, ``file_tensors``, ``from_tensors``,
+``float_tensors``, ``check_inputs``, ``from_spec``) and its finite
+differences (``fd_small``, ``fd_errors``).
 """
 
 from __future__ import annotations
 
 from oracle.cases import DTYPES, Case, all_cases, select
-from oracle.module_cases import ModuleCase, all_module_cases
+from oracle.module_cases import MAX_LAYERS, ModuleCase, all_module_cases
 
-
-def kind_of(case) -> str:
-    return "module" if isinstance(case, ModuleCase) else "seed"
-
-
-MAX_CASE_LAYERS = 16
-
+CLASSES = (ModuleCase, Case)  # every class of case, the one whose name prefix a name has first
 
 def parse_case(name: str):
     """A case of either kind from its full name (ASCII digits; sizes bounded, so that a typo cannot ask for
@@ -23,14 +26,14 @@ def parse_case(name: str):
     if not name.isascii():
         raise ValueError(f"case name must be ASCII; got {name!r}. Remedy: e.g. "
                          "many-to-many/tanh/mse/T4-B2-D3-H4-O2/float64")
-    case = ModuleCase.parse(name) if name.startswith("module/") else Case.parse(name)
+    case = next(cls for cls in CLASSES if name.startswith(cls.prefix)).parse(name)
     from oracle.golden import MAX_ELEMENTS, case_elements  # here: golden imports this module
 
     layers = getattr(getattr(case, "config", None), "num_layers", 1)
     n = case_elements(case)
-    if n > MAX_ELEMENTS or layers > MAX_CASE_LAYERS:
+    if n > MAX_ELEMENTS or layers > MAX_LAYERS:
         raise ValueError(f"case {name!r} is too large to check here: {n:,} elements and {layers} layer(s), at most "
-                         f"{MAX_ELEMENTS:,} (a golden file's limit) and {MAX_CASE_LAYERS}. Remedy: smaller T, B or "
+                         f"{MAX_ELEMENTS:,} (a golden file's limit) and {MAX_LAYERS}. Remedy: smaller T, B or "
                          "sizes (the derivation does not change with size).")
     return case
 
@@ -40,4 +43,4 @@ def builtin_cases(dtypes=DTYPES) -> list:
     return [*all_cases(dtypes=dtypes), *all_module_cases(dtypes=dtypes)]
 
 
-__all__ = ["builtin_cases", "kind_of", "parse_case", "select"]
+__all__ = ["CLASSES", "builtin_cases", "parse_case", "select"]

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.spec import is_int, step_names
-from oracle.cases import Case, all_cases, run, select
-from oracle.catalog import builtin_cases, kind_of
+from contract.spec import is_int
+from oracle.cases import Case, all_cases, select
+from oracle.catalog import CLASSES, builtin_cases
 from oracle.compare import Report
 from oracle.isolate import (
     DEFAULT_TIMEOUT,
@@ -37,12 +37,10 @@ from oracle.isolate import (
     run_isolated,
     stop_if_importing_main,
 )
-from oracle.layouts import LayoutError, check_layout, from_onnx
-from oracle.module_cases import ModuleCase, map_arrays, module_truth, run_module, to_time_major
+from oracle.layouts import LayoutError, check_layout
+from oracle.policy import GOLDEN_AGREE
 from oracle.progress import Progress
-from oracle.truth import Truth, truth
-
-OPTIONAL = ("h", "z")  # per-step internals: checked when a candidate gives them
+from oracle.truth import Truth
 
 
 class NothingToCheckError(ValueError):
@@ -98,34 +96,15 @@ class Prepared:
     def expect(self) -> dict[str, list[tuple]]:
         """name → the shapes a candidate's gradient may have, in its layout: what a worker lets cross
         (``oracle.isolate``); any other name is not judged, any other shape crosses as its shape alone."""
-        from oracle.golden import expected_grads
-
-        given = {k: [tuple(s) for s in v] for k, v in expected_grads(self.case, self.layout).items()}
+        given = {k: [tuple(s) for s in v] for k, v in self.case.expected_grads(self.layout).items()}
         if self.layout != "torch":
             return given
         return {k: list(dict.fromkeys([tuple(v.shape), *given.get(k, [])])) for k, v in self.want.grads.items()}
 
 
 def cast_inputs(inputs: dict, dtype: str) -> dict:
-    """Float inputs in ``dtype`` (NumPy); integer targets unchanged."""
-    f = lambda a: a.astype(dtype) if np.issubdtype(a.dtype, np.floating) else a  # noqa: E731
-    return {"params": {k: f(v) for k, v in inputs["params"].items()}, "x": f(inputs["x"]),
-            "target": f(inputs["target"]), "h0": f(inputs["h0"])}
-
-
-def _cast_module(inputs: dict, dtype: str) -> dict:
-    return map_arrays(lambda a: a.astype(dtype), inputs)
-
-
-def fresh_truth(case, inputs: dict) -> Truth:
-    """The float64 truth of ``case`` computed here from ``inputs`` (cast to the case's dtype first, as judged)."""
-    if kind_of(case) == "module":
-        return module_truth(_cast_module(inputs, case.dtype))
-    return truth(cast_inputs(inputs, case.dtype), case.kwargs)
-
-
-GOLDEN_AGREE = 1e-8  # stored vs recomputed float64 truth, relative to the tensor's largest entry: far above what
-# another BLAS or torch version changes (1e-13 at most in the built-in cases), far below any altered gradient
+    """A seed-model case's float inputs in ``dtype`` (NumPy); integer targets unchanged."""
+    return Case.map_arrays(lambda a: a.astype(dtype), inputs)
 
 
 def _golden_truth(path, case, inputs: dict, stored: Truth) -> Truth:
@@ -134,7 +113,7 @@ def _golden_truth(path, case, inputs: dict, stored: Truth) -> Truth:
     agree with it, or the file is refused; its stored sens and amp are for readers in other languages."""
     from oracle.golden import GoldenFileError
 
-    want = fresh_truth(case, inputs)
+    want = case.truth(inputs)
     if set(want.grads) != set(stored.grads):
         raise GoldenFileError(path, f"its gradients {sorted(set(want.grads) ^ set(stored.grads))} are unexpected "
                                     f"or missing for case {case.name}")
@@ -152,19 +131,11 @@ def _golden_truth(path, case, inputs: dict, stored: Truth) -> Truth:
 def prepare(case, inputs: dict, want: Truth | None = None, layout: str = "torch") -> Prepared:
     """The reference side of ``case`` on ``inputs`` (``want``: its truth, computed when None); the candidate's
     gradients will be read in ``layout`` (a seed-model case has its own names in every layout)."""
-    import reference  # here, not at the top: a worker process imports oracle without torch
-
-    want = fresh_truth(case, inputs) if want is None else want
-    if kind_of(case) == "module":
-        check_layout(layout, case.config)
-        inputs = _cast_module(inputs, case.dtype)
-        ref = None
-        if case.dtype != "float64":
-            ref = to_time_major(case, run_module(reference.unrolled_module_gradients, _cast_module(inputs, case.dtype)))
-        return Prepared(case, inputs, want, ref, layout)
-    inputs = cast_inputs(inputs, case.dtype)
-    ref = run(reference.gradients, cast_inputs(inputs, case.dtype), case.kwargs) if case.dtype != "float64" else None
-    return Prepared(case, inputs, want, ref)
+    want = case.truth(inputs) if want is None else want
+    layout = case.check_layout(layout)
+    inputs = case.cast(inputs)
+    ref = case.autograd(inputs) if case.dtype != "float64" else None  # autograd's own error in the case's dtype
+    return Prepared(case, inputs, want, ref, layout)
 
 
 def judge(p: Prepared, outcome: Outcome) -> CaseResult:
@@ -173,36 +144,19 @@ def judge(p: Prepared, outcome: Outcome) -> CaseResult:
         return CaseResult(p.case, error="; ".join([outcome.error, *outcome.notes]))
     if not outcome.grads:
         return CaseResult(p.case, error="the candidate returned nothing")
-    report = None
-    module = kind_of(p.case) == "module"
-    optional = tuple(n for _, _, ns in step_names(p.case.config) for n in ns.values()) if module else OPTIONAL
-    notes: list[str] = []
+    report, notes = None, []
     for i, got in enumerate(outcome.grads):
-        if module and p.layout == "onnx":
-            try:
-                got = from_onnx(p.case.config, got, notes if i == 0 else None)
-            except (ValueError, TypeError, IndexError, AttributeError) as e:  # LayoutError is a ValueError
-                return CaseResult(p.case, error=f"its gradients are not in ONNX's layout: {e}")
-            if i == 0:
-                notes.insert(0, "read in ONNX's layout, reported in torch's names: W_l{k}[d] is weight_ih_l{k} "
-                                "(d = 1: _reverse), R weight_hh, B bias_ih then bias_hh, X input, initial_h_l{k} "
-                                "rows of hx, gates reordered (oracle.layouts)")
-        bad_input = None
-        if module and p.case.config.batch_first and got.get("input") is not None:
-            caller = (p.case.B, p.case.T, p.case.config.input_size)  # (B, T, input_size)
-            shape = tuple(getattr(got["input"], "shape", ()))
-            if shape == caller:
-                got = to_time_major(p.case, got)
-            elif shape:
-                bad_input = (shape, caller)  # reported in the caller's layout, not the judged time-major one
+        try:
+            got, bad = p.case.from_candidate(got, p.layout, notes if i == 0 else None)
+        except (ValueError, TypeError, IndexError, AttributeError) as e:  # LayoutError is a ValueError
+            return CaseResult(p.case, error=f"its gradients are not in ONNX's layout: {e}")
         title = p.case.name if i == 0 else (f"{p.case.name} (call {i + 1} of {len(outcome.grads)} on the same "
                                             "inputs; the first call passed: state kept between calls?)")
-        report = p.want.compare(got, dtype=p.case.dtype, ref=p.ref, optional=optional, title=title)
+        report = p.want.compare(got, dtype=p.case.dtype, ref=p.ref, optional=p.case.optional, title=title)
         report.notes = notes + outcome.notes
-        if bad_input is not None and "input" in {t.name for t in report.tensors}:
-            rep = report["input"]
-            rep.status, rep.why = "FAIL", (f"shape {bad_input[0]}, expected {bad_input[1]} (batch_first: "
-                                           "(B, T, input_size))")
+        for name, why in bad.items():  # a tensor of a shape the case's layout does not have, said in its terms
+            if name in {t.name for t in report.tensors}:
+                report[name].status, report[name].why = "FAIL", why
         if not report.ok:
             break
     return CaseResult(p.case, report)
@@ -223,8 +177,7 @@ def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: tuple, *, jo
 
     def task(i: int) -> tuple:
         prepared[i] = prepare_case(i)
-        case = prepared[i].case
-        return prepared[i].inputs, getattr(case, "kwargs", {}), kind_of(case), prepared[i].expect
+        return prepared[i].case, prepared[i].inputs, prepared[i].expect
 
     def done(i: int, outcome: Outcome) -> None:
         if results[i] is not None:  # judged already: its worker died after answering it (oracle.isolate)
@@ -238,8 +191,8 @@ def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: tuple, *, jo
         run_isolated(what, n, task, done, jobs=jobs, timeout=timeout)
     else:
         for i in range(n):
-            inputs, kwargs, kind, expect = task(i)
-            done(i, call(what, inputs, kwargs, kind=kind, expect=expect))
+            case, inputs, expect = task(i)
+            done(i, call(what, case, inputs, expect=expect))
     return CheckResult(results)
 
 
@@ -290,11 +243,10 @@ def golden_cases(folder: str | Path, pattern: str | None = None, layout: str | N
 def _layouts_possible(pairs) -> None:
     """Every (case, layout) has a form in its layout, or the run cannot be made (before any candidate runs)."""
     for case, lay in pairs:
-        if kind_of(case) == "module":
-            try:
-                check_layout(lay, case.config)
-            except LayoutError as e:
-                raise NothingToCheckError(f"{case.name}: {e} (or leave the case out with -k)") from None
+        try:
+            case.check_layout(lay)
+        except LayoutError as e:
+            raise NothingToCheckError(f"{case.name}: {e} (or leave the case out with -k)") from None
 
 
 def _folder(arg: str, v) -> None:
@@ -317,7 +269,7 @@ def _check_args(cases, golden, timeout, jobs):
             raise TypeError(f"cases must be None, a substring of case names, or a list of cases; got "
                             f"{type(cases).__name__}. Remedy: cases='module/', or oracle.all_cases()[:5].")
         cases = list(cases)
-        bad = next((c for c in cases if not isinstance(c, (Case, ModuleCase))), None)
+        bad = next((c for c in cases if not isinstance(c, CLASSES)), None)
         if bad is not None:
             raise TypeError(f"cases must hold cases (oracle.Case, ModuleCase); got {type(bad).__name__} {bad!r}. "
                             "Remedy: pass a substring of case names instead, e.g. cases='many-to-one/'.")

@@ -209,7 +209,7 @@ def parser() -> argparse.ArgumentParser:
     selection(e)
     e.add_argument("--layout", choices=("torch", "onnx"), default="torch",
                    help="module cases' tensor names and shapes: torch's state_dict (default) or ONNX's W/R/B "
-                        "operators (README, 'Layouts'); seed-model cases keep their own names")
+                        "operators (docs/layouts.md); seed-model cases keep their own names")
     e.set_defaults(fn=cmd_export)
 
     c = sub.add_parser("check", help="check a candidate's gradients against golden cases")

@@ -1,7 +1,7 @@
 """`bptt derive --cell lstm|gru`: each cell's backward pass, equation by equation, with real numbers.
 
 A tiny module (one layer, B = 1, input 2, H = 2) driven by dL/doutput at
-every step; each per-step quantity of the README's equations, computed by
+every step; each per-step quantity of the module contract's equations (docs/module-contract.md), computed by
 ``manual.module_gradients``, is set beside autograd's value of the same
 quantity (``reference.unrolled_module_gradients`` keeps every step's h, c and
 gate pre-activations), then the weight gradients, sums over the steps.
@@ -15,7 +15,7 @@ import manual
 from oracle.compare import tolerance
 from oracle.module_cases import ModuleCase, run_module
 
-EQUATIONS = {  # per-step tensor kind → the equation that makes it (README, "The module contract")
+EQUATIONS = {  # per-step tensor kind → the equation that makes it (docs/module-contract.md)
     "lstm": [("h", "dL/dh{t} = dL/doutput{t} + dL/da{t1} W_hh          (through the future)"),
              ("c", "dL/dc{t} = dL/dc{t1} ⊙ f{t1} + dL/dh{t} ⊙ o{t} ⊙ (1 − tanh² c{t})"),
              ("gate_i", "dL/da_i{t} = dL/dc{t} ⊙ g{t} ⊙ i{t}(1 − i{t})"),

@@ -5,13 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 import manual
+from oracle.policy import FD_STEP
 
-STEP = 1e-6
-# Central differences: truncation error ε²/6·|L'''| ≈ 1e-13 for O(1)
-# derivatives, rounding error ≈ eps·|L|/ε ≈ 2e-16·|L|/1e-6 = 2e-10·|L|.
-# 1e-7 relative to max(|gradient|, |L|, 1) leaves 500× over their sum, while a
-# wrong derivative is off by order 1.
-FD_TOL = 1e-7
+STEP = FD_STEP
+
 FD_NAMES = ("Wxh", "Whh", "bh", "Why", "by", "h0", "x")
 
 

@@ -40,13 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import ACTIVATIONS, GRAD_NAMES, LOSSES, PARAM_NAMES, TOPOLOGIES
-from contract.spec import MODES, config_from, param_shapes
-from contract.spec import grad_shapes as module_grad_shapes
-from oracle.cases import DTYPES, Case
-from oracle.catalog import kind_of
-from oracle.layouts import LAYOUTS, LayoutError, check_layout, from_onnx, onnx_names, to_onnx
-from oracle.module_cases import ModuleCase, bound_size, map_arrays, time_orders, to_time_major
+from oracle.cases import Case
+from oracle.layouts import LAYOUTS, LayoutError, from_onnx, onnx_names, to_onnx
+from oracle.module_cases import ModuleCase
 from oracle.truth import Truth
 
 SCHEMA = 2  # 2: a "kind" ("seed" or "module"); 1: the seed model's files before it, still read
@@ -82,45 +78,16 @@ class GoldenFileError(ValueError):
 
 def grad_shapes(case) -> dict:
     """name → shape of every gradient (and so of sens and amp) of ``case`` (``input`` in the caller's layout)."""
-    if kind_of(case) == "module":
-        return module_grad_shapes(case.config, case.T, case.B)
-    T, B, D, H, O = case.T, case.B, case.D, case.H, case.O
-    return {"Wxh": (H, D), "Whh": (H, H), "bh": (H,), "Why": (O, H), "by": (O,), "h0": (B, H),
-            "x": (B, D) if case.topology == "one-to-many" else (T, B, D), "h": (T, B, H), "z": (T, B, H)}
+    return case.grad_shapes()
 
 
 def file_shapes(case, layout: str = "torch") -> dict:
     """name → (shape, allowed safetensors dtypes) of every tensor of a golden file in ``layout``."""
-    g = grad_shapes(case)
-    if kind_of(case) == "module" and layout == "onnx":
-        return {name: (shape, {"I64"} if name.endswith("sequence_lens") else {"F64"})
-                for name, shape in _in_layout(case, {k: v[0] for k, v in file_shapes(case).items()},
-                                              onnx_names).items()}
-    if kind_of(case) == "module":
-        c = case.config
-        out = {f"state_dict.{k}": (v, {"F64"}) for k, v in param_shapes(c).items()}
-        out.update({"inputs.input": (g["input"], {"F64"}), "inputs.hx": (g["hx"], {"F64"})})
-        if c.has_cell_state:
-            out["inputs.cx"] = (g["cx"], {"F64"})
-        if case.upstream in ("output", "both"):
-            T, B, H2 = case.T, case.B, c.out_size * c.dirs
-            out["inputs.grad_output"] = ((B, T, H2) if c.batch_first else (T, B, H2), {"F64"})
-        if case.upstream in ("hn", "both"):
-            out["inputs.grad_hn"] = (g["hx"], {"F64"})
-            if c.has_cell_state:
-                out["inputs.grad_cn"] = (g["cx"], {"F64"})
-        if case.lengths != "full":
-            out["inputs.lengths"] = ((case.B,), {"I64"})
-        for prefix in ("grads", "sens", "amp"):
-            out.update({f"{prefix}.{k}": (v, {"F64"}) for k, v in g.items()})
-        return out
-    lead = () if case.topology == "many-to-one" else (case.T,)
-    target = ((*lead, case.B), {"I64"}) if case.loss == "cross_entropy" else ((*lead, case.B, case.O), {"F64"})
-    out = {f"params.{k}": (g[k], {"F64"}) for k in PARAM_NAMES}
-    out.update({"inputs.x": (g["x"], {"F64"}), "inputs.h0": (g["h0"], {"F64"}), "inputs.target": target})
-    for prefix in ("grads", "sens", "amp"):
-        out.update({f"{prefix}.{k}": (g[k], {"F64"}) for k in GRAD_NAMES})
-    return out
+    shapes = case.file_shapes()
+    if case.check_layout(layout) == "torch":
+        return shapes
+    return {name: (shape, {"I64"} if name.endswith("sequence_lens") else {"F64"})
+            for name, shape in _in_layout(case, {k: v[0] for k, v in shapes.items()}, onnx_names).items()}
 
 
 ONNX_PREFIX = {"state_dict": "params"}  # ONNX has no state_dict: its weights are the operator's inputs
@@ -152,54 +119,17 @@ def case_elements(case) -> int:
     return sum(math.prod(s) for s, _ in file_shapes(case).values())
 
 
+KINDS = {"seed": Case, "module": ModuleCase}  # a file's metadata kind → the class of its case
+
+
 def case_from_spec(spec: object, path, kind: str = "seed"):
     """The case a file's metadata describes, every field checked."""
     if not isinstance(spec, dict):
         raise GoldenFileError(path, "metadata 'case' is not an object")
-    if kind == "module":
-        return _module_case_from_spec(spec, path)
-    choices = {"topology": TOPOLOGIES, "activation": ACTIVATIONS, "loss": LOSSES, "dtype": DTYPES}
-    for key, allowed in choices.items():
-        if spec.get(key) not in allowed:
-            raise GoldenFileError(path, f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
-    dims = {}
-    for key in ("T", "B", "D", "H", "O"):
-        v = spec.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_DIM:
-            raise GoldenFileError(path, f"metadata case.{key} is {v!r}, expected an integer in [1, {MAX_DIM}]")
-        dims[key] = v
-    case = Case(spec["topology"], spec["activation"], spec["loss"], **dims, dtype=spec["dtype"])
-    if case_elements(case) > MAX_ELEMENTS:
-        raise GoldenFileError(path, f"case {case.name} declares more than {MAX_ELEMENTS} elements")
-    return case
-
-
-def _module_case_from_spec(spec: dict, path) -> ModuleCase:
-    choices = {"mode": MODES, "lengths": ("full", "mixed"), "upstream": ("output", "hn", "both"), "dtype": DTYPES}
-    for key, allowed in choices.items():
-        if spec.get(key) not in allowed:
-            raise GoldenFileError(path, f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
-    for key in ("bidirectional", "batch_first", "bias"):
-        if not isinstance(spec.get(key), bool):
-            raise GoldenFileError(path, f"metadata case.{key} is {spec.get(key)!r}, expected true or false")
-    dims = {}
-    for key in ("num_layers", "T", "B", "I", "H"):
-        v = spec.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_DIM:
-            raise GoldenFileError(path, f"metadata case.{key} is {v!r}, expected an integer in [1, {MAX_DIM}]")
-        dims[key] = v
-    if dims["num_layers"] > 64:
-        raise GoldenFileError(path, f"metadata case.num_layers is {dims['num_layers']}, more than 64")
-    proj, lbr = spec.get("proj_size", 0), spec.get("linear_before_reset", True)
-    if type(proj) is not int or not isinstance(lbr, bool):
-        raise GoldenFileError(path, f"metadata case.proj_size {proj!r} / linear_before_reset {lbr!r} malformed")
-    case = ModuleCase(spec["mode"], dims["num_layers"], spec["bidirectional"], spec["batch_first"], spec["bias"],
-                      dims["T"], dims["B"], dims["I"], dims["H"], lengths=spec["lengths"],
-                      upstream=spec["upstream"], dtype=spec["dtype"], proj_size=proj, linear_before_reset=lbr)
     try:
-        config_from(case.config.as_dict())
-    except (TypeError, ValueError) as e:
-        raise GoldenFileError(path, f"metadata case is not a valid configuration: {e}") from None
+        case = KINDS[kind].from_spec(spec, MAX_DIM)
+    except ValueError as e:
+        raise GoldenFileError(path, str(e)) from None
     if case_elements(case) > MAX_ELEMENTS:
         raise GoldenFileError(path, f"case {case.name} declares more than {MAX_ELEMENTS} elements")
     return case
@@ -353,15 +283,14 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
                                     f"this bptt-reference reads schemas {READABLE}",
                               "update bptt-reference (pip install -U), or export the case again with this one")
     kind = info.get("kind", "seed") if info["schema"] >= 2 else "seed"
-    if kind not in ("seed", "module"):
-        raise GoldenFileError(path, f"metadata kind is {kind!r}, expected 'seed' or 'module'")
+    if kind not in KINDS:
+        raise GoldenFileError(path, f"metadata kind is {kind!r}, expected one of {tuple(KINDS)}")
     case = case_from_spec(info.get("case"), path, kind)
     layout = info.get("layout", "torch") if info["schema"] >= SCHEMA_LAYOUT else "torch"
-    if layout not in LAYOUTS or (layout == "onnx" and kind != "module"):
-        raise GoldenFileError(path, f"metadata layout is {layout!r}, expected one of {LAYOUTS} (onnx for a "
-                                    "module case only)")
     try:
-        check_layout(layout, getattr(case, "config", None))
+        if layout not in LAYOUTS or case.check_layout(layout) != layout:
+            raise LayoutError(f"metadata layout is {layout!r}, expected one of {LAYOUTS} (onnx for a module case "
+                              "only)")
     except LayoutError as e:
         raise GoldenFileError(path, str(e)) from None
     expected = file_shapes(case, layout)
@@ -392,12 +321,7 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
                                         "sensitivity at least 0")
     if layout == "onnx":
         t = _from_layout(case, t)
-    if kind == "module":
-        inputs, truth = _module_from_tensors(path, case, t)
-    else:
-        inputs = {"params": {k: t[f"params.{k}"] for k in PARAM_NAMES}, "x": t["inputs.x"],
-                  "h0": t["inputs.h0"], "target": t["inputs.target"]}
-        truth = Truth(*({k: t[f"{p}.{k}"] for k in GRAD_NAMES} for p in ("grads", "sens", "amp")))
+    inputs, truth = case.from_tensors(t)
     _inputs_valid(path, case, inputs)
     return case, inputs, truth, info
 
@@ -405,48 +329,15 @@ def load_golden(path) -> tuple[Case, dict, Truth, dict]:
 def _inputs_valid(path, case, inputs: dict) -> None:
     """The inputs are the case's numbers in its dtype (a float32 case's survive a float32 round trip) and
     pass the contract's checks (finite, classes in range, lengths in 1…T), or the file is refused."""
-    from contract import check_inputs
-    from contract.module_checks import check_module_inputs
-
-    floats = ({f"state_dict.{k}": v for k, v in inputs["state_dict"].items()} if "state_dict" in inputs else
-              {f"params.{k}": v for k, v in inputs["params"].items()})
-    flat = {k: v for k, v in inputs.items() if isinstance(v, np.ndarray)}
-    if isinstance(inputs.get("hx"), tuple):
-        flat.update({"hx": inputs["hx"][0], "cx": inputs["hx"][1]})
-    floats.update({f"inputs.{k}": v for k, v in flat.items() if v.dtype.kind == "f"})
-    for name, a in floats.items():
+    for name, a in case.float_tensors(inputs).items():
         with np.errstate(over="ignore"):
             if not np.array_equal(a.astype(case.dtype).astype(np.float64), a):
                 raise GoldenFileError(path, f"tensor {name!r} holds numbers that are not {case.dtype} numbers, "
                                             f"which a {case.dtype} case's inputs are")
     try:
-        if "state_dict" in inputs:
-            low = map_arrays(lambda a: a.astype(case.dtype), inputs)
-            check_module_inputs(low["config"], low["state_dict"], low["input"], low["hx"], low["grad_output"],
-                                low["grad_hn"], low["lengths"], grad_cn=low.get("grad_cn"))
-        else:
-            low = {k: (v.astype(case.dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
-                   for k, v in inputs.items()}
-            low["params"] = {k: v.astype(case.dtype) for k, v in inputs["params"].items()}
-            check_inputs(low["params"], low["x"], low["target"], low["h0"], **case.kwargs)
+        case.check_inputs(inputs)
     except (TypeError, ValueError) as e:
         raise GoldenFileError(path, f"its inputs are not a valid case: {e}") from None
-
-
-def _module_from_tensors(path, case: ModuleCase, t: dict) -> tuple[dict, Truth]:
-    """(inputs, truth) of a module case from its file's tensors; the truth time-major, as the oracle judges."""
-    c = case.config
-    lengths = t.get("inputs.lengths")
-    inputs = {"config": c.as_dict(), "state_dict": {k: t[f"state_dict.{k}"] for k in param_shapes(c)},
-              "input": t["inputs.input"], "hx": t["inputs.hx"], "grad_output": t.get("inputs.grad_output"),
-              "grad_hn": t.get("inputs.grad_hn"), "lengths": None if lengths is None else lengths.tolist()}
-    if c.has_cell_state:  # the LSTM's (h0, c0), and dL/dc_n
-        inputs["hx"] = (t["inputs.hx"], t["inputs.cx"])
-        inputs["grad_cn"] = t.get("inputs.grad_cn")
-    names = module_grad_shapes(c, case.T, case.B)
-    grads, sens, amp = ({k: t[f"{p}.{k}"] for k in names} for p in ("grads", "sens", "amp"))
-    major = lambda d: to_time_major(c, d)  # noqa: E731
-    return inputs, Truth(major(grads), major(sens), major(amp), time_orders(c), bound_size(c, case.T, case.B))
 
 
 def write_golden(path, case, inputs: dict, truth: Truth, extra: dict, layout: str = "torch") -> None:
@@ -454,33 +345,17 @@ def write_golden(path, case, inputs: dict, truth: Truth, extra: dict, layout: st
     its names and shapes those of ``layout`` (``oracle.layouts``)."""
     from safetensors.numpy import save
 
-    if kind_of(case) == "module":
-        tensors = {f"state_dict.{k}": v for k, v in inputs["state_dict"].items()}
-        hx, cx = inputs["hx"] if isinstance(inputs["hx"], tuple) else (inputs["hx"], None)
-        arrays = {"input": inputs["input"], "hx": hx, "cx": cx, "grad_output": inputs["grad_output"],
-                  "grad_hn": inputs["grad_hn"], "grad_cn": inputs.get("grad_cn")}
-        tensors.update({f"inputs.{k}": v for k, v in arrays.items() if v is not None})
-        if inputs["lengths"] is not None:
-            tensors["inputs.lengths"] = np.asarray(inputs["lengths"], dtype=np.int64)
-        for prefix, d in (("grads", truth.grads), ("sens", truth.sens), ("amp", truth.amp)):
-            # back to the caller's layout: the (B, T) ↔ (T, B) transpose is its own inverse
-            tensors.update({f"{prefix}.{k}": v for k, v in to_time_major(case, d).items()})
-    else:
-        tensors = {f"params.{k}": inputs["params"][k] for k in PARAM_NAMES}
-        tensors.update({"inputs.x": inputs["x"], "inputs.h0": inputs["h0"], "inputs.target": inputs["target"]})
-        for prefix, d in (("grads", truth.grads), ("sens", truth.sens), ("amp", truth.amp)):
-            tensors.update({f"{prefix}.{k}": d[k] for k in GRAD_NAMES})
-    check_layout(layout, case.config if kind_of(case) == "module" else None)
+    tensors = case.file_tensors(inputs, truth)
+    if case.check_layout(layout) != layout:
+        raise LayoutError(f"{case.name}: the seed model has no ONNX form. Remedy: --layout torch for it.")
     if layout == "onnx":
-        if kind_of(case) != "module":
-            raise LayoutError(f"{case.name}: the seed model has no ONNX form. Remedy: --layout torch for it.")
         tensors = _in_layout(case, tensors, to_onnx)
     tensors = {k: np.ascontiguousarray(v, dtype=np.int64 if v.dtype.kind in "iu" else np.float64)
                for k, v in tensors.items()}
     for k, v in tensors.items():
         if v.dtype.kind == "f" and not np.isfinite(v).all():
             raise ValueError(f"{case.name}: {k} is not finite; a golden case is never written with NaN/Inf")
-    info = {"schema": SCHEMA, "kind": kind_of(case), "name": case.name, "case": spec_of(case), "seed": case.seed,
+    info = {"schema": SCHEMA, "kind": case.kind, "name": case.name, "case": spec_of(case), "seed": case.seed,
             **extra,
             **({"schema": SCHEMA_LAYOUT, "layout": "onnx"} if layout == "onnx" else {}),
             "sha256": {k: sha256(v) for k, v in tensors.items()}}
@@ -533,14 +408,7 @@ def _check_declared(path, name: str, dtype_ok: bool, dtype: str, shape: tuple, e
 
 def expected_grads(case, layout: str = "torch") -> dict:
     """name → the shapes a candidate's gradient may have for ``case`` in ``layout`` (a merged ONNX bias too)."""
-    g = grad_shapes(case)
-    if layout == "torch" or kind_of(case) != "module":
-        return {k: [v] for k, v in g.items()}
-    out = {k: [v] for k, v in onnx_names(case.config, g).items()}
-    for k, v in out.items():
-        if k.startswith("B_l"):
-            v.append((v[0][0], v[0][1] // 2))  # merged: one bias per gate row
-    return out
+    return case.expected_grads(layout)
 
 
 def load_grads(path, case: Case, layout: str = "torch") -> dict:
@@ -555,15 +423,10 @@ def load_grads(path, case: Case, layout: str = "torch") -> dict:
 
 
 def _load_grads(path: Path, case: Case, layout: str) -> dict:
-    expected = expected_grads(case, layout)
-    if kind_of(case) == "module":  # a tensor named in the other layout: say which --layout reads it
-        other = "onnx" if layout == "torch" else "torch"
-        try:
-            check_layout(other, case.config)
-            other_names = set(expected_grads(case, other)) - set(expected)
-        except LayoutError:  # an LSTM with projections has no ONNX form
-            other_names = set()
-    else:
+    expected = case.expected_grads(layout)
+    try:  # a tensor named in the other layout: say which --layout reads it
+        other_names = set(case.expected_grads("onnx" if layout == "torch" else "torch")) - set(expected)
+    except LayoutError:  # an LSTM with projections has no ONNX form
         other_names = set()
     if path.suffix == ".safetensors":
         header, _, start = _read_header(path)

@@ -110,15 +110,6 @@ def _same(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-def invoke(fn: Callable, inputs: dict, kwargs: dict, kind: str = "seed"):
-    """``fn`` on a case's inputs with the signature of its kind: manual.gradients' or manual.module_gradients'."""
-    if kind == "module":
-        more = {"grad_cn": inputs["grad_cn"]} if "grad_cn" in inputs else {}  # the LSTM's
-        return fn(inputs["config"], inputs["state_dict"], inputs["input"], inputs["hx"],
-                  grad_output=inputs["grad_output"], grad_hn=inputs["grad_hn"], lengths=inputs["lengths"], **more)
-    return fn(inputs["params"], inputs["x"], inputs["target"], h0=inputs["h0"], **kwargs)
-
-
 SUPPORTED = ("float64", "float32", "float16", "bfloat16")  # what a candidate's floating tensors may be
 REPLY_DTYPES = {"float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16",
                 "uint8", "bool", "complex64", "complex128"}  # what crosses (integers fail later, by name)
@@ -223,10 +214,10 @@ def _describe(e: BaseException) -> str:
     return "raised " + traceback.format_exception_only(type(e), e)[-1].strip()
 
 
-def call(fn: Callable, inputs: dict, kwargs: dict, calls: int = CALLS, in_worker: bool = False,
-         kind: str = "seed", expect: Mapping | None = None) -> Outcome:
-    """``fn`` (the signature of ``kind``, see :func:`invoke`) on fresh copies of ``inputs``, ``calls`` times;
-    ``expect``: name → the shapes the case allows for that gradient (see :func:`_plain`).
+def call(fn: Callable, case, inputs: dict, calls: int = CALLS, in_worker: bool = False,
+         expect: Mapping | None = None) -> Outcome:
+    """``fn`` (with the signature of ``case``: ``case.call(fn, inputs)``) on fresh copies of ``inputs``, ``calls``
+    times; ``expect``: name → the shapes the case allows for that gradient (see :func:`_plain`).
 
     In this process a KeyboardInterrupt is the user's and goes on up; in a
     worker (which ignores Ctrl-C: the checker handles it) it is the candidate's.
@@ -237,7 +228,7 @@ def call(fn: Callable, inputs: dict, kwargs: dict, calls: int = CALLS, in_worker
         when = "" if i == 0 else f" (call {i + 1} of {calls} on the same inputs)"
         pid = os.getpid()
         try:
-            got = invoke(fn, mine, kwargs, kind)
+            got = case.call(fn, mine)
         except KeyboardInterrupt as e:
             if not in_worker:
                 raise
@@ -514,9 +505,9 @@ def _work(tasks, replies, ref: tuple) -> int:
             return 1
         if task is None:
             return 0
-        i, inputs, kwargs, kind, expect = task
+        i, case, inputs, expect = task
         _send_reply(fd, "took", i)  # the case has started: a death from here on is this case's
-        out = call(fn, inputs, kwargs, in_worker=True, kind=kind, expect=expect)
+        out = call(fn, case, inputs, in_worker=True, expect=expect)
         _send_reply(fd, "done", i, out.error, tuple(out.grads), out.notes, expect)
 
 
@@ -818,7 +809,7 @@ def run_isolated(ref: tuple, n: int, task: Callable[[int], tuple], done: Callabl
                  jobs: int | None = None, timeout: float = DEFAULT_TIMEOUT, stream=None) -> None:
     """Run the candidate ``ref`` on tasks 0 … n−1 in up to ``jobs`` worker processes.
 
-    ``task(i)`` gives task i's (inputs, kwargs, kind, expect); it is called in this process
+    ``task(i)`` gives task i's (case, inputs, expect); it is called in this process
     just before the task is handed out (so the checker prepares case i while
     workers run the ones before it). ``done(i, outcome)`` receives each
     result as it comes. A worker that dies or passes the deadline gives the case it holds an Outcome with

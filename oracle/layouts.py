@@ -1,6 +1,6 @@
 """A module's tensors in torch's layout or ONNX's, and the exact way between them.
 
-torch's layout is the project's own (``state_dict`` names; see the README).
+torch's layout is the project's own (``state_dict`` names; see docs/layouts.md).
 ONNX's is that of its RNN, LSTM and GRU operators, one operator per layer, so
 every name but ``X`` and ``grad_Y`` carries its layer. ``batch_first`` is
 ONNX's ``layout = 1`` attribute, which also puts the batch first in the

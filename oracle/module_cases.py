@@ -14,19 +14,20 @@ model's cases. Mixed lengths include 1 and T.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from contract.spec import MODES, RNNConfig, config_from, param_shapes, step_names
-from oracle.compare import EPS
-from oracle.truth import Truth, finite_truth
+from contract.spec import MODES, RNNConfig, config_from, grad_shapes, param_shapes, step_names
+from oracle.truth import Truth, finite_truth, sensitivity
 
 UPSTREAMS = ("output", "hn", "both")
 LENGTHS = ("full", "mixed")
 DTYPES = ("float64", "float32")
+MAX_LAYERS = 16  # layers of a case named or read from a file: a typo is not a hundred thousand layers
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class ModuleCase:
     proj_size: int = 0  # LSTM only
     linear_before_reset: bool = True  # GRU only; False: the original paper's form
 
-    kind = "module"  # which signature a candidate has: manual.module_gradients'
+    kind = "module"  # the golden schema's word for this class; nothing branches on it
+    prefix = "module/"  # the start of every name of this class (oracle.catalog.parse_case)
 
     @property
     def config(self) -> RNNConfig:
@@ -133,6 +135,199 @@ class ModuleCase:
             out["grad_cn"] = cast(rng.normal(0, 1, cx.shape)) if g_hn is not None else None
         return out
 
+    # ------------------------------------------------------------ the Case protocol (oracle.catalog)
+
+    @staticmethod
+    def map_arrays(f, inputs: dict, every: bool = False) -> dict:
+        """``inputs`` with ``f`` applied to every float array (a module case has no integer array)."""
+        return map_arrays(f, inputs)
+
+    def cast(self, inputs: dict, dtype: str | None = None) -> dict:
+        """Float inputs in ``dtype`` (the case's by default), NumPy."""
+        return map_arrays(lambda a: a.astype(dtype or self.dtype), inputs)
+
+    def call(self, fn, inputs: dict) -> dict:
+        """``fn`` with ``manual.module_gradients``' signature on this case's inputs."""
+        return run_module(fn, inputs)
+
+    def truth(self, inputs: dict) -> Truth:
+        """The float64 truth on ``inputs`` cast to the case's dtype, as judged (time-major)."""
+        return module_truth(self.cast(inputs))
+
+    def judged(self, grads: dict) -> dict:
+        """A gradient set as the truth holds it: ``input`` time-major."""
+        return to_time_major(self, grads)
+
+    @property
+    def optional(self) -> tuple[str, ...]:
+        """The per-step tensors (``h_l0``, gates …): judged when a candidate gives them."""
+        return tuple(n for _, _, ns in step_names(self.config) for n in ns.values())
+
+    def check_layout(self, layout: str) -> str:
+        """``layout``, when this configuration has a form in it (LayoutError if not: an LSTM with projections has
+        no ONNX form)."""
+        from oracle.layouts import check_layout
+
+        return check_layout(layout, self.config)
+
+    def expected_grads(self, layout: str = "torch") -> dict:
+        """name → the shapes a candidate's gradient may have in ``layout`` (a merged ONNX bias too)."""
+        from oracle.layouts import onnx_names
+
+        g = self.grad_shapes()
+        if self.check_layout(layout) == "torch":
+            return {k: [v] for k, v in g.items()}
+        out = {k: [v] for k, v in onnx_names(self.config, g).items()}
+        for k, v in out.items():
+            if k.startswith("B_l"):
+                v.append((v[0][0], v[0][1] // 2))  # merged: one bias per gate row
+        return out
+
+    def from_candidate(self, grads: dict, layout: str, notes: list | None = None) -> tuple[dict, dict]:
+        """(a candidate's gradient set in torch's names, time-major, {name: why} of tensors to fail by their
+        shape): read from ONNX's layout when asked (``notes`` gets how), ``input`` from (B, T, I) when
+        batch_first."""
+        from oracle.layouts import from_onnx
+
+        if layout == "onnx":
+            grads = from_onnx(self.config, grads, notes)
+            if notes is not None:
+                notes.insert(0, "read in ONNX's layout, reported in torch's names: W_l{k}[d] is weight_ih_l{k} "
+                                "(d = 1: _reverse), R weight_hh, B bias_ih then bias_hh, X input, initial_h_l{k} "
+                                "rows of hx, gates reordered (oracle.layouts)")
+        if not self.batch_first or grads.get("input") is None:
+            return grads, {}
+        caller = (self.B, self.T, self.I)  # (B, T, input_size)
+        shape = tuple(getattr(grads["input"], "shape", ()))
+        if shape == caller:
+            return to_time_major(self, grads), {}
+        # reported in the caller's layout, not the judged time-major one
+        return grads, {"input": f"shape {shape}, expected {caller} (batch_first: (B, T, input_size))"} if shape else {}
+
+    def grad_shapes(self) -> dict:
+        """name → shape of every gradient (``input`` in the caller's layout)."""
+        return grad_shapes(self.config, self.T, self.B)
+
+    # ------------------------------------------------------------ its golden file (oracle.golden)
+
+    def file_shapes(self) -> dict:
+        """name → (shape, allowed safetensors dtypes) of every tensor of its golden file (torch's layout)."""
+        g, c = self.grad_shapes(), self.config
+        out = {f"state_dict.{k}": (v, {"F64"}) for k, v in param_shapes(c).items()}
+        out.update({"inputs.input": (g["input"], {"F64"}), "inputs.hx": (g["hx"], {"F64"})})
+        if c.has_cell_state:
+            out["inputs.cx"] = (g["cx"], {"F64"})
+        if self.upstream in ("output", "both"):
+            T, B, H2 = self.T, self.B, c.out_size * c.dirs
+            out["inputs.grad_output"] = ((B, T, H2) if c.batch_first else (T, B, H2), {"F64"})
+        if self.upstream in ("hn", "both"):
+            out["inputs.grad_hn"] = (g["hx"], {"F64"})
+            if c.has_cell_state:
+                out["inputs.grad_cn"] = (g["cx"], {"F64"})
+        if self.lengths != "full":
+            out["inputs.lengths"] = ((self.B,), {"I64"})
+        for prefix in ("grads", "sens", "amp"):
+            out.update({f"{prefix}.{k}": (v, {"F64"}) for k, v in g.items()})
+        return out
+
+    def file_tensors(self, inputs: dict, truth: Truth) -> dict:
+        """The tensors of its golden file; the gradients in the caller's layout (``input`` batch-first when it
+        is: the (B, T) ↔ (T, B) transpose is its own inverse)."""
+        tensors = {f"state_dict.{k}": v for k, v in inputs["state_dict"].items()}
+        hx, cx = inputs["hx"] if isinstance(inputs["hx"], tuple) else (inputs["hx"], None)
+        arrays = {"input": inputs["input"], "hx": hx, "cx": cx, "grad_output": inputs["grad_output"],
+                  "grad_hn": inputs["grad_hn"], "grad_cn": inputs.get("grad_cn")}
+        tensors.update({f"inputs.{k}": v for k, v in arrays.items() if v is not None})
+        if inputs["lengths"] is not None:
+            tensors["inputs.lengths"] = np.asarray(inputs["lengths"], dtype=np.int64)
+        for prefix, d in (("grads", truth.grads), ("sens", truth.sens), ("amp", truth.amp)):
+            tensors.update({f"{prefix}.{k}": v for k, v in to_time_major(self, d).items()})
+        return tensors
+
+    def from_tensors(self, t: dict) -> tuple[dict, Truth]:
+        """(inputs, truth) from its golden file's tensors (torch's names); the truth time-major, as judged."""
+        c = self.config
+        lengths = t.get("inputs.lengths")
+        inputs = {"config": c.as_dict(), "state_dict": {k: t[f"state_dict.{k}"] for k in param_shapes(c)},
+                  "input": t["inputs.input"], "hx": t["inputs.hx"], "grad_output": t.get("inputs.grad_output"),
+                  "grad_hn": t.get("inputs.grad_hn"), "lengths": None if lengths is None else lengths.tolist()}
+        if c.has_cell_state:  # the LSTM's (h0, c0), and dL/dc_n
+            inputs["hx"] = (t["inputs.hx"], t["inputs.cx"])
+            inputs["grad_cn"] = t.get("inputs.grad_cn")
+        grads, sens, amp = ({k: t[f"{p}.{k}"] for k in self.grad_shapes()} for p in ("grads", "sens", "amp"))
+        major = lambda d: to_time_major(c, d)  # noqa: E731
+        return inputs, Truth(major(grads), major(sens), major(amp), time_orders(c), bound_size(c, self.T, self.B))
+
+    def float_tensors(self, inputs: dict) -> dict:
+        """file name → every float input (what must be a number of the case's dtype)."""
+        out = {f"state_dict.{k}": v for k, v in inputs["state_dict"].items()}
+        hx, cx = inputs["hx"] if isinstance(inputs["hx"], tuple) else (inputs["hx"], None)
+        arrays = {"input": inputs["input"], "hx": hx, "cx": cx, "grad_output": inputs["grad_output"],
+                  "grad_hn": inputs["grad_hn"], "grad_cn": inputs.get("grad_cn")}
+        out.update({f"inputs.{k}": v for k, v in arrays.items() if v is not None})
+        return out
+
+    def check_inputs(self, inputs: dict) -> None:
+        """The module contract's checks (finite, lengths in 1…T, shapes) on ``inputs`` in the case's dtype."""
+        from contract.module_checks import check_module_inputs
+
+        low = self.cast(inputs)
+        check_module_inputs(low["config"], low["state_dict"], low["input"], low["hx"], low["grad_output"],
+                            low["grad_hn"], low["lengths"], grad_cn=low.get("grad_cn"))
+
+    @classmethod
+    def from_spec(cls, spec: dict, max_dim: int) -> ModuleCase:
+        """The case a golden file's metadata describes; ValueError naming the field that is wrong."""
+        from oracle.cases import spec_int
+
+        choices = {"mode": MODES, "lengths": LENGTHS, "upstream": UPSTREAMS, "dtype": DTYPES}
+        for key, allowed in choices.items():
+            if spec.get(key) not in allowed:
+                raise ValueError(f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
+        for key in ("bidirectional", "batch_first", "bias"):
+            if not isinstance(spec.get(key), bool):
+                raise ValueError(f"metadata case.{key} is {spec.get(key)!r}, expected true or false")
+        dims = {key: spec_int(spec, key, max_dim) for key in ("num_layers", "T", "B", "I", "H")}
+        if dims["num_layers"] > MAX_LAYERS:
+            raise ValueError(f"metadata case.num_layers is {dims['num_layers']}, more than {MAX_LAYERS}")
+        proj, lbr = spec.get("proj_size", 0), spec.get("linear_before_reset", True)
+        if type(proj) is not int or not isinstance(lbr, bool):
+            raise ValueError(f"metadata case.proj_size {proj!r} / linear_before_reset {lbr!r} malformed")
+        case = cls(spec["mode"], dims["num_layers"], spec["bidirectional"], spec["batch_first"], spec["bias"],
+                   dims["T"], dims["B"], dims["I"], dims["H"], lengths=spec["lengths"], upstream=spec["upstream"],
+                   dtype=spec["dtype"], proj_size=proj, linear_before_reset=lbr)
+        try:
+            config_from(case.config.as_dict())
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"metadata case is not a valid configuration: {e}") from None
+        return case
+
+    def fd_small(self) -> bool:
+        from oracle.policy import FD_MAX_PARAMS
+
+        n = sum(math.prod(s) for s in param_shapes(self.config).values()) + 2 * self.T * self.B * self.I
+        return n <= FD_MAX_PARAMS and self.T <= 17
+
+    def fd_errors(self, grads: dict, inputs: dict) -> dict:
+        from oracle.fd import module_fd_errors
+
+        return module_fd_errors(to_time_major(self, grads), inputs)
+
+    @property
+    def manual_name(self) -> str:
+        return "manual.module_gradients"
+
+    def manual(self, inputs: dict) -> dict:
+        import manual
+
+        return to_time_major(self, run_module(manual.module_gradients, inputs))
+
+    def autograd(self, inputs: dict) -> dict:
+        """Unrolled autograd in the inputs' own dtype and device, time-major."""
+        import reference
+
+        return to_time_major(self, run_module(reference.unrolled_module_gradients, inputs))
+
 
 def run_module(fn, inputs: dict) -> dict:
     """``fn`` (manual.module_gradients' signature) on a module case's inputs (``grad_cn`` only for the LSTM)."""
@@ -181,10 +376,6 @@ def map_arrays(f, inputs: dict) -> dict:
             **{k: g(inputs[k]) for k in ARRAYS if k in inputs}}
 
 
-def _perturbed(inputs: dict, rng: np.random.Generator) -> dict:
-    return map_arrays(lambda a: a * (1 + EPS["float64"] * rng.uniform(-1, 1, a.shape)), inputs)
-
-
 def module_truth(inputs: dict, draws: int = 2, seed: int = 0) -> Truth:
     """The float64 truth of a module case (unrolled autograd), time-major, with sensitivity and amplification.
 
@@ -197,14 +388,10 @@ def module_truth(inputs: dict, draws: int = 2, seed: int = 0) -> Truth:
 
     c = RNNConfig(**inputs["config"])
     as64 = map_arrays(lambda a: a.astype(np.float64), inputs)
-    want = to_time_major(c, run_module(unrolled_module_gradients, as64))
+    grads_of = lambda i: to_time_major(c, run_module(unrolled_module_gradients, i))  # noqa: E731
+    want = grads_of(as64)
     finite_truth(want)
-    rng = np.random.default_rng(seed)
-    sens = {k: np.zeros_like(v) for k, v in want.items()}
-    for _ in range(draws):
-        moved = to_time_major(c, run_module(unrolled_module_gradients, _perturbed(as64, rng)))
-        for k in sens:
-            sens[k] = np.maximum(sens[k], np.abs(moved[k] - want[k]) / EPS["float64"])
+    sens = sensitivity(grads_of, as64, want, map_arrays, draws, seed)
     amp, worst = {}, 1.0
     for _, _, names in step_names(c):
         T = want[names["h"]].shape[0]

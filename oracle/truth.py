@@ -27,6 +27,7 @@ import numpy as np
 
 from oracle.cases import run
 from oracle.compare import EPS, Report, compare, has_time_axis
+from oracle.policy import AMP_CAP, ROW_KAPPA_FACTOR
 
 
 @dataclass
@@ -52,14 +53,17 @@ def as_float64(inputs: dict) -> dict:
             "target": f(inputs["target"]), "h0": f(inputs.get("h0"))}
 
 
-def _perturbed(inputs: dict, rng: np.random.Generator) -> dict:
-    """Every float input times (1 + eps·u), u uniform in [−1, 1]: one rounding error each."""
-    def p(a):
-        if a is None or not np.issubdtype(a.dtype, np.floating):
-            return a
-        return a * (1 + EPS["float64"] * rng.uniform(-1, 1, a.shape))
-    return {"params": {k: p(v) for k, v in inputs["params"].items()}, "x": p(inputs["x"]),
-            "target": p(inputs["target"]), "h0": p(inputs["h0"])}
+def sensitivity(grads_of, inputs: dict, want: dict, map_arrays, draws: int = 2, seed: int = 0) -> dict:
+    """name → how far each float64 entry of ``want`` = ``grads_of(inputs)`` moves, per unit of eps, when every
+    float input moves by one rounding error (times 1 + eps·u, u uniform in [−1, 1]), the largest over ``draws``
+    random draws. ``map_arrays(f, inputs)`` applies ``f`` to every float input (the case's own)."""
+    rng = np.random.default_rng(seed)
+    sens = {k: np.zeros_like(v) for k, v in want.items()}
+    for _ in range(draws):
+        moved = grads_of(map_arrays(lambda a: a * (1 + EPS["float64"] * rng.uniform(-1, 1, a.shape)), inputs))
+        for k in sens:
+            sens[k] = np.maximum(sens[k], np.abs(moved[k] - want[k]) / EPS["float64"])
+    return sens
 
 
 def _suffix_max(a: np.ndarray) -> np.ndarray:
@@ -115,23 +119,24 @@ def amplification(inputs: dict, kwargs: dict, grads: dict) -> dict:
     k_row = np.divide(terms, diff, out=np.ones((T, B)), where=diff > 0).clip(min=1.0)  # (T, B) each row's own
     dh, dz = (np.abs(grads[k]).reshape(T, -1).max(axis=1) for k in ("h", "z"))  # (T,)
     k_act = np.divide(dh, dz, out=np.ones(T), where=dz > 0).clip(min=1.0)  # (T,)
-    # rows are weighed only where one cancels over twice the rows together (C's margin covers less)
-    rows = _rows(inputs, kwargs, grads) if (k_row.max(axis=1) > 2 * k_loss).any() else None
+    # rows are weighed only where one cancels over ROW_KAPPA_FACTOR times the rows together (oracle.policy)
+    rows = _rows(inputs, kwargs, grads) if (k_row.max(axis=1) > ROW_KAPPA_FACTOR * k_loss).any() else None
     amp = {}
-    for name, g in grads.items():
-        per_step = lambda k: k.reshape(-1, *([1] * (g.ndim - 1)))  # noqa: E731, B023
-        act = 1.0  # h, Why, by: made from dL/do alone (h's act part is z's)
-        if name == "h":
-            k = per_step(k_loss)
-        elif name in ("Why", "by"):
-            k = k_loss.max()
-        elif has_time_axis(name, g):  # z, and x with a time axis
-            k, act = per_step(k_loss * k_act), per_step(k_act)
-        else:  # a sum over steps may be made of its most cancelling step alone
-            k, act = k_loss.max() * k_act.max(), k_act.max()
-        if rows is not None:  # a row that cancels more than the rows together, weighed by its part of the tensor
-            k = np.maximum(k, act * _row_weighted(rows[name], k_row, stepped=has_time_axis(name, g)))
-        amp[name] = np.broadcast_to(np.asarray(k, dtype=np.float64), g.shape).copy()
+    with np.errstate(over="ignore"):  # a product of κs may overflow: AMP_CAP (oracle.policy) then holds it
+        for name, g in grads.items():
+            per_step = lambda k: k.reshape(-1, *([1] * (g.ndim - 1)))  # noqa: E731, B023
+            act = 1.0  # h, Why, by: made from dL/do alone (h's act part is z's)
+            if name == "h":
+                k = per_step(k_loss)
+            elif name in ("Why", "by"):
+                k = k_loss.max()
+            elif has_time_axis(name, g):  # z, and x with a time axis
+                k, act = per_step(k_loss * k_act), per_step(k_act)
+            else:  # a sum over steps may be made of its most cancelling step alone
+                k, act = k_loss.max() * k_act.max(), k_act.max()
+            if rows is not None:  # a row that cancels more than the rows together, weighed by its part of the tensor
+                k = np.maximum(k, act * _row_weighted(rows[name], k_row, stepped=has_time_axis(name, g)))
+            amp[name] = np.minimum(np.broadcast_to(np.asarray(k, dtype=np.float64), g.shape), AMP_CAP)
     return amp
 
 
@@ -168,14 +173,11 @@ def truth(inputs: dict, kwargs: dict, draws: int = 2, seed: int = 0) -> Truth:
     they are widened to float64 first); ``kwargs``: activation, loss, topology.
     """
     import reference  # here, not at the top: a worker process imports oracle without torch
+    from oracle.cases import Case
 
     inputs = as_float64(inputs)
-    want = run(reference.gradients, inputs, kwargs)
+    grads_of = lambda i: run(reference.gradients, i, kwargs)  # noqa: E731
+    want = grads_of(inputs)
     finite_truth(want)
-    rng = np.random.default_rng(seed)
-    sens = {k: np.zeros_like(v) for k, v in want.items()}
-    for _ in range(draws):
-        moved = run(reference.gradients, _perturbed(inputs, rng), kwargs)
-        for k in sens:
-            sens[k] = np.maximum(sens[k], np.abs(moved[k] - want[k]) / EPS["float64"])
+    sens = sensitivity(grads_of, inputs, want, Case.map_arrays, draws, seed)
     return Truth(want, sens, amplification(inputs, kwargs, want))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -15,9 +16,8 @@ import reference
 from contract import GRAD_NAMES
 from contract.spec import TORCH_MODULE
 from oracle.cases import Case, run
-from oracle.check import cast_inputs
 from oracle.isolate import default_jobs
-from oracle.module_cases import ModuleCase, map_arrays, module_truth, run_module, to_time_major
+from oracle.module_cases import ModuleCase, module_truth, run_module, to_time_major
 from oracle.progress import Progress
 from oracle.truth import Truth, truth
 
@@ -33,15 +33,11 @@ def tf32(allowed: bool):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-def on_device(inputs: dict, device: str) -> dict:
-    """NumPy inputs on the CPU; torch tensors on CUDA (either kind of case)."""
+def on_device(case, inputs: dict, device: str) -> dict:
+    """NumPy inputs on the CPU; torch tensors on CUDA (every array of the case's, integer targets included)."""
     if device == "cpu":
         return inputs
-    t = lambda a: None if a is None else torch.from_numpy(a).to(device)  # noqa: E731
-    if "state_dict" in inputs:
-        return map_arrays(t, inputs)
-    return {"params": {k: t(v) for k, v in inputs["params"].items()}, "x": t(inputs["x"]),
-            "target": t(inputs["target"]), "h0": t(inputs["h0"])}
+    return type(case).map_arrays(lambda a: torch.from_numpy(a).to(device), inputs, every=True)
 
 
 @dataclass
@@ -78,9 +74,10 @@ class Verification:
                    default=0.0)
 
     def table(self) -> str:
-        seed = [v for v in self.verdicts if not isinstance(v.case, ModuleCase)]
-        module = [v for v in self.verdicts if isinstance(v.case, ModuleCase)]
-        return "\n\n".join(t for t in (self._seed_table(seed), self._module_table(module)) if t)
+        """One table per class of case (the seed model's, the module's), each in its own columns."""
+        tables = {Case: self._seed_table, ModuleCase: self._module_table}
+        return "\n\n".join(t for kind, table in tables.items()
+                           if (t := table([v for v in self.verdicts if type(v.case) is kind])))
 
     def _module_table(self, verdicts) -> str:
         """One row per module case; each column the worst over layers and directions."""
@@ -131,10 +128,18 @@ class Verification:
                           for t in r.tensors] for ref, r in v.reports.items()}} for v in self.verdicts]}
 
 
+@functools.singledispatch
+def verify_case(case, device: str = "cpu") -> CaseVerdict:
+    """Manual against autograd and torch's own module on one case (dispatched by the case's class)."""
+    raise TypeError(f"case must be a built-in case (oracle.Case, ModuleCase); got {type(case).__name__}. "
+                    "Remedy: pick cases from oracle.catalog.builtin_cases().")
+
+
+@verify_case.register
 def verify_module_case(case: ModuleCase, device: str = "cpu") -> CaseVerdict:
     """manual.module_gradients against unrolled autograd (every tensor) and torch.nn.RNN (its tensors)."""
     want = module_truth(case.inputs("float64"))
-    here = on_device(case.inputs(), device)
+    here = on_device(case, case.inputs(), device)
     got = to_time_major(case, to_numpy_all(run_module(manual.module_gradients, here)))
     low = case.dtype != "float64"
     ref = to_time_major(case, to_numpy_all(run_module(reference.unrolled_module_gradients, here))) if low else None
@@ -154,12 +159,12 @@ def to_numpy_all(g: dict) -> dict:
     return {k: v.detach().cpu().numpy() if hasattr(v, "detach") else v for k, v in g.items()}
 
 
-def verify_case(case, device: str = "cpu") -> CaseVerdict:
-    if isinstance(case, ModuleCase):
-        return verify_module_case(case, device)
+@verify_case.register
+def verify_seed_case(case: Case, device: str = "cpu") -> CaseVerdict:
+    """manual.gradients against autograd (every tensor) and torch.nn.RNN where it has the activation."""
     inputs = case.inputs()
     want = truth(inputs, case.kwargs)
-    here = on_device(cast_inputs(inputs, case.dtype), device)
+    here = on_device(case, case.cast(inputs), device)
     got = run(manual.gradients, here, case.kwargs)
     low = case.dtype != "float64"  # judged next to the reference's own error in that dtype
     ref = run(reference.gradients, here, case.kwargs) if low else None

@@ -39,11 +39,6 @@ def _unrolled(p, params, x, target, h0, untie: bool):
     return L, leaf, x, h0, zs, hs, steps
 
 
-def _check_finite(name, grad):
-    if not torch.isfinite(grad).all():
-        raise FloatingPointError(f"autograd's {name} gradient is not finite")
-
-
 def gradients(
     params: Mapping,
     x,

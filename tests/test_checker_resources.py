@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from helpers import export_golden
 
+from oracle.cases import Case
 from oracle.isolate import (
     BF16_LABEL,
     CALLS,
@@ -217,10 +218,11 @@ def test_the_same_in_process_without_a_worker():
     class Key(str):
         pass
 
-    def candidate(params, x, target, h0=None):
+    def candidate(params, x, target, h0=None, **kw):
         return {Key("Wxh"): np.zeros((4, 3)), "Whh": np.broadcast_to(np.zeros(1), (10**10,))}
 
-    out = call(candidate, {"params": {}, "x": np.zeros(2), "target": np.zeros(2), "h0": None}, {}, expect=EXPECT)
+    case = Case.parse("many-to-many/tanh/mse/T2-B1-D3-H4-O2/float64")
+    out = call(candidate, case, case.inputs(), expect=EXPECT)
     assert not out.error and len(out.grads) == CALLS
     assert "Wxh" not in out.grads[0] and out.grads[0]["Whh"].shape == (10**10,)
     assert out.notes == ["1 key(s) of type test_checker_resources.Key ignored ('Wxh'): use str keys"]

@@ -1,58 +1,112 @@
-"""The README's Python example runs and its comparison passes: the README stays true."""
+"""The README and the docs stay true: their Python examples run and pass, their links resolve, the numbers and
+terms they quote are the code's, and nothing outside the repository is cited."""
 
 import re
+import subprocess
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+PAGES = [README, *DOCS]
+
+
+def example(page: str, heading: str) -> str:
+    """The first ```python block after ``heading`` in ``page``."""
+    text = (ROOT / page).read_text()
+    return re.search(re.escape(heading) + r"\n.*?```python\n(.*?)```", text, re.S).group(1)
+
+
+def run(code: str, where: str) -> dict:
+    scope: dict = {}
+    exec(compile(code, where, "exec"), scope)  # noqa: S102 - our own docs
+    return scope
 
 
 def test_python_api_example_runs():
-    code = re.search(r"## Python API\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
-    scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - our own README
+    scope = run(example("docs/python-api.md", "# Python API"), "docs/python-api.md")
     grads, auto = scope["grads"], scope["auto"]
     assert set(grads) == set(auto) == {"Wxh", "Whh", "bh", "Why", "by", "h0", "x", "h", "z"}
     assert scope["oracle"].compare(grads, auto).ok
 
 
-def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
-    text = README.read_text()
-    ci = (README.parent / ".ci" / "run").read_text()
-    assert "&& bptt verify" in text and "&& python -m pytest" in text
-    assert "\npython -m pytest\n" in ci
-
-
 def test_module_example_runs_and_agrees_with_nn_rnn():
-    code = re.search(r"## The module contract: torch.nn.RNN parity\n.*?```python\n(.*?)```", README.read_text(),
-                     re.S).group(1)
-    scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - our own README
+    scope = run(example("docs/module-contract.md", "# The module contract: torch.nn.RNN parity"),
+                "docs/module-contract.md")
     g = scope["g"]
     assert g["weight_hh_l1_reverse"].shape == (4, 4) and g["h_l0_reverse"].shape == (6, 3, 4)
     assert list(g)[:len(scope["state_dict"])] == list(scope["state_dict"])
 
 
+def test_every_python_block_is_tested():
+    """A ```python block no test runs would be a claim nobody checks."""
+    blocks = {str(p.relative_to(ROOT)): p.read_text().count("```python") for p in PAGES}
+    assert {k: v for k, v in blocks.items() if v} == {"docs/python-api.md": 1, "docs/module-contract.md": 1}
+
+
+def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
+    text = README.read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "&& bptt verify" in text and "&& python -m pytest" in text
+    assert "\npython -m pytest\n" in ci
+
+
+def test_the_readme_is_an_entrance():
+    """At most 250 lines; every docs page is linked from it."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    for page in DOCS:
+        assert f"(docs/{page.name})" in text, f"README does not link docs/{page.name}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_relative_link_resolves(page):
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+        if "://" in target:
+            continue
+        assert (page.parent / target).exists(), f"{page.name} links {target}, which does not exist"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_module_and_test_file_named_exists(page):
+    """`oracle/x.py`, `tests/test_y.py`, `benchmarks/z.py` … quoted in a page are files of the repository."""
+    for path in set(re.findall(r"`((?:oracle|manual|reference|contract|tests|benchmarks)/[\w/]+\.(?:py|sh))`",
+                               page.read_text())):
+        assert (ROOT / path).exists(), f"{page.name} names {path}, which does not exist"
+
+
 def test_the_repository_cites_nothing_outside_itself():
-    import subprocess
-    root = README.parent
-    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True).stdout.split()
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     if not files:  # not a git checkout (an sdist): look at what is here
-        files = [str(p.relative_to(root)) for p in root.rglob("*") if p.suffix in (".py", ".md", ".toml")]
+        files = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.suffix in (".py", ".md", ".toml")]
     # the names are split so that this file, scanned too, does not hold them either
     outside = ("sha" + "red/", "DES" + "IGN.md", "bptt" + "-notes")
     for name in files:
-        path = root / name
+        path = ROOT / name
         if path.suffix in (".py", ".md", ".toml", "") and path.is_file():
             text = path.read_text(errors="ignore")
             for word in outside:
                 assert word not in text, f"{name} cites {word!r}, which a clone of this repository does not hold"
 
 
-def test_the_readme_states_the_bound_the_code_uses():
-    from oracle.compare import BOUND
-    text = README.read_text()
+def test_the_policy_page_states_the_bound_the_code_uses():
+    from oracle.policy import BOUND, GOLDEN_AGREE, MAX_TOL, REF_FACTOR, C
+
+    text = " ".join((ROOT / "docs" / "policy.md").read_text().split())
+    sci = lambda x: f"{x:.0e}".replace("e-0", "e-")  # noqa: E731 - 1e-2, as the page writes it
     for term in ("C · eps · √(T·K) · amp", "REF_FACTOR · autograd_err", "COND_FACTOR · eps · sens", "MAX_TOL · scale"):
         assert term in text, term
     for term in ("C[dtype]*eps(dtype)*sqrt(T*K)*amp", "REF_FACTOR*autograd_err", "COND_FACTOR*eps(dtype)*sens",
                  "MAX_TOL*scale"):
         assert term in BOUND, term
+    assert f"`MAX_TOL = {sci(MAX_TOL)}`" in text and f"C = {C['float64']:g}" in text
+    assert f"at most {REF_FACTOR:g}× autograd's" in text and f"| `GOLDEN_AGREE` | {sci(GOLDEN_AGREE)} |" in text
+
+
+def test_the_policy_is_stated_once():
+    """The formula is written out in docs/policy.md alone; other pages link to it."""
+    formula = "REF_FACTOR · autograd_err"
+    holders = [p.name for p in PAGES if formula in p.read_text()]
+    assert holders == ["policy.md"], holders

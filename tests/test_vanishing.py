@@ -1,5 +1,5 @@
 """A vanishing gradient stops at zero: no subnormal reaches a product, results stay in the policy, and the
-caller's floating-point state is left as it was (README, "Vanishing gradients")."""
+caller's floating-point state is left as it was (docs/numerics.md)."""
 
 from __future__ import annotations
 

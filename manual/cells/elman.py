@@ -27,8 +27,6 @@ from array_api_compat import device
 
 from manual.activations import ACTIVATIONS
 
-GATES = 1  # rows of W_ih per hidden unit: z alone
-
 
 def step(k, z_t, h_prev, W_hhT, h_t, m_t=None) -> None:
     """z_t += h_{t-1} W_hhᵀ; h_t = act(z_t) (kept at h_{t-1} where m_t = 0). In place."""

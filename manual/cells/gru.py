@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from array_api_compat import device
 
-GATES = 3
-
 
 def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
     """(output (T, B, H), h_T, None, cache) from xproj = x_t W_ihᵀ + b_ih (T, B, 3H).

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from array_api_compat import device
 
-GATES = 4
-
 
 def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
     """(output (T, B, P or H), h_T, c_T, cache) from xproj = x_t W_ihᵀ + b_ih (T, B, 4H).
