@@ -30,7 +30,7 @@ import torch
 import manual
 import reference
 from contract.spec import GATES, TORCH_MODULE, RNNConfig, param_shapes
-from oracle.module_cases import run_module
+from oracle.cases.module import run_module
 
 O = 16  # outputs of the read-out layer
 SIZES = {"small": (50, 1, 16, 32), "medium": (100, 32, 64, 128), "large": (200, 64, 256, 512),
@@ -251,7 +251,7 @@ def truth(size: tuple, dtype: str, init: str = "bench") -> dict:
 
 def machine() -> dict:
     """What the numbers were measured on."""
-    from oracle.golden import environment
+    from oracle.files.golden import environment
 
     cpu = "unknown"
     try:

@@ -28,8 +28,8 @@ from impls import (
 )
 
 from manual import compiled
-from oracle.compare import compare
-from oracle.module_cases import module_truth, to_time_major
+from oracle.cases.module import module_truth, to_time_major
+from oracle.judge import compare
 from oracle.policy import BENCH_BF16_CAP, REF_FACTOR
 
 CUDA = torch.cuda.is_available()

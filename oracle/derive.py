@@ -15,7 +15,7 @@ import numpy as np
 
 import manual
 import reference
-from oracle.compare import tolerance
+from oracle.judge import tolerance
 
 B, D, H, O = 1, 2, 2, 1  # tiny: every number fits on a line
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 import manual
-from oracle.compare import tolerance
-from oracle.module_cases import ModuleCase, run_module
+from oracle.cases.module import ModuleCase, run_module
+from oracle.judge import tolerance
 
 EQUATIONS = {  # per-step tensor kind → the equation that makes it (docs/module-contract.md)
     "lstm": [("h", "dL/dh{t} = dL/doutput{t} + dL/da{t1} W_hh          (through the future)"),

@@ -15,11 +15,11 @@ import manual
 import reference
 from contract import GRAD_NAMES
 from contract.spec import TORCH_MODULE
-from oracle.cases import Case, run
-from oracle.isolate import default_jobs
-from oracle.module_cases import ModuleCase, module_truth, run_module, to_time_major
+from oracle.cases.module import ModuleCase, module_truth, run_module, to_time_major
+from oracle.cases.seed import Case, run
+from oracle.checker.isolate import default_jobs
+from oracle.groundtruth import Truth, truth
 from oracle.progress import Progress
-from oracle.truth import Truth, truth
 
 
 @contextmanager
@@ -132,7 +132,7 @@ class Verification:
 def verify_case(case, device: str = "cpu") -> CaseVerdict:
     """Manual against autograd and torch's own module on one case (dispatched by the case's class)."""
     raise TypeError(f"case must be a built-in case (oracle.Case, ModuleCase); got {type(case).__name__}. "
-                    "Remedy: pick cases from oracle.catalog.builtin_cases().")
+                    "Remedy: pick cases from oracle.cases.builtin_cases().")
 
 
 @verify_case.register

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from oracle.cases import run as call
-from oracle.compare import compare, dtype_name
-from oracle.truth import Truth
+from oracle.cases.seed import run as call
+from oracle.groundtruth import Truth
+from oracle.judge import compare, dtype_name
 
 # Statistics for the closing summary (printed by conftest.pytest_terminal_summary).
 STATS = {"comparisons": 0, "worst_float64": 0.0, "worst_where": ""}
@@ -12,7 +12,7 @@ STATS = {"comparisons": 0, "worst_float64": 0.0, "worst_where": ""}
 
 def assert_grads_match(got: dict, want: dict, *, dtype: str | None = None, ref: dict | None = None,
                        tol: float | None = None, where: str = "") -> None:
-    """Judge every tensor of ``want`` (a float64 gradient set, or an oracle.truth.Truth) in ``got``.
+    """Judge every tensor of ``want`` (a float64 gradient set, or an oracle.groundtruth.Truth) in ``got``.
 
     Shape first, then dtype (when given), then values by the tolerance policy
     of oracle.compare; the assertion message names the tensor.

@@ -12,7 +12,7 @@ import torch
 
 import manual
 from manual import compiled
-from oracle.cases import Case
+from oracle.cases.seed import Case
 
 needs_numba = pytest.mark.skipif(not compiled.available(), reason="numba / SciPy (the `fast` extra) not installed")
 CASE = Case("many-to-many", "tanh", "mse", T=6, B=2, D=3, H=4, O=2)

@@ -8,7 +8,7 @@ import manual
 import reference
 import reference.module
 from contract import NonFiniteGradientError
-from oracle.cases import Case
+from oracle.cases.seed import Case
 
 ENTRY_POINTS = [manual.gradients, manual.forward, reference.gradients, reference.nn_rnn_gradients]
 
@@ -175,7 +175,7 @@ def test_overflow_in_a_sum_over_steps_is_reported():
 
 
 def test_compare_fails_inf_where_truth_is_finite_even_if_autograd_overflowed():
-    from oracle.compare import compare
+    from oracle.judge import compare
     want = {"Wxh": np.ones((2, 2)), "Why": np.ones((1, 2))}
     got = {"Wxh": np.array([[1.0, np.inf], [1.0, 1.0]]), "Why": np.ones((1, 2))}
     report = compare(got, want, ref={"Wxh": np.full((2, 2), np.inf), "Why": np.ones((1, 2))})
@@ -185,7 +185,7 @@ def test_compare_fails_inf_where_truth_is_finite_even_if_autograd_overflowed():
 # ------------------------------------------------------------------ the module contract
 
 def module_args(**changes):
-    from oracle.module_cases import ModuleCase
+    from oracle.cases.module import ModuleCase
     i = ModuleCase("RNN_TANH", 2, True, False, True, 4, 3, 3, 5).inputs()
     args = {"config": i["config"], "state_dict": i["state_dict"], "input": i["input"], "hx": i["hx"],
             "grad_output": i["grad_output"], "grad_hn": i["grad_hn"], "lengths": None, "grad_cn": None}
@@ -250,7 +250,7 @@ LSTM_BAD = [  # (id, edit of (hx, grad_cn) of an LSTM case with proj_size 3, exc
 
 @pytest.mark.parametrize("case_id, edit, exc, words", LSTM_BAD, ids=[b[0] for b in LSTM_BAD])
 def test_lstm_bad_input(case_id, edit, exc, words):
-    from oracle.module_cases import ModuleCase
+    from oracle.cases.module import ModuleCase
     i = ModuleCase("LSTM", 1, True, False, True, 4, 3, 3, 5, proj_size=3).inputs()
     hx, grad_cn = edit(i["hx"], i["grad_cn"])
     with pytest.raises(exc) as info:

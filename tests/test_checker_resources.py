@@ -19,16 +19,17 @@ import numpy as np
 import pytest
 from helpers import export_golden
 
-from oracle.cases import Case
-from oracle.isolate import (
+from oracle.cases.seed import Case
+from oracle.checker.candidate import call
+from oracle.checker.wire import (
     BF16_LABEL,
     CALLS,
     HEAD_CAP,
     MAX_ITEMSIZE,
     ReplyError,
-    _calls,
-    _plain,
-    call,
+    check_calls,
+    encode,
+    plain,
     reply_cap,
     withheld,
 )
@@ -78,7 +79,7 @@ def test_a_huge_view_is_never_copied_in_the_worker():
     view = np.broadcast_to(np.zeros(1), (2 * 10**9,))
     tracemalloc.start()
     try:
-        got, _ = _plain({"Wxh": view, "Whh": np.ones((4, 4))}, EXPECT)
+        got, _ = plain({"Wxh": view, "Whh": np.ones((4, 4))}, EXPECT)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -88,7 +89,7 @@ def test_a_huge_view_is_never_copied_in_the_worker():
 
 def test_a_huge_torch_view_is_never_copied():
     torch = pytest.importorskip("torch")
-    got, _ = _plain({"Wxh": torch.zeros(1, dtype=torch.float64).expand(2 * 10**9)}, EXPECT)
+    got, _ = plain({"Wxh": torch.zeros(1, dtype=torch.float64).expand(2 * 10**9)}, EXPECT)
     assert got["Wxh"].shape == (2 * 10**9,) and got["Wxh"].strides == (0,)
 
 
@@ -184,12 +185,12 @@ SHIFTED = {"Wxh": entry((4, 3), 224), "Whh": entry((4, 4), 320)}  # the second s
 ])
 def test_a_reply_that_is_not_what_was_asked_is_refused(reply, body, words):
     with pytest.raises(ReplyError, match=words.replace("(", r"\(").replace(")", r"\)")):
-        _calls(reply, EXPECT, body)
+        check_calls(reply, EXPECT, body)
 
 
 def test_a_reply_as_asked_is_accepted():
-    _calls(head(GOOD, SHIFTED), EXPECT, 448)
-    _calls(head({"Wxh": {"dtype": "float64", "shape": [9], "withheld": True}}, {}), EXPECT, 0)
+    check_calls(head(GOOD, SHIFTED), EXPECT, 448)
+    check_calls(head({"Wxh": {"dtype": "float64", "shape": [9], "withheld": True}}, {}), EXPECT, 0)
 
 
 # ---------------------------------------------------------------- 5. each message says what happened
@@ -241,9 +242,7 @@ def test_a_script_without_the_main_guard_is_told_so(golden, tmp_path):
 
 def test_a_worker_reply_is_json_and_bytes_only():
     """What crosses is a JSON head and raw bytes: no pickle opcode can reach the checker."""
-    from oracle.isolate import _head_and_body
-
-    h, parts = _head_and_body("done", 0, "", ({"Wxh": np.ones((4, 3))}, {"Wxh": np.ones((5,))}), [], EXPECT)
+    h, parts = encode("done", 0, "", ({"Wxh": np.ones((4, 3))}, {"Wxh": np.ones((5,))}), [], EXPECT)
     described = json.loads(h)["calls"]
     assert described[0]["Wxh"]["nbytes"] == 96 and described[1]["Wxh"] == {"dtype": "float64", "shape": [5],
                                                                              "withheld": True}

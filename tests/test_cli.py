@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from oracle.cases import Case, all_cases
-from oracle.catalog import builtin_cases
+from oracle.cases import builtin_cases
+from oracle.cases.seed import Case, all_cases
 from oracle.cli import main
 
 

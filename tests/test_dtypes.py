@@ -11,9 +11,9 @@ from helpers import assert_grads_match, call
 import manual
 import reference
 from contract import ACTIVATIONS, LOSSES, TOPOLOGIES
-from oracle.cases import Case
-from oracle.compare import dtype_name
-from oracle.truth import truth
+from oracle.cases.seed import Case
+from oracle.groundtruth import truth
+from oracle.judge import dtype_name
 
 BACKENDS = [
     pytest.param(("numpy", "cpu"), id="numpy-cpu"),

@@ -11,7 +11,7 @@ from helpers import assert_grads_match, call
 import manual
 import reference
 from manual.kernels import _array_api, kernels
-from oracle.cases import Case
+from oracle.cases.seed import Case
 
 CASE = Case("many-to-many", "tanh", "mse", T=6, B=3, D=4, H=5, O=2)
 

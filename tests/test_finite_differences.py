@@ -6,9 +6,9 @@ import pytest
 
 import manual
 from contract import ACTIVATIONS, LOSSES, TOPOLOGIES
-from oracle.cases import Case
+from oracle.cases.module import ModuleCase, run_module
+from oracle.cases.seed import Case
 from oracle.fd import fd_errors, module_fd_errors
-from oracle.module_cases import ModuleCase, run_module
 from oracle.policy import FD_TOL
 
 CASES = [Case(top, act, loss, T=3, B=2, D=2, H=3, O=2)

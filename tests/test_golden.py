@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import manual
-from oracle.cases import Case
+from oracle.cases.seed import Case
 from oracle.cli import main
-from oracle.golden import load_golden
+from oracle.files.golden import load_golden
 
 CASE = Case("many-to-many", "tanh", "mse", T=4, B=2, D=3, H=4, O=2)
 
@@ -271,7 +271,7 @@ def resave(path, tensors, info):
     """Write ``tensors`` with metadata ``info`` whose SHA-256s match the data (so later guards are reached)."""
     from safetensors.numpy import save_file
 
-    from oracle.golden import sha256
+    from oracle.files.readers import sha256
     info = dict(info, sha256={k: sha256(v) for k, v in tensors.items()})
     save_file(tensors, str(path), metadata={"bptt": json.dumps(info)})
 
@@ -398,7 +398,7 @@ def test_inputs_that_are_not_a_valid_case_are_refused(tmp_path, capsys):
 
 
 def test_module_golden_round_trip_and_grads_files(tmp_path, capsys):
-    from oracle.module_cases import ModuleCase, run_module
+    from oracle.cases.module import ModuleCase, run_module
     name = "module/RNN_RELU/L2-bi-bf/T4-B3-I2-H3/lengths-mixed/up-both/float64"
     assert main(["export", str(tmp_path / "g"), "--case", name]) == 0
     case, inputs, truth, meta = load_golden(tmp_path / "g" / f"{ModuleCase.parse(name).file_stem}.safetensors")
@@ -418,7 +418,7 @@ def test_module_golden_round_trip_and_grads_files(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["module/LSTM/L2-bi-p2/T4-B3-I2-H3/lengths-mixed/up-both/float32",
                                   "module/GRU/L1-bf-paper/T4-B3-I2-H3/lengths-mixed/up-hn/float64"])
 def test_lstm_and_gru_golden_round_trip(name, tmp_path, capsys):
-    from oracle.module_cases import ModuleCase
+    from oracle.cases.module import ModuleCase
     case = ModuleCase.parse(name)
     assert main(["export", str(tmp_path), "--case", name]) == 0
     got_case, inputs, truth, meta = load_golden(tmp_path / f"{case.file_stem}.safetensors")

@@ -16,11 +16,11 @@ import torch
 
 import manual
 from contract.spec import config_from, grad_shapes, param_shapes
-from oracle.check import check, check_files
+from oracle.cases.module import ModuleCase
+from oracle.checker.run import check, check_files
 from oracle.cli import main
-from oracle.golden import load_golden
+from oracle.files.golden import load_golden
 from oracle.layouts import LayoutError, from_onnx, to_onnx
-from oracle.module_cases import ModuleCase
 
 MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU-paper")
 OP = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "LSTM": "LSTM", "GRU": "GRU"}

@@ -8,8 +8,8 @@ from helpers import assert_grads_match, call
 import manual
 import reference
 from contract import ACTIVATIONS, LOSSES, TOPOLOGIES
-from oracle.cases import Case
-from oracle.truth import truth
+from oracle.cases.seed import Case
+from oracle.groundtruth import truth
 
 SIZES = [(T, B) for T in (1, 2, 4, 17) for B in (1, 3)]
 CASES = [Case(top, act, loss, T, B, D=4, H=5, O=3)

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 import manual
 from contract.spec import MODES
-from oracle.module_cases import VARIANTS, ModuleCase, map_arrays, module_truth, parity_matrix, run_module, to_time_major
-from oracle.truth import Truth
+from oracle.cases.module import VARIANTS, ModuleCase, map_arrays, module_truth, parity_matrix, run_module, to_time_major
+from oracle.groundtruth import Truth
 from reference.module import nn_module_gradients, unrolled_module_gradients
 
 MATRIX = [c for v in VARIANTS for c in parity_matrix(*v)]  # every cell and form: 6 × 288

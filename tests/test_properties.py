@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import manual
 import reference
 from contract import ACTIVATIONS, LOSSES, TOPOLOGIES
-from oracle.truth import truth
+from oracle.groundtruth import truth
 
 
 def _one_row_cancels_alone(params, x, target, h0, activation, loss, topology) -> bool:

@@ -178,7 +178,7 @@ def test_progress_keeps_what_fits_on_a_wide_terminal(monkeypatch):
 # ------------------------------------------------------------------ an empty or non-finite truth vouches for nothing
 
 def _seed_inputs(whh_scale: float, T: int = 5):
-    from oracle.cases import Case
+    from oracle.cases.seed import Case
     i = Case("many-to-one", "identity", "mse", T=T, B=2, D=3, H=4, O=2).inputs()
     return {**i, "params": {**i["params"], "Whh": np.eye(4) * whh_scale}}
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import manual
-from oracle.module_cases import module_truth
-from oracle.truth import truth
+from oracle.cases.module import module_truth
+from oracle.groundtruth import truth
 
 T, B, D, H, O = 160, 3, 6, 16, 2
 TINY32 = np.finfo(np.float32).tiny

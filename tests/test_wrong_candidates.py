@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contract import ACTIVATIONS, LOSSES, TOPOLOGIES
-from oracle.cases import Case
-from oracle.check import NothingToCheckError, check, prepare
+from oracle.cases.seed import Case
+from oracle.checker.candidate import CandidateError
+from oracle.checker.run import NothingToCheckError, check, prepare
 from oracle.cli import main
-from oracle.compare import MAX_TOL, bounds, compare, sizes, tolerance
-from oracle.isolate import CandidateError
+from oracle.judge import MAX_TOL, bounds, compare, sizes, tolerance
 
 CASES = ["many-to-many/tanh/mse/T6-B2-D3-H4-O2/float64", "one-to-many/sigmoid/bce/T5-B2-D3-H4-O2/float64",
          "many-to-one/relu/cross_entropy/T7-B3-D3-H4-O3/float32"]
@@ -206,7 +206,7 @@ def test_keyboard_interrupt_in_process_is_not_swallowed(golden):
 
 
 def test_jobs_default_to_the_cores():
-    from oracle.isolate import default_jobs
+    from oracle.checker.isolate import default_jobs
     assert default_jobs() == len(os.sched_getaffinity(0))
 
 
@@ -309,6 +309,6 @@ def test_check_arguments_are_named(kwargs, error, words):
 
 
 def test_check_reads_a_generator_of_cases_once():
-    from oracle.cases import all_cases
+    from oracle.cases.seed import all_cases
     result = check(wrong_candidates.right, (c for c in all_cases()[:2]), isolate=False, progress=False)
     assert len(result.results) == 2 and result.ok

@@ -1,5 +1,5 @@
-"""Every built-in case, of both classes: the seed model's (``oracle.cases``) and the module's
-(``oracle.module_cases``).
+"""Every built-in case, of both classes: the seed model's (``oracle.cases.seed``) and the module's
+(``oracle.cases.module``).
 
 Both classes keep one protocol, so that nothing else asks which class a case
 is: its name and seeded inputs (``name``, ``inputs``, ``cast``,
@@ -15,8 +15,8 @@ differences (``fd_small``, ``fd_errors``).
 
 from __future__ import annotations
 
-from oracle.cases import DTYPES, Case, all_cases, select
-from oracle.module_cases import MAX_LAYERS, ModuleCase, all_module_cases
+from oracle.cases.module import MAX_LAYERS, ModuleCase, all_module_cases
+from oracle.cases.seed import DTYPES, Case, all_cases, select
 
 CLASSES = (ModuleCase, Case)  # every class of case, the one whose name prefix a name has first
 
@@ -27,7 +27,7 @@ def parse_case(name: str):
         raise ValueError(f"case name must be ASCII; got {name!r}. Remedy: e.g. "
                          "many-to-many/tanh/mse/T4-B2-D3-H4-O2/float64")
     case = next(cls for cls in CLASSES if name.startswith(cls.prefix)).parse(name)
-    from oracle.golden import MAX_ELEMENTS, case_elements  # here: golden imports this module
+    from oracle.files.golden import MAX_ELEMENTS, case_elements  # here: golden imports this module
 
     layers = getattr(getattr(case, "config", None), "num_layers", 1)
     n = case_elements(case)

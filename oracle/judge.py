@@ -274,7 +274,7 @@ def compare(got: dict, want: dict, *, dtype: str = "float64", ref: dict | None =
     lacks is reported "not given" instead of failing. ``ref`` is autograd's
     gradient set in ``dtype`` on the same inputs (reduced precision), ``tol``
     overrides C·eps·√(T·K) of :func:`tolerance`; ``sens`` and ``amp`` are the
-    truth's sensitivity and amplification (:func:`oracle.truth.truth`), which
+    truth's sensitivity and amplification (:func:`oracle.groundtruth.truth`), which
     widen the bound where the case itself cancels. See ``BOUND``.
     ``steps``: name → time order (:func:`time_order`) for gradient sets other
     than the seed model's; ``size``: (T, K) for the bound, read off ``want``

@@ -106,10 +106,10 @@ class Case:
         out["target"] = target if self.loss == "cross_entropy" else cast(target)
         return out
 
-    # ------------------------------------------------------------ the Case protocol (oracle.catalog)
+    # ------------------------------------------------------------ the Case protocol (oracle.cases)
 
     kind = "seed"  # the golden schema's word for this class; nothing branches on it
-    prefix = ""  # the start of every name of this class (oracle.catalog.parse_case)
+    prefix = ""  # the start of every name of this class (oracle.cases.parse_case)
     optional = ("h", "z")  # per-step internals: judged when a candidate gives them
 
     @staticmethod
@@ -129,8 +129,8 @@ class Case:
         return run(fn, inputs, self.kwargs)
 
     def truth(self, inputs: dict):
-        """The float64 truth (``oracle.truth.Truth``) on ``inputs`` cast to the case's dtype, as judged."""
-        from oracle.truth import truth
+        """The float64 truth (``oracle.groundtruth.Truth``) on ``inputs`` cast to the case's dtype, as judged."""
+        from oracle.groundtruth import truth
 
         return truth(self.cast(inputs), self.kwargs)
 
@@ -160,7 +160,7 @@ class Case:
         return {"Wxh": (H, D), "Whh": (H, H), "bh": (H,), "Why": (O, H), "by": (O,), "h0": (B, H),
                 "x": (B, D) if self.topology == "one-to-many" else (T, B, D), "h": (T, B, H), "z": (T, B, H)}
 
-    # ------------------------------------------------------------ its golden file (oracle.golden)
+    # ------------------------------------------------------------ its golden file (oracle.files.golden)
 
     def file_shapes(self) -> dict:
         """name → (shape, allowed safetensors dtypes) of every tensor of its golden file."""
@@ -188,7 +188,7 @@ class Case:
     def from_tensors(self, t: dict) -> tuple[dict, object]:
         """(inputs, truth) from its golden file's tensors: the inverse of :meth:`file_tensors`."""
         from contract import GRAD_NAMES, PARAM_NAMES
-        from oracle.truth import Truth
+        from oracle.groundtruth import Truth
 
         inputs = {"params": {k: t[f"params.{k}"] for k in PARAM_NAMES}, "x": t["inputs.x"], "h0": t["inputs.h0"],
                   "target": t["inputs.target"]}

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oracle.cases import run
-from oracle.compare import EPS, Report, compare, has_time_axis
+from oracle.cases.seed import run
+from oracle.judge import EPS, Report, compare, has_time_axis
 from oracle.policy import AMP_CAP, ROW_KAPPA_FACTOR
 
 
@@ -35,7 +35,7 @@ class Truth:
     grads: dict  # name → float64 array, the gradient set
     sens: dict | None = None  # name → sensitivity (per unit of eps)
     amp: dict | None = None  # name → amplification of rounding errors by cancellation (≥ 1)
-    steps: dict | None = None  # name → time order (oracle.compare.time_order); None: the seed model's
+    steps: dict | None = None  # name → time order (oracle.judge.time_order); None: the seed model's
     size: tuple[int, int] | None = None  # (T, K) of the bound; None: read off the shapes
 
     def compare(self, got: dict, **kwargs) -> Report:
@@ -173,7 +173,7 @@ def truth(inputs: dict, kwargs: dict, draws: int = 2, seed: int = 0) -> Truth:
     they are widened to float64 first); ``kwargs``: activation, loss, topology.
     """
     import reference  # here, not at the top: a worker process imports oracle without torch
-    from oracle.cases import Case
+    from oracle.cases.seed import Case
 
     inputs = as_float64(inputs)
     grads_of = lambda i: run(reference.gradients, i, kwargs)  # noqa: E731

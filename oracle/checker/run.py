@@ -6,9 +6,9 @@ For each case, in this order:
    (built-in cases: autograd; golden files: stored) and, for a float32 case,
    autograd's own error in float32 (``Prepared``);
 2. the candidate, on its own copies of those inputs, in a worker process
-   unless ``isolate=False`` (``oracle.isolate``): twice, and a change to its
+   unless ``isolate=False`` (``oracle.checker.isolate``): twice, and a change to its
    inputs, an exception, an exit, a crash or a hang is the case's failure;
-3. the judgement, here, by the case's bound (``oracle.compare.BOUND``): the
+3. the judgement, here, by the case's bound (``oracle.judge.BOUND``): the
    case's dtype, sizes and truth; nothing the candidate returns moves it.
 """
 
@@ -24,23 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from contract.spec import is_int
-from oracle.cases import Case, all_cases, select
-from oracle.catalog import CLASSES, builtin_cases
-from oracle.compare import Report
-from oracle.isolate import (
-    DEFAULT_TIMEOUT,
-    CandidateError,
-    Outcome,
-    call,
-    load,
-    reference_to,
-    run_isolated,
-    stop_if_importing_main,
-)
+from oracle.cases import CLASSES, builtin_cases
+from oracle.cases.seed import Case, all_cases, select
+from oracle.checker.candidate import CandidateError, Outcome, call, load, reference_to
+from oracle.checker.isolate import DEFAULT_TIMEOUT, run_isolated
+from oracle.checker.processes import stop_if_importing_main
+from oracle.groundtruth import Truth
+from oracle.judge import Report
 from oracle.layouts import LayoutError, check_layout
 from oracle.policy import GOLDEN_AGREE
 from oracle.progress import Progress
-from oracle.truth import Truth
 
 
 class NothingToCheckError(ValueError):
@@ -95,7 +88,7 @@ class Prepared:
     @property
     def expect(self) -> dict[str, list[tuple]]:
         """name → the shapes a candidate's gradient may have, in its layout: what a worker lets cross
-        (``oracle.isolate``); any other name is not judged, any other shape crosses as its shape alone."""
+        (``oracle.checker.isolate``); any other name is not judged, any other shape crosses as its shape alone."""
         given = {k: [tuple(s) for s in v] for k, v in self.case.expected_grads(self.layout).items()}
         if self.layout != "torch":
             return given
@@ -111,7 +104,7 @@ def _golden_truth(path, case, inputs: dict, stored: Truth) -> Truth:
     """The truth a golden case is judged by: recomputed from the file's own inputs, never read from the file (its
     SHA-256 digests prove integrity, not origin: anyone can recompute them). The file's stored gradients must
     agree with it, or the file is refused; its stored sens and amp are for readers in other languages."""
-    from oracle.golden import GoldenFileError
+    from oracle.files.readers import GoldenFileError
 
     want = case.truth(inputs)
     if set(want.grads) != set(stored.grads):
@@ -180,7 +173,7 @@ def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: tuple, *, jo
         return prepared[i].case, prepared[i].inputs, prepared[i].expect
 
     def done(i: int, outcome: Outcome) -> None:
-        if results[i] is not None:  # judged already: its worker died after answering it (oracle.isolate)
+        if results[i] is not None:  # judged already: its worker died after answering it (oracle.checker.isolate)
             results[i] = CaseResult(results[i].case, error=outcome.error)
             return
         results[i] = judge(prepared.pop(i), outcome)
@@ -223,7 +216,7 @@ def golden_cases(folder: str | Path, pattern: str | None = None, layout: str | N
     its inputs, and a file whose stored gradients differ from it is refused. ``NothingToCheckError`` when the folder is
     missing or holds no golden file.
     """
-    from oracle.golden import load_golden
+    from oracle.files.golden import load_golden
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -301,8 +294,8 @@ def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, 
     process (for a debugger; no timeout).
 
     Raises ``NothingToCheckError`` when nothing is selected or the golden
-    folder is missing or empty, ``oracle.golden.GoldenFileError`` for a
-    refused file, ``oracle.isolate.CandidateError`` when the candidate cannot
+    folder is missing or empty, ``oracle.files.readers.GoldenFileError`` for a
+    refused file, ``oracle.checker.isolate.CandidateError`` when the candidate cannot
     be loaded.
 
     ``layout``: the names and shapes the candidate returns module gradients
@@ -336,12 +329,12 @@ def check_files(golden: str | Path, grads: str | Path, pattern: str | None = Non
 
     ``layout``: the names and shapes of the files' tensors (as for :func:`check`).
 
-    Files are read as data only (``oracle.golden.load_grads``); a hostile
+    Files are read as data only (``oracle.files.grads.load_grads``); a hostile
     one is refused with ``GoldenFileError``. A case without a file fails,
     and the report names any file for it that is never read (``.pt``,
     ``.pkl``: pickle can run code).
     """
-    from oracle.golden import load_grads
+    from oracle.files.grads import load_grads
 
     _folder("golden", golden)
     _folder("grads", grads)

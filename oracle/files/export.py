@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from oracle.golden import environment, write_golden
+from oracle.files.golden import environment, write_golden
 from oracle.layouts import LayoutError, check_layout
 from oracle.policy import BOUND, COND_FACTOR, EPS, FD_TOL, MAX_TOL, REF_FACTOR, C
 from oracle.progress import Progress

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract.spec import MODES, RNNConfig, config_from, grad_shapes, param_shapes, step_names
-from oracle.truth import Truth, finite_truth, sensitivity
+from oracle.groundtruth import Truth, finite_truth, sensitivity
 
 UPSTREAMS = ("output", "hn", "both")
 LENGTHS = ("full", "mixed")
@@ -48,7 +48,7 @@ class ModuleCase:
     linear_before_reset: bool = True  # GRU only; False: the original paper's form
 
     kind = "module"  # the golden schema's word for this class; nothing branches on it
-    prefix = "module/"  # the start of every name of this class (oracle.catalog.parse_case)
+    prefix = "module/"  # the start of every name of this class (oracle.cases.parse_case)
 
     @property
     def config(self) -> RNNConfig:
@@ -135,7 +135,7 @@ class ModuleCase:
             out["grad_cn"] = cast(rng.normal(0, 1, cx.shape)) if g_hn is not None else None
         return out
 
-    # ------------------------------------------------------------ the Case protocol (oracle.catalog)
+    # ------------------------------------------------------------ the Case protocol (oracle.cases)
 
     @staticmethod
     def map_arrays(f, inputs: dict, every: bool = False) -> dict:
@@ -208,7 +208,7 @@ class ModuleCase:
         """name → shape of every gradient (``input`` in the caller's layout)."""
         return grad_shapes(self.config, self.T, self.B)
 
-    # ------------------------------------------------------------ its golden file (oracle.golden)
+    # ------------------------------------------------------------ its golden file (oracle.files.golden)
 
     def file_shapes(self) -> dict:
         """name → (shape, allowed safetensors dtypes) of every tensor of its golden file (torch's layout)."""
@@ -278,7 +278,7 @@ class ModuleCase:
     @classmethod
     def from_spec(cls, spec: dict, max_dim: int) -> ModuleCase:
         """The case a golden file's metadata describes; ValueError naming the field that is wrong."""
-        from oracle.cases import spec_int
+        from oracle.cases.seed import spec_int
 
         choices = {"mode": MODES, "lengths": LENGTHS, "upstream": UPSTREAMS, "dtype": DTYPES}
         for key, allowed in choices.items():
@@ -337,7 +337,7 @@ def run_module(fn, inputs: dict) -> dict:
 
 
 def time_orders(config: RNNConfig) -> dict:
-    """name → time order (oracle.compare.time_order) of a module's gradient set.
+    """name → time order (oracle.judge.time_order) of a module's gradient set.
 
     One direction: every per-step tensor and ``input`` is made t = T … 1 (a
     suffix). Bidirectional: the top layer's forward tensors are a suffix, its

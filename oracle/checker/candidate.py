@@ -1,0 +1,158 @@
+"""One call of a candidate, in whatever process: its own copies of the inputs, twice, and what it returned read
+as plain arrays (``oracle.checker.wire.plain``); how a worker finds the candidate (``MODULE:FUNCTION`` or a
+function pickled by reference)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from oracle.checker.wire import CALLS, plain, restore
+
+
+class CandidateError(ValueError):
+    """The candidate cannot be run at all (not importable, not picklable, crashed while loading)."""
+
+
+@dataclass
+class Outcome:
+    """What one case's candidate run gave: gradient sets (one per call) or the reason it gave none, and notes on
+    how its result was read (keys ignored)."""
+
+    grads: list[dict] = field(default_factory=list)
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _copy(a):
+    """A deep copy of a case's inputs: arrays, dicts of arrays, lists (lengths), scalars (config)."""
+    if isinstance(a, dict):
+        return {k: _copy(v) for k, v in a.items()}
+    if isinstance(a, list):
+        return list(a)
+    if isinstance(a, tuple):  # the LSTM's (h0, c0)
+        return tuple(_copy(b) for b in a)
+    return np.array(a, copy=True) if isinstance(a, np.ndarray) else a
+
+
+def _changed(pristine: dict, given: dict, where: str = "") -> list[str]:
+    """What the candidate changed in its copy of the inputs, each named as the caller wrote it
+    (``params["Why"] was modified in place``, ``x was modified in place``)."""
+    out = []
+    for k, v in pristine.items():
+        name = f'{where}["{k}"]' if where else k
+        if not isinstance(given, dict) or k not in given:
+            out.append(f"{name} was removed from the dict")
+        elif isinstance(v, dict):
+            out += _changed(v, given[k], name) if isinstance(given[k], dict) else [f"{name} was replaced"]
+        elif not _same(v, given[k]):
+            out.append(f"{name} was modified in place")
+    if isinstance(given, dict):
+        out += [f'{where}["{k}"] was added to the dict' if where else f"{k} was added"
+                for k in given if k not in pristine]
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, tuple):
+        return isinstance(b, tuple) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype and \
+            a.tobytes() == b.tobytes()
+    return type(a) is type(b) and a == b
+
+
+def describe(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"called sys.exit({e.code!r})"
+    return "raised " + traceback.format_exception_only(type(e), e)[-1].strip()
+
+
+def call(fn: Callable, case, inputs: dict, calls: int = CALLS, in_worker: bool = False,
+         expect: Mapping | None = None) -> Outcome:
+    """``fn`` (with the signature of ``case``: ``case.call(fn, inputs)``) on fresh copies of ``inputs``, ``calls``
+    times; ``expect``: name → the shapes the case allows for that gradient (see :func:`plain`).
+
+    In this process a KeyboardInterrupt is the user's and goes on up; in a
+    worker (which ignores Ctrl-C: the checker handles it) it is the candidate's.
+    """
+    out = Outcome()
+    for i in range(calls):
+        mine = _copy(inputs)
+        when = "" if i == 0 else f" (call {i + 1} of {calls} on the same inputs)"
+        pid = os.getpid()
+        try:
+            got = case.call(fn, mine)
+        except KeyboardInterrupt as e:
+            if not in_worker:
+                raise
+            return Outcome(error=f"the candidate raised {type(e).__name__}{when}")
+        except BaseException as e:  # noqa: BLE001 - a candidate's failure, sys.exit included, is a result
+            _never_in_a_fork(pid)
+            return Outcome(error=f"the candidate {describe(e)}{when}")
+        _never_in_a_fork(pid)
+        changed = _changed(inputs, mine)
+        if changed:
+            return Outcome(error="the candidate changed its inputs: " + "; ".join(changed) + when)
+        try:
+            arrays, notes = plain(got, expect)
+        except TypeError as e:
+            return Outcome(error=f"{e}{when}")
+        except Exception as e:  # noqa: BLE001 - a result that breaks on reading is the candidate's failure
+            return Outcome(error=f"the candidate returned something unreadable: {describe(e)[7:]}{when}")
+        out.grads.append(arrays if in_worker else restore(arrays))
+        out.notes += [n for n in notes if n not in out.notes]
+    return out
+
+
+def _never_in_a_fork(pid: int) -> None:
+    """A process the candidate forked returns here too: it must end, not answer for the worker."""
+    if os.getpid() != pid:
+        os._exit(0)
+
+
+def describe_spec(spec: str) -> tuple[str, str]:
+    """(module, function) of ``MODULE:FUNCTION``, or a CandidateError with a remedy."""
+    module, _, func = spec.partition(":")
+    if not module or not func:
+        raise CandidateError(f"the candidate must read MODULE:FUNCTION; got {spec!r}. "
+                             "Remedy: e.g. manual:gradients")
+    return module, func
+
+
+def load(ref: tuple) -> Callable:
+    """The candidate from ``("spec", "module:function")`` or ``("pickle", bytes)``."""
+    kind, what = ref
+    if kind == "spec":
+        module, func = describe_spec(what)
+        fn = getattr(importlib.import_module(module), func)
+    else:
+        fn = pickle.loads(what)
+    if not callable(fn):
+        raise TypeError(f"{fn!r} is not callable")
+    return fn
+
+
+def reference_to(candidate: Callable | str) -> tuple:
+    """What a worker is told to load: a spec as it is, a function pickled by reference."""
+    if isinstance(candidate, str):
+        describe_spec(candidate)
+        return ("spec", candidate)
+    if not callable(candidate):
+        raise TypeError(f"candidate must be a function with manual.gradients' signature or 'MODULE:FUNCTION'; "
+                        f"got {type(candidate).__name__}. Remedy: pass the function itself.")
+    try:
+        return ("pickle", pickle.dumps(candidate))
+    except Exception as e:  # noqa: BLE001 - pickling errors come in many types
+        raise CandidateError(
+            f"the candidate {candidate!r} cannot be sent to a worker process ({type(e).__name__}: {e}). "
+            "Remedy: define it at module level (not a lambda or a local function), pass 'MODULE:FUNCTION', "
+            "or run in-process with isolate=False.") from None
+
+

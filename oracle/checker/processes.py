@@ -1,0 +1,235 @@
+"""A worker process's life: a warden that no process of the candidate outlives.
+
+The spawned process is a warden: its stdout and stderr go to a log file
+(never the checker's), it is a child subreaper (Linux's
+``PR_SET_CHILD_SUBREAPER``), and it forks the worker that loads the
+candidate and runs one case per task. When the worker ends, for whatever
+reason, or the checker sends SIGTERM, the warden kills every process below
+it (those the candidate started, forked, put in a group of their own or
+daemonised: a subreaper adopts them) and ends with the worker's own exit
+status. Where there is no subreaper and no ``/proc`` (not Linux), only the
+worker's own session and process group are killed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import traceback
+
+from oracle.checker.candidate import call, describe, load
+from oracle.checker.wire import send_reply
+
+LOG_ENV = "BPTT_WORKER_LOG"  # set for a worker process: the file its stdout and stderr go to
+
+
+GUARD_MARK = "bptt: oracle.check was called while a worker process was importing the main script"
+
+
+class _Stop(Exception):
+    """The checker asked the warden to end the worker (SIGTERM)."""
+
+
+def _on_term(signum, frame):
+    raise _Stop
+
+
+def serve(tasks, replies, ref: tuple, log: str) -> None:
+    """A worker process's life. The spawned process is a warden: its stdout and stderr go to ``log`` (never the
+    checker's), it is a child subreaper (Linux), and it forks the worker that loads the candidate and runs one
+    case per task. When the worker ends, for whatever reason, or the checker sends SIGTERM, the warden kills
+    every process below it (those the candidate started, forked or daemonised: a subreaper adopts them) and
+    ends with the worker's own exit status."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the checker, which then stops the workers
+    _redirect(log)
+    _become_subreaper()
+    signal.signal(signal.SIGTERM, _on_term)
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        code = 1
+        try:
+            os.setsid()
+            code = _work(tasks, replies, ref)
+        except BaseException:  # noqa: BLE001 - the worker's own failure: its traceback goes to the log
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:  # noqa: BLE001, S110 - a stream the candidate broke
+                    pass
+            os._exit(code)
+    tasks.close()
+    replies.close()  # the checker sees the reply pipe close when the worker and everything below it are gone
+    status = None
+    try:
+        _, status = os.waitpid(pid, 0)
+    except _Stop:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        kill(pid)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    end_descendants(pid)
+    _exit_as(status)
+
+
+def _work(tasks, replies, ref: tuple) -> int:
+    fd = replies.fileno()
+    try:
+        fn = load(ref)
+    except BaseException as e:  # noqa: BLE001 - reported to the checker, which stops with a usage error
+        send_reply(fd, "load-error", error=describe(e))
+        return 0
+    send_reply(fd, "ready")
+    while True:
+        try:
+            task = tasks.recv()
+        except (EOFError, OSError) as e:
+            print(f"the worker's task pipe is closed ({type(e).__name__}: {e}): did the candidate close it?",
+                  file=sys.stderr)
+            return 1
+        if task is None:
+            return 0
+        i, case, inputs, expect = task
+        send_reply(fd, "took", i)  # the case has started: a death from here on is this case's
+        out = call(fn, case, inputs, in_worker=True, expect=expect)
+        send_reply(fd, "done", i, out.error, tuple(out.grads), out.notes, expect)
+
+
+def _redirect(log: str) -> None:
+    """stdin from /dev/null, stdout and stderr to ``log``: nothing the candidate starts holds the checker's."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(null)
+    os.close(out)
+
+
+def _become_subreaper() -> bool:
+    """Orphans below this process are re-parented to it, not to init (Linux's PR_SET_CHILD_SUBREAPER)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def kill(pid: int) -> None:
+    for kill, what in ((os.killpg, pid), (os.kill, pid)):
+        try:
+            kill(what, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def descendants(root: int) -> list[int]:
+    """The live (not zombie) processes below ``root``, from /proc; empty where there is no /proc."""
+    children: dict[int, list[tuple[int, bytes]]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for d in names:
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append((int(d), fields[0]))
+    out, todo = [], [root]
+    while todo:
+        for pid, state in children.get(todo.pop(), []):
+            todo.append(pid)
+            if state != b"Z":
+                out.append(pid)
+    return out
+
+
+def end_descendants(worker: int) -> None:
+    """Kill the worker's group and every live process below this one, and reap them, until none is left
+    (a process forked between two looks is found by the next)."""
+    kill(worker)
+    for _ in range(200):
+        _reap()
+        alive = descendants(os.getpid())
+        if not alive:
+            return
+        for pid in alive:
+            kill(pid)
+        time.sleep(0.005)
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _exit_as(status: int | None) -> None:
+    """End this process as the worker ended: its exit code, or the signal that killed it (no core file)."""
+    code = 0 if status is None else os.waitstatus_to_exitcode(status)
+    if code < 0:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        time.sleep(1.0)
+        code = 128 - code
+    os._exit(code)
+
+
+def death(exitcode: int | None) -> str:
+    """Why a worker is gone, in words."""
+    if exitcode is None:
+        return "the worker process vanished"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        what = {"SIGSEGV": "a segmentation fault: native code touched memory it does not own",
+                "SIGABRT": "an abort (os.abort, a failed C assert)", "SIGBUS": "a bus error in native code",
+                "SIGFPE": "a floating-point exception in native code",
+                "SIGKILL": "killed from outside (out of memory?)"}.get(name, "killed by a signal")
+        return f"the worker process died of {name}: {what}"
+    return (f"the worker process exited with status {exitcode} "
+            "(os._exit, or a native library ending the process)")
+
+
+GUARD_REMEDY = ("the script that calls oracle.check is run again by each worker process (spawn imports the main "
+                "script), and the call is not under `if __name__ == \"__main__\":`. Remedy: put it under that "
+                "guard, or pass isolate=False")
+
+
+def stop_if_importing_main() -> None:
+    """Called while a spawned worker imports the main script (a script that calls oracle.check without the
+    ``__main__`` guard): say so to the checker, through the worker's log, and end this worker at once."""
+    if not getattr(mp.current_process(), "_inheriting", False):
+        return
+    log = os.environ.get(LOG_ENV)
+    if log:
+        with open(log, "a") as f:
+            f.write(GUARD_MARK + "\n")
+    os._exit(1)
+
+

@@ -1,0 +1,40 @@
+"""`bptt derive`: the learner's view, each equation at each step with manual's numbers beside autograd's."""
+
+from __future__ import annotations
+
+from contract import ACTIVATIONS
+from oracle.cli.common import EXIT_MISMATCH, EXIT_OK, usage
+
+
+def add(sub) -> None:
+    """The `bptt derive` subcommand's arguments."""
+    d = sub.add_parser("derive", help="the seed's derivation with real numbers, manual beside autograd")
+    d.add_argument("--steps", type=int, default=None,
+                   help="time steps (default 2: the notes' first example; 4: BPTT2; 3 for --cell lstm|gru)")
+    d.add_argument("--cell", choices=("elman", "lstm", "gru"), default="elman",
+                   help="the seed model's Elman cell (default), or an LSTM or GRU layer's backward pass")
+    d.add_argument("--activation", choices=ACTIVATIONS, default="tanh")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(fn=cmd_derive)
+
+
+def cmd_derive(args) -> int:
+    from oracle.derive import lines
+
+    args.steps_given = args.steps is not None
+    args.steps = 2 if args.steps is None else args.steps
+    if args.steps < 1:
+        return usage(f"--steps must be at least 1; got {args.steps}. Remedy: --steps 2 is the notes' example.")
+    if args.seed < 0:
+        return usage(f"--seed must be a non-negative integer; got {args.seed}. Remedy: --seed 0.")
+    if args.cell != "elman":
+        from oracle.derive_cells import cell_lines
+
+        out, ok = cell_lines(args.cell, args.steps if args.steps_given else 3, args.seed)
+        print("\n".join(out))
+        return EXIT_OK if ok else EXIT_MISMATCH
+    out, ok = lines(args.steps, args.activation, args.seed)
+    print("\n".join(out))
+    return EXIT_OK if ok else EXIT_MISMATCH
+
+
