@@ -38,7 +38,7 @@ from manual.cells.elman import run_backward, run_forward
 from manual.errstate import numpy_quiet
 from manual.kernels import kernels
 from manual.losses import LOSSES
-from manual.readout import _logits, _output, readout_backward
+from manual.readout import read_logits, read_output, readout_backward
 
 
 def detached(a):
@@ -182,7 +182,7 @@ def _raise_if_output_overflowed(p: Problem, params, hs, target, y, L) -> None:
     bad = first_nonfinite_step(xp, y, backward=False)
     if bad is not None:
         raise NonFiniteGradientError("y (forward pass)", p.T - S + bad)
-    o, yt = _logits(p, params, hs, target)
+    o, yt = read_logits(p, params, hs, target)
     for s in range(S):  # only on failure: the loss of each step alone
         if not all_finite(xp, LOSSES[p.loss](o[s : s + 1, ...], yt[s : s + 1, ...])[1]):
             raise NonFiniteGradientError("loss (forward pass)", p.T - S + s + 1)
@@ -231,7 +231,7 @@ def forward(
     p, params, x, target, h0 = _check(params, x, target, h0, activation, loss, topology)
     z, hs = _forward(p, params, x, h0, backend=_backend(backend, p))
     _raise_if_forward_overflowed(p.xp, hs)
-    y, L, _ = _output(p, params, hs, target)
+    y, L, _ = read_output(p, params, hs, target)
     _raise_if_output_overflowed(p, params, hs, target, y, L)
     return {"z": z, "h": hs[1:, ...], "y": y, "loss": L}
 
@@ -290,7 +290,7 @@ def gradients(
         if grads is not None:
             return grads  # else not finite somewhere: the array-API code below names the step in its error
     z, hs = _forward(p, params, x, h0, reuse=True)  # (T, B, H), (T+1, B, H): workspace
-    _, _, do = _output(p, params, hs, target)  # dL/do (S, B, O)
+    _, _, do = read_output(p, params, hs, target)  # dL/do (S, B, O)
     S = do.shape[0]
     dWhy, dby, direct = readout_backward(p, params, hs, do)  # (O, H), (O,), ∂L_t/∂h_t (S, B, H)
 

@@ -18,7 +18,7 @@ def _read(p: Problem, hs):
     return hs[p.T :, ...] if p.topology == "many-to-one" else hs[1:, ...]
 
 
-def _logits(p: Problem, params, hs, target) -> tuple:
+def read_logits(p: Problem, params, hs, target) -> tuple:
     """o = h Whyᵀ + by for the steps read (S, B, O), and their targets (S, B, O) or (S, B)."""
     xp = p.xp
     hr = _read(p, hs)  # (S, B, H)
@@ -28,9 +28,9 @@ def _logits(p: Problem, params, hs, target) -> tuple:
     return o, y
 
 
-def _output(p: Problem, params, hs, target):
+def read_output(p: Problem, params, hs, target):
     """o = h Whyᵀ + by for the steps read, then (y, L, dL/do), each (S, B, O) but L."""
-    return LOSSES[p.loss](*_logits(p, params, hs, target))
+    return LOSSES[p.loss](*read_logits(p, params, hs, target))
 
 
 def readout_backward(p: Problem, params, hs, do) -> tuple:

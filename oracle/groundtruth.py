@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oracle.cases.seed import run
 from oracle.judge import EPS, Report, compare, has_time_axis
 from oracle.policy import AMP_CAP, ROW_KAPPA_FACTOR
 
@@ -51,6 +50,11 @@ def as_float64(inputs: dict) -> dict:
         return a.astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a
     return {"params": {k: f(v) for k, v in inputs["params"].items()}, "x": f(inputs["x"]),
             "target": f(inputs["target"]), "h0": f(inputs.get("h0"))}
+
+
+def seed_run(fn, inputs: dict, kwargs: dict) -> dict:
+    """``fn`` with ``manual.gradients``' signature (oracle.cases.seed.run; here, so that the truth needs no case)."""
+    return fn(inputs["params"], inputs["x"], inputs["target"], h0=inputs["h0"], **kwargs)
 
 
 def sensitivity(grads_of, inputs: dict, want: dict, map_arrays, draws: int = 2, seed: int = 0) -> dict:
@@ -86,7 +90,7 @@ def _rows(inputs: dict, kwargs: dict, grads: dict) -> dict | None:
         one = {"params": inputs["params"], "x": np.take(inputs["x"], [b], axis=x_axis),
                "target": np.take(inputs["target"], [b], axis=y_axis),
                "h0": None if inputs["h0"] is None else inputs["h0"][b:b + 1]}
-        parts.append(run(reference.gradients, one, kwargs))
+        parts.append(seed_run(reference.gradients, one, kwargs))
     rows = {}
     for name, g in grads.items():
         if name in ("h", "z", "x", "h0"):  # the batch axis: the rows' own entries
@@ -176,7 +180,7 @@ def truth(inputs: dict, kwargs: dict, draws: int = 2, seed: int = 0) -> Truth:
     from oracle.cases.seed import Case
 
     inputs = as_float64(inputs)
-    grads_of = lambda i: run(reference.gradients, i, kwargs)  # noqa: E731
+    grads_of = lambda i: seed_run(reference.gradients, i, kwargs)  # noqa: E731
     want = grads_of(inputs)
     finite_truth(want)
     sens = sensitivity(grads_of, inputs, want, Case.map_arrays, draws, seed)

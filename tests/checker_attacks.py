@@ -177,3 +177,56 @@ def uses_a_process_pool(params, x, target, **kw):
 
     with mp.get_context("fork").Pool(1) as pool:
         return pool.apply(_right_np, (params, x, target), kw)
+
+
+# ---------------------------------------------------------------- found in review
+
+def self_kill(params, x, target, **kw):
+    """The worker killed by SIGKILL, as the kernel's out-of-memory killer does it."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+_KILLED = []
+
+
+def kill_warden(params, x, target, **kw):
+    """Kills its own warden (the worker's parent) with SIGKILL, once, after starting a daemon that holds the
+    output."""
+    import signal
+
+    if _KILLED:
+        return _right_np(params, x, target, **kw)
+    _KILLED.append(os.getppid())
+    if os.fork() == 0:
+        os.setsid()
+        _record_pid()
+        time.sleep(30)
+        os._exit(0)
+    os.kill(os.getppid(), signal.SIGKILL)
+    return _right_np(params, x, target, **kw)
+
+
+def stderr_flood(params, x, target, **kw):
+    """Right, after writing $BPTT_FLOOD_MIB MiB to its stderr."""
+    chunk = b"x" * 2**20
+    for _ in range(int(os.environ.get("BPTT_FLOOD_MIB", "64"))):
+        _write(2, chunk)
+    return _right_np(params, x, target, **kw)
+
+
+def hangs(params, x, target, **kw):
+    time.sleep(3600)
+
+
+def onnx_wide_W(config, state_dict, input, hx=None, **kw):
+    """Right in ONNX's layout but W_l0, a view with a third axis of $BPTT_ATTACK_N (the first two are right)."""
+    import manual
+    from oracle.layouts import to_onnx
+
+    _cap_address_space()
+    g = to_onnx(config, manual.module_gradients(config, state_dict, input, hx, **kw))
+    W = g["W_l0"]
+    g["W_l0"] = np.broadcast_to(np.zeros(1), (W.shape[0], W.shape[1], int(os.environ.get("BPTT_ATTACK_N", 10**8))))
+    return g

@@ -247,3 +247,88 @@ def test_a_worker_reply_is_json_and_bytes_only():
     assert described[0]["Wxh"]["nbytes"] == 96 and described[1]["Wxh"] == {"dtype": "float64", "shape": [5],
                                                                              "withheld": True}
     assert [p.dtype for p in parts] == [np.uint8]
+
+
+# ---------------------------------------------------------------- found in review
+
+def test_a_worker_killed_by_sigkill_is_said_so(golden):
+    """The kernel's out-of-memory killer sends SIGKILL: the report says so, and the warden writes no traceback."""
+    code, out, err, _, _ = bptt(golden, "checker_attacks:self_kill", "--jobs", "1", "-k", "float64")
+    assert code == 1 and out.count("died of SIGKILL: killed from outside (out of memory?)") == 2, out + err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guarantee is Linux's (a child subreaper)")
+def test_a_candidate_that_kills_its_warden_leaves_nothing_behind(golden, tmp_path):
+    """Its daemon is re-parented to the checker (a subreaper while it runs workers), which ends it."""
+    pids = tmp_path / "pids"
+    pids.touch()
+    code, out, err, took, _ = bptt(golden, "checker_attacks:kill_warden", "--jobs", "1", "-k", "float64",
+                                   env={"BPTT_TEST_PIDS": str(pids)})
+    assert code == 1 and "SIGKILL" in out and took < 20, (took, out + err)
+    started = [int(p) for p in pids.read_text().split()]
+    assert started and all(gone(p) for p in started), started
+
+
+def test_what_a_worker_writes_is_kept_bounded(golden, tmp_path):
+    code, out, err, _, _ = bptt(golden, "checker_attacks:stderr_flood", "--jobs", "1", "-k", "float64",
+                                env={"BPTT_FLOOD_MIB": "64", "TMPDIR": str(tmp_path)})
+    assert code == 0 and "bytes not kept" in err and len(err) < 2**20, (len(err), err[-300:])
+    assert not list(tmp_path.glob("bptt-worker-*.log")), "a worker's log was left behind"
+
+
+@pytest.fixture(scope="module")
+def onnx_golden(tmp_path_factory):
+    return export_golden(tmp_path_factory.mktemp("onnx"), ["module/GRU/L1/T5-B3-I3-H4/lengths-full/up-both/float64"])
+
+
+def test_a_wide_view_in_onnx_layout_is_refused_by_its_shape(onnx_golden):
+    code, out, err, _, peak = bptt(onnx_golden, "checker_attacks:onnx_wide_W", "--jobs", "1", "--layout", "onnx")
+    assert code == 1 and "W_l0 has shape (1, 12, 100000000); ONNX's layout needs (1, 12, 3)" in out, out + err
+    right = bptt(onnx_golden, "manual:module_gradients", "--jobs", "1")
+    assert right[0] == 0 and peak[0] <= right[4][0] + SLACK_MIB, (peak, right[4])
+
+
+def test_a_worker_that_dies_before_its_first_case_ends_the_run(golden, tmp_path):
+    """A candidate whose import closes the worker's task pipe: each case fails once, the run ends (no endless
+    respawning)."""
+    (tmp_path / "closes_at_import.py").write_text(
+        "import gc\nfrom multiprocessing.connection import Connection\nfrom wrong_candidates import right\n"
+        "for c in gc.get_objects():\n"
+        "    if isinstance(c, Connection) and not c.closed and c.readable:\n        c.close()\n")
+    code, out, err, took, _ = bptt(golden, "closes_at_import:right", "--jobs", "1",
+                                   env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{TESTS}"}, timeout=60)
+    assert code == 1 and f"{len(CASES)} cases, 0 passed, {len(CASES)} failed" in out, out + err
+
+
+def test_sigterm_to_the_checker_stops_every_worker_at_once(golden, tmp_path):
+    pids = tmp_path / "pids"
+    pids.touch()
+    p = subprocess.Popen([sys.executable, "-m", "oracle.cli", "check", str(golden), "--candidate",
+                          "checker_attacks:hangs", "--jobs", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**os.environ, "PYTHONPATH": str(TESTS), "TMPDIR": str(tmp_path)}, text=True)
+    time.sleep(4)  # the workers load and start their cases
+    start = time.monotonic()
+    p.terminate()
+    _, err = p.communicate(timeout=60)
+    assert time.monotonic() - start < 12 and p.returncode == 143 and "Traceback" not in err, err
+    assert not list(tmp_path.glob("bptt-worker-*.log"))
+
+
+@pytest.mark.parametrize("reply, words", [
+    ({**head({"Wxh": {**entry((4, 3)), "dtype": [1]}}, {})}, "malformed entry"),
+    ({**head({"Wxh": {"dtype": "float64", "shape": [2**62, 2**62], "withheld": True}}, {})}, "malformed entry"),
+    ({**head({}, {}), "task": 0.0}, "malformed reply"),
+    ({**head({}, {}), "notes": ["n"] * 17}, "over 16 notes"),
+    ({**head({}, {}), "error": "e" * 4001}, "a reason over 4000 characters"),
+])
+def test_a_forged_head_is_refused_never_a_traceback(reply, words):
+    from oracle.checker.wire import parse_head
+
+    with pytest.raises(ReplyError, match=words):
+        check_calls(parse_head(json.dumps(reply).encode()), EXPECT, 96)
+
+
+def test_a_bfloat16_name_twice_is_refused():
+    twice = {"Wxh": entry((4, 3), dtype="float32"), BF16_LABEL: ["Wxh", "Wxh"]}
+    with pytest.raises(ReplyError, match="bfloat16 names"):
+        check_calls(head(twice, {}), EXPECT, 48)

@@ -52,3 +52,78 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# ---------------------------------------------------------------- oracle's rooms
+
+PROJECT = ("contract", "manual", "reference", "oracle")
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def module_level_imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) of each import at a module's top level (not inside a function: those are deliberate, lazy)."""
+    out = []
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            out.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+    return out
+
+
+def all_imports(path: Path):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.module, [a.name for a in node.names]
+
+
+def test_oracle_has_no_import_cycle():
+    graph = {}
+    for path in (ROOT / "oracle").rglob("*.py"):
+        # importing a.b.c runs a/b/__init__ first (oracle/__init__, the API, aside); a package's own is no cycle
+        me = module_name(path)
+        mine = {me, *(me.rsplit(".", j)[0] for j in range(1, me.count(".") + 1))}
+        graph[me] = {".".join(m.split(".")[:k]) for m, _ in module_level_imports(path) if m.startswith("oracle")
+                     for k in range(2, m.count(".") + 2)} - mine
+    state: dict[str, int] = {}
+
+    def visit(m, trail):
+        if state.get(m) == 1:
+            raise AssertionError("import cycle: " + " → ".join(trail + [m]))
+        if state.get(m) == 2 or m not in graph:
+            return
+        state[m] = 1
+        for n in graph[m]:
+            visit(n, trail + [m])
+        state[m] = 2
+
+    for m in graph:
+        visit(m, [])
+
+
+@pytest.mark.parametrize("package", PROJECT)
+def test_no_module_imports_another_modules_private_names(package):
+    for path in (ROOT / package).rglob("*.py"):
+        for module, names in all_imports(path):
+            if module.split(".")[0] in PROJECT and module != module_name(path):
+                private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+                assert not private, f"{module_name(path)} imports {private} from {module}"
+
+
+def test_no_export_of_oracle_shadows_a_submodule():
+    import oracle
+
+    rooms = {p.stem for p in (ROOT / "oracle").glob("*.py")} | {p.name for p in (ROOT / "oracle").iterdir()
+                                                                 if (p / "__init__.py").exists()}
+    assert not set(oracle.__all__) & rooms, set(oracle.__all__) & rooms
+
+
+def test_importing_oracle_does_not_import_torch():
+    code = "import sys, oracle, oracle.cli, oracle.checker.isolate; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stdout + out.stderr

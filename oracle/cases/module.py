@@ -187,9 +187,15 @@ class ModuleCase:
         """(a candidate's gradient set in torch's names, time-major, {name: why} of tensors to fail by their
         shape): read from ONNX's layout when asked (``notes`` gets how), ``input`` from (B, T, I) when
         batch_first."""
-        from oracle.layouts import from_onnx
+        from oracle.layouts import LayoutError, from_onnx
 
         if layout == "onnx":
+            allowed = self.expected_grads("onnx")
+            for name, a in grads.items():  # before from_onnx reorders anything: a stand-in is never materialised
+                shape = tuple(getattr(a, "shape", ()))
+                if name in allowed and a is not None and shape not in allowed[name]:
+                    raise LayoutError(f"{name} has shape {shape}; ONNX's layout needs "
+                                      f"{' or '.join(map(str, allowed[name]))}")
             grads = from_onnx(self.config, grads, notes)
             if notes is not None:
                 notes.insert(0, "read in ONNX's layout, reported in torch's names: W_l{k}[d] is weight_ih_l{k} "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract import ACTIVATIONS, LOSSES, TOPOLOGIES
+from oracle.groundtruth import seed_run as run  # manual.gradients' signature on a case's inputs
 
 DTYPES = ("float64", "float32")
 # (T, B, D, H, O): from one step to a long sequence, a few batch and hidden sizes
@@ -251,11 +252,6 @@ def spec_int(spec: dict, key: str, high: int) -> int:
     if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= high:
         raise ValueError(f"metadata case.{key} is {v!r}, expected an integer in [1, {high}]")
     return v
-
-
-def run(fn, inputs: dict, kwargs: dict) -> dict:
-    """``fn`` (manual.gradients' signature) on ``inputs`` (params, x, target, h0) with activation/loss/topology."""
-    return fn(inputs["params"], inputs["x"], inputs["target"], h0=inputs["h0"], **kwargs)
 
 
 def all_cases(dtypes=DTYPES, shapes=SHAPES) -> list[Case]:

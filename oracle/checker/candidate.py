@@ -92,20 +92,21 @@ def call(fn: Callable, case, inputs: dict, calls: int = CALLS, in_worker: bool =
         except KeyboardInterrupt as e:
             if not in_worker:
                 raise
-            return Outcome(error=f"the candidate raised {type(e).__name__}{when}")
+            return Outcome(error=f"the candidate raised {type(e).__name__}{when}", notes=out.notes)
         except BaseException as e:  # noqa: BLE001 - a candidate's failure, sys.exit included, is a result
             _never_in_a_fork(pid)
-            return Outcome(error=f"the candidate {describe(e)}{when}")
+            return Outcome(error=f"the candidate {describe(e)}{when}", notes=out.notes)
         _never_in_a_fork(pid)
         changed = _changed(inputs, mine)
         if changed:
-            return Outcome(error="the candidate changed its inputs: " + "; ".join(changed) + when)
+            return Outcome(error="the candidate changed its inputs: " + "; ".join(changed) + when, notes=out.notes)
         try:
             arrays, notes = plain(got, expect)
         except TypeError as e:
-            return Outcome(error=f"{e}{when}")
+            return Outcome(error=f"{e}{when}", notes=out.notes)
         except Exception as e:  # noqa: BLE001 - a result that breaks on reading is the candidate's failure
-            return Outcome(error=f"the candidate returned something unreadable: {describe(e)[7:]}{when}")
+            why = f"the candidate returned something unreadable: {describe(e)[7:]}{when}"
+            return Outcome(error=why, notes=out.notes)
         out.grads.append(arrays if in_worker else restore(arrays))
         out.notes += [n for n in notes if n not in out.notes]
     return out

@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import wait
 
-from oracle.checker.candidate import CALLS, CandidateError, Outcome, call, reference_to
+from oracle.checker.candidate import CandidateError, Outcome
 from oracle.checker.processes import (
     GUARD_MARK,
     GUARD_REMEDY,
@@ -44,7 +44,9 @@ from oracle.checker.processes import (
     descendants,
     serve,
     stop_if_importing_main,
+    subreaper,
 )
+from oracle.checker.processes import kill as kill_pid
 from oracle.checker.wire import HEAD_CAP, ReplyError, check_calls, parse_head, read_arrays, reply_cap
 
 DEFAULT_TIMEOUT = 60.0  # seconds per case (both calls); the largest built-in case takes manual 10 ms
@@ -165,26 +167,33 @@ class _Worker:
         elif kind == "done":
             self.task, self.last, self.started = None, self.task, False
 
-    def stop(self, kill: str = "") -> None:
-        """End the worker and everything it started: the warden ends them all (SIGTERM), or, should it not
-        answer, everything is killed from here. ``kill``: why the checker ends it now rather than asking."""
-        self.killed = self.killed or kill
-        if not kill and self.proc.is_alive():
+    def ask(self) -> None:
+        """Ask the worker to end (a None task): it returns, and its warden ends everything below it."""
+        if self.proc.is_alive():
             try:
                 self.tasks.send(None)
             except OSError:
                 pass
-            self.proc.join(5.0)
+
+    def tell(self) -> None:
+        """Tell the warden to end the worker and everything below it now (SIGTERM)."""
         if self.proc.is_alive():
             try:
                 os.kill(self.proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+
+    def stop(self, kill: str = "") -> None:
+        """End the worker and everything it started: asked, then told (5 s each), then, should the warden not
+        answer, killed from here. ``kill``: why the checker ends it now rather than asking."""
+        self.killed = self.killed or kill
+        for step in (() if kill else (self.ask,)) + (self.tell,):
+            step()
             self.proc.join(5.0)
         if self.proc.is_alive():  # the warden itself is stuck: what can be reached from here
             for pid in descendants(self.proc.pid):
-                kill(pid)
-            kill(self.proc.pid)
+                kill_pid(pid)
+            kill_pid(self.proc.pid)
         self.proc.join()
         self.tasks.close()
         self.replies.close()
@@ -241,42 +250,114 @@ def run_isolated(ref: tuple, n: int, task: Callable[[int], tuple], done: Callabl
     stream = stream or sys.stderr
     jobs = max(1, min(jobs or default_jobs(), n))
     ctx = mp.get_context("spawn")
-    pending, workers = deque(range(n)), []
-    try:
-        while pending or any(w.task is not None for w in workers):
-            busy = sum(w.task is not None for w in workers)
-            while len(workers) < min(jobs, len(pending) + busy):
-                workers.append(_Worker(ctx, ref, max(timeout, LOAD_TIMEOUT)))
+    pending, workers, loaded = deque(range(n)), [], [False]
+    with _Adopting() as orphans, _terminated_as_exit():
+        try:
+            while pending or any(w.task is not None for w in workers):
+                busy = sum(w.task is not None for w in workers)
+                while len(workers) < min(jobs, len(pending) + busy):
+                    workers.append(_Worker(ctx, ref, max(timeout, LOAD_TIMEOUT)))
+                    orphans.known |= set(_children())  # the warden (and multiprocessing's resource tracker)
+                for w in workers:
+                    if w.ready and w.task is None and pending and not w.broken:
+                        i = pending.popleft()
+                        if w.give(i, task(i)):
+                            w.deadline = time.monotonic() + timeout
+                        else:  # gone between cases: case i never ran (see _bury)
+                            w.task, w.broken = i, True
+                now = time.monotonic()
+                deadline = min((w.deadline for w in workers if w.waited_on), default=now + timeout)
+                wait([w.replies for w in workers] + [w.proc.sentinel for w in workers],
+                     timeout=min(max(0.0, deadline - now), 60.0))
+                for w in list(workers):
+                    loaded[0] = loaded[0] or w.ready
+                    if _attend(w, done, timeout, pending, task, loaded[0]):
+                        workers.remove(w)
+                        w.close(stream)
+                        orphans.end()
+            stop_all(workers)  # asked to stop, a worker ends with status 0; one that died already fails its last case
             for w in workers:
-                if w.ready and w.task is None and pending and not w.broken:
-                    i = pending.popleft()
-                    if w.give(i, task(i)):
-                        w.deadline = time.monotonic() + timeout
-                    else:  # gone between cases: case i never ran; another worker takes it
-                        pending.appendleft(i)
-                        w.broken = True
-            now = time.monotonic()
-            deadline = min((w.deadline for w in workers if w.waited_on), default=now + timeout)
-            wait([w.replies for w in workers] + [w.proc.sentinel for w in workers],
-                 timeout=min(max(0.0, deadline - now), 60.0))
-            for w in list(workers):
-                if _attend(w, done, timeout, pending):
-                    workers.remove(w)
-                    w.close(stream)
-        while workers:  # asked to stop, a worker ends with status 0; one that died already fails its last case
-            w = workers.pop()
-            w.stop()
-            if w.proc.exitcode != 0 and w.last is not None:
-                done(w.last, Outcome(error=f"the worker process died after answering this case: {w.why_dead()}"))
-            w.close(stream)
-    finally:
+                if w.proc.exitcode != 0 and w.last is not None:
+                    done(w.last, Outcome(error=f"the worker process died after answering this case: {w.why_dead()}"))
+        finally:
+            stop_all(workers, polite=False)
+            for w in workers:
+                w.close(stream)
+            orphans.end()
+
+
+def stop_all(workers: list, polite: bool = True) -> None:
+    """Stop every worker at once, not one after another: all asked (when ``polite``), then all told, 5 s each,
+    then whatever is left killed."""
+    for step in ((_Worker.ask,) if polite else ()) + (_Worker.tell,):
+        end = time.monotonic() + 5.0
         for w in workers:
-            w.stop()
-            w.close(stream)
+            step(w)
+        for w in workers:
+            w.proc.join(max(0.0, end - time.monotonic()))
+    for w in workers:
+        if not w.proc.is_alive():
+            w.proc.join()
+        w.stop(kill=w.killed or ("" if polite else "the run was stopped"))
 
 
-def _attend(w: _Worker, done: Callable[[int, Outcome], None], timeout: float, pending: deque) -> bool:
-    """Read what worker ``w`` said, or bury it; True when it is gone."""
+def _children() -> list[int]:
+    """This process's children, from /proc (empty elsewhere)."""
+    return descendants(os.getpid(), depth=1)
+
+
+class _Adopting:
+    """While the checker runs workers it is a child subreaper (Linux): processes of a candidate whose warden was
+    killed (by the candidate itself) are re-parented to the checker instead of init, and ``end`` kills them and
+    everything below them. ``known``: the checker's own children, never touched."""
+
+    def __enter__(self):
+        self.known, self.was = set(_children()), subreaper(None)
+        if self.was is False:
+            subreaper(True)
+        return self
+
+    def end(self) -> None:
+        for pid in _children():
+            if pid not in self.known:
+                for below in [*descendants(pid), pid]:
+                    kill_pid(below)
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+
+    def __exit__(self, *exc):
+        if self.was is False:
+            subreaper(False)
+        return False
+
+
+class _terminated_as_exit:
+    """SIGTERM to the checker (in the main thread) ends it like Ctrl-C would: its workers are stopped first."""
+
+    def __enter__(self):
+        import threading
+
+        self.before = None
+        if threading.current_thread() is threading.main_thread():
+            self.before = signal.signal(signal.SIGTERM, _exit_143)
+        return self
+
+    def __exit__(self, *exc):
+        if self.before is not None:
+            signal.signal(signal.SIGTERM, self.before)
+        return False
+
+
+def _exit_143(signum, frame):
+    raise SystemExit(128 + signal.SIGTERM)
+
+
+def _attend(w: _Worker, done: Callable[[int, Outcome], None], timeout: float, pending: deque,
+            task: Callable[[int], tuple], loaded: bool) -> bool:
+    """Read what worker ``w`` said, or bury it; True when it is gone. ``loaded``: whether a worker of this run
+    has loaded the candidate (then one that cannot load it again fails the next case, not the run)."""
     try:
         replies, open_ = w.read()
         for head, body in replies:
@@ -288,10 +369,10 @@ def _attend(w: _Worker, done: Callable[[int, Outcome], None], timeout: float, pe
                 done(head["task"], Outcome(read_arrays(head, body), head["error"], list(head.get("notes", []))))
     except ReplyError as e:  # something in the worker wrote to our pipe: it can no longer be trusted
         w.stop(kill=f"the worker process sent a malformed reply ({e}): the candidate wrote to the checker's pipe")
-        if not w.ready:
+        if not w.ready and not loaded:
             raise CandidateError(f"the candidate could not be loaded in a worker process: malformed reply ({e})") \
                 from None
-        _bury(w, done, pending)
+        _bury(w, done, pending, task)
         return True
     timed_out = w.waited_on and time.monotonic() > w.deadline
     if open_ and w.proc.is_alive() and not timed_out and not w.broken:
@@ -306,7 +387,7 @@ def _attend(w: _Worker, done: Callable[[int, Outcome], None], timeout: float, pe
                     "descriptors?)")
     else:
         w.stop()
-    if not w.ready:
+    if not w.ready and not loaded:
         why = w.why_dead()
         if why == GUARD_REMEDY:
             raise CandidateError(f"the candidate could not be run: {GUARD_REMEDY}.")
@@ -315,14 +396,21 @@ def _attend(w: _Worker, done: Callable[[int, Outcome], None], timeout: float, pe
         raise CandidateError(f"the candidate could not be loaded in a worker process: {why}. "
                              "Remedy: `python -c 'import MODULE'` (MODULE: the candidate's module) shows what "
                              "happens at import.")
-    _bury(w, done, pending)
+    _bury(w, done, pending, task)
     return True
 
 
-def _bury(w: _Worker, done: Callable[[int, Outcome], None], pending: deque) -> None:
+def _bury(w: _Worker, done: Callable[[int, Outcome], None], pending: deque, task: Callable[[int], tuple]) -> None:
     """A stopped worker's death is the failure of the case it holds: the one it runs, or else (between cases,
-    or handed a case it never started, which goes back to the queue) the one it answered last."""
+    or handed a case it never started, which goes back to the queue) the one it answered last; a fresh worker
+    that could not load the candidate again (an earlier one did), the next case."""
     why = w.why_dead()
+    if not w.ready:
+        if pending:
+            i = pending.popleft()
+            task(i)  # the case is prepared (and so judged) like any other
+            done(i, Outcome(error=f"a fresh worker process could not load the candidate again: {why}"))
+        return
     if w.task is not None and (w.started or w.last is None):
         i, w.task = w.task, None
         done(i, Outcome(error=why))
@@ -334,5 +422,4 @@ def _bury(w: _Worker, done: Callable[[int, Outcome], None], pending: deque) -> N
         done(w.last, Outcome(error=f"the worker process died after answering this case: {why}"))
 
 
-__all__ = ["CALLS", "DEFAULT_TIMEOUT", "CandidateError", "Outcome", "call", "default_jobs", "reference_to",
-           "run_isolated"]
+__all__ = ["DEFAULT_TIMEOUT", "LOAD_TIMEOUT", "default_jobs", "run_isolated", "stop_all"]

@@ -48,9 +48,16 @@ def serve(tasks, replies, ref: tuple, log: str) -> None:
     _redirect(log)
     _become_subreaper()
     signal.signal(signal.SIGTERM, _on_term)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # delivered once the warden waits (below)
+    out_r, out_w = os.pipe()  # the worker's stdout and stderr, kept bounded by the warden (OutputTail)
     pid = os.fork()
     if pid == 0:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        os.dup2(out_w, 1)
+        os.dup2(out_w, 2)
+        os.close(out_r)
+        os.close(out_w)
         code = 1
         try:
             os.setsid()
@@ -64,10 +71,13 @@ def serve(tasks, replies, ref: tuple, log: str) -> None:
                 except Exception:  # noqa: BLE001, S110 - a stream the candidate broke
                     pass
             os._exit(code)
+    os.close(out_w)
+    tail = OutputTail(out_r)
     tasks.close()
     replies.close()  # the checker sees the reply pipe close when the worker and everything below it are gone
     status = None
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         _, status = os.waitpid(pid, 0)
     except _Stop:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -78,7 +88,40 @@ def serve(tasks, replies, ref: tuple, log: str) -> None:
             pass
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     end_descendants(pid)
+    tail.write(1)  # every writer is gone now: what it kept, to the log
     _exit_as(status)
+
+
+class OutputTail:
+    """What the worker and its descendants write to their stdout and stderr, read by a thread of the warden and
+    kept bounded: the first and the last KEEP bytes and how many were dropped between them, so a candidate that
+    writes without end fills neither the disk nor the memory."""
+
+    KEEP = 32 * 1024
+
+    def __init__(self, fd: int):
+        import threading
+
+        self.fd, self.head, self.tail, self.dropped = fd, bytearray(), bytearray(), 0
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        while chunk := os.read(self.fd, 1 << 16):
+            room = self.KEEP - len(self.head)
+            self.head += chunk[:room]
+            self.tail += chunk[room:] if room > 0 else chunk
+            if len(self.tail) > self.KEEP:
+                self.dropped += len(self.tail) - self.KEEP
+                del self.tail[:len(self.tail) - self.KEEP]
+
+    def write(self, fd: int) -> None:
+        self.thread.join(5.0)
+        cut = f"\n[… {self.dropped} bytes not kept …]\n".encode() if self.dropped else b""
+        for part in (bytes(self.head), cut, bytes(self.tail)):
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view):]
 
 
 def _work(tasks, replies, ref: tuple) -> int:
@@ -117,14 +160,24 @@ def _redirect(log: str) -> None:
 
 def _become_subreaper() -> bool:
     """Orphans below this process are re-parented to it, not to init (Linux's PR_SET_CHILD_SUBREAPER)."""
+    return subreaper(True) is True
+
+
+def subreaper(on: bool | None) -> bool | None:
+    """Whether this process is a child subreaper (``on`` None), or make it one or not; None where the system
+    has no such thing (not Linux)."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     import ctypes
 
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        if on is None:
+            flag = ctypes.c_int(0)
+            return bool(flag.value) if prctl(37, ctypes.byref(flag), 0, 0, 0) == 0 else None  # PR_GET_…
+        return prctl(36, int(on), 0, 0, 0) == 0 or None  # PR_SET_CHILD_SUBREAPER
     except (OSError, AttributeError):
-        return False
+        return None
 
 
 def kill(pid: int) -> None:
@@ -135,8 +188,9 @@ def kill(pid: int) -> None:
             pass
 
 
-def descendants(root: int) -> list[int]:
-    """The live (not zombie) processes below ``root``, from /proc; empty where there is no /proc."""
+def descendants(root: int, depth: int | None = None) -> list[int]:
+    """The live (not zombie) processes below ``root`` (``depth`` 1: its children alone), from /proc; empty where
+    there is no /proc."""
     children: dict[int, list[tuple[int, bytes]]] = {}
     try:
         names = os.listdir("/proc")
@@ -151,10 +205,12 @@ def descendants(root: int) -> list[int]:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append((int(d), fields[0]))
-    out, todo = [], [root]
+    out, todo = [], [(root, 0)]
     while todo:
-        for pid, state in children.get(todo.pop(), []):
-            todo.append(pid)
+        parent, level = todo.pop()
+        for pid, state in children.get(parent, []):
+            if depth is None or level + 1 < depth:
+                todo.append((pid, level + 1))
             if state != b"Z":
                 out.append(pid)
     return out
@@ -191,7 +247,11 @@ def _exit_as(status: int | None) -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        signal.signal(-code, signal.SIG_DFL)
+        try:
+            signal.signal(-code, signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL and SIGSTOP keep their default action: nothing to set
+            pass
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {-code})
         os.kill(os.getpid(), -code)
         time.sleep(1.0)
         code = 128 - code

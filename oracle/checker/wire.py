@@ -16,6 +16,7 @@ import json
 import math
 import os
 import struct
+import sys
 from collections.abc import Mapping
 
 import numpy as np
@@ -38,7 +39,8 @@ def withheld(shape: tuple, dtype) -> np.ndarray:
 def _shape_dtype(k: str, v) -> tuple[tuple, str, object]:
     """(shape, dtype name, the value as NumPy or torch) of one returned value, read without copying it where it
     is an array already (a view's shape is free; a list is converted: its memory is the candidate's)."""
-    if hasattr(v, "detach") and hasattr(v, "cpu") and hasattr(v, "shape"):  # torch, any device
+    torch = sys.modules.get("torch")  # a torch tensor only if torch is loaded: no duck typing of a shape
+    if torch is not None and isinstance(v, torch.Tensor):  # any device
         v = v.detach()
         return tuple(v.shape), str(v.dtype).rsplit(".", 1)[-1], v
     if not isinstance(v, np.ndarray):
@@ -127,6 +129,7 @@ HEAD_CAP = 2**20  # bytes of a reply's JSON head: names, shapes, a reason; an ho
 
 
 TEXT_CAP = 4000  # characters of a reason or a note that cross
+MAX_NOTES = 16  # notes that cross
 
 
 MAX_ITEMSIZE = 16  # bytes per element of the widest dtype that crosses (complex128)
@@ -153,7 +156,7 @@ def encode(kind: str, task: int | None = None, error: str = "", calls: tuple = (
                 offset += a.nbytes
         entries.append(described)
     head = json.dumps({"kind": kind, "task": task, "error": error[:TEXT_CAP],
-                       "notes": [n[:TEXT_CAP] for n in notes[:16]], "calls": entries}).encode()
+                       "notes": [n[:TEXT_CAP] for n in notes[:MAX_NOTES]], "calls": entries}).encode()
     return head, parts
 
 
@@ -185,16 +188,21 @@ def parse_head(raw: bytes) -> dict:
         raise ReplyError(f"unreadable header ({type(e).__name__})") from None
     if not isinstance(head, dict) or head.get("kind") not in ("ready", "load-error", "took", "done"):
         raise ReplyError("no reply kind")
+    notes = head.get("notes", [])
     if not isinstance(head.get("error"), str) or not isinstance(head.get("calls"), list) or \
-            not isinstance(head.get("notes", []), list) or not all(isinstance(n, str) for n in head.get("notes", [])):
+            not (head.get("task") is None or type(head["task"]) is int) or not isinstance(notes, list) or \
+            not all(isinstance(n, str) and len(n) <= TEXT_CAP for n in notes):
         raise ReplyError("malformed reply")
+    if len(head["error"]) > TEXT_CAP or len(notes) > MAX_NOTES:  # what send_reply writes at the most
+        raise ReplyError(f"a reason over {TEXT_CAP} characters or over {MAX_NOTES} notes")
     return head
 
 
 def _entry(name: str, e, shapes: list[tuple], offset: int) -> int:
     """Check one array's description against the shapes the case allows; the offset after it."""
-    if not (isinstance(e, dict) and e.get("dtype") in REPLY_DTYPES and isinstance(e.get("shape"), list)
-            and all(type(d) is int and d >= 0 for d in e["shape"]) and len(e["shape"]) <= 64):
+    if not (isinstance(e, dict) and isinstance(e.get("dtype"), str) and e["dtype"] in REPLY_DTYPES
+            and isinstance(e.get("shape"), list) and all(type(d) is int and d >= 0 for d in e["shape"])
+            and len(e["shape"]) <= 64 and math.prod(e["shape"]) < 2**62):  # NumPy's own limit on a shape
         raise ReplyError(f"malformed entry {name!r}")
     if e.get("withheld") is True:
         if tuple(e["shape"]) in shapes or len(e) != 3:
@@ -219,7 +227,7 @@ def check_calls(head: dict, expect: Mapping, body: int) -> None:
             raise ReplyError("malformed call")
         for name, e in described.items():
             if name == BF16_LABEL:
-                if not (isinstance(e, list) and all(isinstance(k, str) and k != BF16_LABEL and
+                if not (isinstance(e, list) and len(set(e)) == len(e) and all(isinstance(k, str) and k != BF16_LABEL and
                                                     isinstance(described.get(k), dict) and
                                                     described[k].get("dtype") == "float32" and
                                                     not described[k].get("withheld") for k in e)):
