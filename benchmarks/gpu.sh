@@ -18,7 +18,7 @@ torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.ver
     grep -m1 "model name" /proc/cpuinfo; nproc
 } 2>&1 | tee "$out/versions.txt"
 echo "== CUDA tests"
-timeout 150 "$py" -m pytest -q -p no:cacheprovider tests/test_dtypes.py tests/test_module.py -k cuda 2>&1 \
+timeout 150 "$py" -m pytest -q -p no:cacheprovider tests/parity/test_dtypes.py tests/parity/test_module.py -k cuda 2>&1 \
     | tee "$out/tests.log" | tail -15
 echo "== bptt verify --device cuda"
 timeout 150 "$py" -m oracle.cli verify --device cuda ${VERIFY_K:+-k "$VERIFY_K"} -q --json "$out/verify.json" 2>&1 | tee "$out/verify.log" | tail -12

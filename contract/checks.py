@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device, is_array_api_obj, is_numpy_namespace
 
+from contract.errors import BadType, BadValue
 from contract.names import ACTIVATIONS, LOSSES, PARAM_NAMES, TOPOLOGIES
 
 _NUMPY = array_namespace(np.empty(0))
@@ -53,14 +54,14 @@ def _suggest(value: str, choices: tuple[str, ...]) -> str | None:
 
 def _name(arg: str, value: object, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str):
-        raise TypeError(
+        raise BadType(
             f"{arg} must be a str, one of {', '.join(map(repr, choices))}; "
             f"got {type(value).__name__} {value!r}. Remedy: pass the name as a string."
         )
     if value not in choices:
         near = _suggest(value, choices)
         hint = f"did you mean {near!r}? " if near else ""
-        raise ValueError(
+        raise BadValue(
             f"{arg} must be one of {', '.join(map(repr, choices))}; got {value!r}. "
             f"Remedy: {hint}pass one of the names listed."
         )
@@ -69,7 +70,7 @@ def _name(arg: str, value: object, choices: tuple[str, ...]) -> str:
 
 def array_arg(arg: str, a: object) -> object:
     if not is_array_api_obj(a):
-        raise TypeError(
+        raise BadType(
             f"{arg} must be an array (numpy.ndarray or torch.Tensor); got "
             f"{type(a).__name__}. Remedy: wrap it, e.g. numpy.asarray({arg.split('[')[0]}...)."
         )
@@ -82,21 +83,21 @@ def plain_array(arg: str, a):
     sparse tensors (no data, another layout). Duck-typed: contract imports no torch."""
     name = arg.split("[")[0]
     if isinstance(a, np.ma.MaskedArray):
-        raise TypeError(f"{arg} must be a plain array; got a NumPy masked array. Remedy: {name}.filled(value) "
+        raise BadType(f"{arg} must be a plain array; got a NumPy masked array. Remedy: {name}.filled(value) "
                         f"for the masked entries' value, or numpy.asarray({name}) if none is masked.")
     if getattr(a, "is_meta", False):
-        raise TypeError(f"{arg} must hold numbers; got a torch tensor on the 'meta' device, which holds none. "
+        raise BadType(f"{arg} must hold numbers; got a torch tensor on the 'meta' device, which holds none. "
                         "Remedy: create it on 'cpu' or 'cuda' (e.g. torch.empty(..., device='cpu')).")
     layout = getattr(a, "layout", None)
     if layout is not None and str(layout) != "torch.strided":
-        raise TypeError(f"{arg} must be a dense (strided) tensor; got layout {layout}. Remedy: {name}.to_dense().")
+        raise BadType(f"{arg} must be a dense (strided) tensor; got layout {layout}. Remedy: {name}.to_dense().")
     return a
 
 
 def _shape(arg: str, a, expected: tuple, meaning: str) -> None:
     actual = tuple(a.shape)
     if actual != expected:
-        raise ValueError(
+        raise BadValue(
             f"{arg} must have shape {expected} {meaning}; got {actual}. "
             "Remedy: reshape or transpose it to the expected shape (batch rows, "
             "torch.nn.RNN's weight layout)."
@@ -124,7 +125,7 @@ def require_finite(arg: str, xp, a) -> None:
     if not all_finite(xp, a):
         ok = xp.isfinite(a)
         bad = tuple(int(i[0]) for i in xp.nonzero(~ok))
-        raise ValueError(
+        raise BadValue(
             f"{arg} must be finite; it holds NaN or Inf, first at index {bad}. "
             "Remedy: clean the input (e.g. numpy.nan_to_num) before computing gradients."
         )
@@ -139,7 +140,7 @@ def quiet_errors(xp) -> contextlib.AbstractContextManager:
 
 def require_nonempty(arg: str, size: int, what: str) -> None:
     if size < 1:
-        raise ValueError(
+        raise BadValue(
             f"{arg} has {what} = {size}; BPTT needs at least 1. Remedy: pass a "
             "non-empty array."
         )
@@ -166,7 +167,7 @@ def check_inputs(
     topology = _name("topology", topology, TOPOLOGIES)
 
     if not isinstance(params, Mapping):
-        raise TypeError(
+        raise BadType(
             f"params must be a mapping with keys {', '.join(PARAM_NAMES)}; got "
             f"{type(params).__name__}. Remedy: pass a dict such as "
             "{'Wxh': Wxh, 'Whh': Whh, 'bh': bh, 'Why': Why, 'by': by}."
@@ -174,7 +175,7 @@ def check_inputs(
     missing = [k for k in PARAM_NAMES if k not in params]
     extra = sorted(str(k) for k in params if k not in PARAM_NAMES)
     if missing or extra:
-        raise ValueError(
+        raise BadValue(
             f"params must have exactly the keys {', '.join(PARAM_NAMES)}; missing "
             f"{missing or 'none'}, unexpected {extra or 'none'}. Remedy: rename the "
             "keys (torch.nn.RNN's weight_ih_l0 is Wxh, weight_hh_l0 is Whh, "
@@ -200,33 +201,33 @@ def check_inputs(
         xp, dev = array_namespace(ref), device(ref)
     dtype = ref.dtype
     if not xp.isdtype(dtype, "real floating"):
-        raise TypeError(
+        raise BadType(
             f"{ref_arg} must have a real floating dtype (float16, bfloat16, float32 "
             f"or float64); got {dtype}. Remedy: {CAST_REMEDY}."
         )
     for arg, a in [*named.items(), ("target", target)] if not plain_numpy else ():
         if array_namespace(a) is not xp:
-            raise TypeError(
+            raise BadType(
                 f"{arg} is a {type(a).__module__}.{type(a).__name__} but {ref_arg} is a "
                 f"{type(ref).__module__}.{type(ref).__name__}; all arrays must come from "
                 "one library. Remedy: convert them all, e.g. torch.from_numpy(a) or "
                 "t.cpu().numpy()."
             )
         if device(a) != dev:
-            raise ValueError(
+            raise BadValue(
                 f"{arg} is on device {device(a)} but {ref_arg} is on {dev}; all arrays "
                 f"must be on one device. Remedy: move it, e.g. a.to({str(dev)!r})."
             )
     for arg, a in named.items():
         if a.dtype != dtype:
-            raise TypeError(
+            raise BadType(
                 f"{arg} has dtype {a.dtype} but {ref_arg} has {dtype}; all float inputs "
                 f"must share one dtype. Remedy: {CAST_REMEDY.replace('float64', str(dtype).split('.')[-1])}."
             )
 
     Wxh, Whh, bh, Why, by = (params[k] for k in PARAM_NAMES)
     if Wxh.ndim != 2:
-        raise ValueError(
+        raise BadValue(
             f"params['Wxh'] must be 2-D (H, D); got shape {tuple(Wxh.shape)}. Remedy: "
             "pass the input-to-hidden weight as an (H, D) matrix."
         )
@@ -236,7 +237,7 @@ def check_inputs(
     _shape("params['Whh']", Whh, (H, H), "(H, H), H from params['Wxh']")
     _shape("params['bh']", bh, (H,), "(H,)")
     if by.ndim != 1:
-        raise ValueError(
+        raise BadValue(
             f"params['by'] must be 1-D (O,); got shape {tuple(by.shape)}. Remedy: pass the "
             "output bias as a vector."
         )
@@ -247,13 +248,13 @@ def check_inputs(
     stepped = topology != "many-to-one"  # target has a leading T axis
     if topology == "one-to-many":
         if x.ndim != 2:
-            raise ValueError(
+            raise BadValue(
                 f"x must be 2-D (B, D) for topology 'one-to-many' (one input at step 1); "
                 f"got shape {tuple(x.shape)}. Remedy: pass only the first input, x[0]."
             )
         B = int(x.shape[0])
         if target.ndim < 1:
-            raise ValueError(
+            raise BadValue(
                 "target must have a leading T axis for 'one-to-many'; got a 0-d array. "
                 "Remedy: pass target of shape (T, B, O), or (T, B) classes."
             )
@@ -261,7 +262,7 @@ def check_inputs(
         require_nonempty("target", T, "T (time steps, its first axis)")
     else:
         if x.ndim != 3:
-            raise ValueError(
+            raise BadValue(
                 f"x must be 3-D (T, B, D) for topology {topology!r}; got shape "
                 f"{tuple(x.shape)}. Remedy: add the time axis first, e.g. x[None] for one step."
             )
@@ -276,7 +277,7 @@ def check_inputs(
         _shape("target", target, (*lead, B, O), f"({'T, ' if stepped else ''}B, O) for loss {loss!r}")
     else:
         if not xp.isdtype(target.dtype, "integral"):
-            raise TypeError(
+            raise BadType(
                 f"target must hold integer class indices for loss 'cross_entropy'; got "
                 f"dtype {target.dtype}. Remedy: pass int64 classes, e.g. a.astype(numpy.int64) "
                 "or t.long()."
@@ -285,7 +286,7 @@ def check_inputs(
         bad = (target < 0) | (target >= O)
         if bool(xp.any(bad)):
             idx = tuple(int(i[0]) for i in xp.nonzero(bad))
-            raise ValueError(
+            raise BadValue(
                 f"target classes must lie in [0, O) = [0, {O}); got {int(target[idx])} at "
                 f"index {idx}. Remedy: relabel the classes or widen Why/by to more outputs."
             )
@@ -299,7 +300,7 @@ def check_inputs(
         outside = (target < 0) | (target > 1)
         if bool(xp.any(outside)):
             idx = tuple(int(i[0]) for i in xp.nonzero(outside))
-            raise ValueError(
+            raise BadValue(
                 f"target for loss 'bce' must hold probabilities in [0, 1]; got "
                 f"{float(target[idx])} at index {idx}. Remedy: rescale the targets."
             )

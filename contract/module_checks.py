@@ -13,6 +13,7 @@ from typing import Any
 from array_api_compat import array_namespace, device, is_array_api_obj
 
 from contract.checks import CAST_REMEDY, array_arg, plain_array, quiet_errors, require_finite, require_nonempty
+from contract.errors import BadType, BadValue
 from contract.spec import RNNConfig, config_from, is_int, param_shapes
 
 
@@ -55,26 +56,26 @@ def _lengths(lengths, T: int, B: int) -> tuple[int, ...] | None:
         plain_array("lengths", lengths)
         xp = array_namespace(lengths)
         if not xp.isdtype(lengths.dtype, "integral"):
-            raise TypeError(f"lengths must hold integers; got dtype {lengths.dtype}. Remedy: e.g. "
+            raise BadType(f"lengths must hold integers; got dtype {lengths.dtype}. Remedy: e.g. "
                             "numpy.asarray(lengths, dtype=numpy.int64) or t.long().")
         if lengths.ndim != 1:
-            raise ValueError(f"lengths must be 1-D (B,); got shape {tuple(lengths.shape)}. Remedy: one length "
+            raise BadValue(f"lengths must be 1-D (B,); got shape {tuple(lengths.shape)}. Remedy: one length "
                              "per batch row.")
         values = [int(v) for v in (lengths.tolist() if hasattr(lengths, "tolist") else list(lengths))]
     elif isinstance(lengths, (list, tuple)):
         if not all(is_int(v) for v in lengths):
-            raise TypeError(f"lengths must hold integers; got {lengths!r}. Remedy: e.g. [5, 3, 1].")
+            raise BadType(f"lengths must hold integers; got {lengths!r}. Remedy: e.g. [5, 3, 1].")
         values = [int(v) for v in lengths]
     else:
-        raise TypeError(f"lengths must be a 1-D integer array or a list of ints, or None; got "
+        raise BadType(f"lengths must be a 1-D integer array or a list of ints, or None; got "
                         f"{type(lengths).__name__}. Remedy: e.g. numpy.array([5, 3, 1]).")
     if len(values) != B:
-        raise ValueError(f"lengths must have one entry per batch row, B = {B}; got {len(values)}. Remedy: "
+        raise BadValue(f"lengths must have one entry per batch row, B = {B}; got {len(values)}. Remedy: "
                          "pass (B,) lengths.")
     bad = [(b, v) for b, v in enumerate(values) if not 1 <= v <= T]
     if bad:
         b, v = bad[0]
-        raise ValueError(f"lengths must lie in [1, T] = [1, {T}]; got {v} at row {b}. Remedy: clip the lengths "
+        raise BadValue(f"lengths must lie in [1, T] = [1, {T}]; got {v} at row {b}. Remedy: clip the lengths "
                          "to the padded input's time axis, and drop empty sequences.")
     return tuple(values)
 
@@ -82,17 +83,17 @@ def _lengths(lengths, T: int, B: int) -> tuple[int, ...] | None:
 def _same_kind(arg: str, a, ref_arg: str, ref, xp, dtype, dev, shape: tuple, meaning: str) -> None:
     array_arg(arg, a)
     if array_namespace(a) is not xp:
-        raise TypeError(f"{arg} is a {type(a).__module__}.{type(a).__name__} but {ref_arg} is a "
+        raise BadType(f"{arg} is a {type(a).__module__}.{type(a).__name__} but {ref_arg} is a "
                         f"{type(ref).__module__}.{type(ref).__name__}; all arrays must come from one library. "
                         "Remedy: convert them all, e.g. torch.from_numpy(a) or t.cpu().numpy().")
     if device(a) != dev:
-        raise ValueError(f"{arg} is on device {device(a)} but {ref_arg} is on {dev}; all arrays must be on one "
+        raise BadValue(f"{arg} is on device {device(a)} but {ref_arg} is on {dev}; all arrays must be on one "
                          f"device. Remedy: move it, e.g. a.to({str(dev)!r}).")
     if a.dtype != dtype:
-        raise TypeError(f"{arg} has dtype {a.dtype} but {ref_arg} has {dtype}; all float inputs must share one "
+        raise BadType(f"{arg} has dtype {a.dtype} but {ref_arg} has {dtype}; all float inputs must share one "
                         f"dtype. Remedy: {CAST_REMEDY.replace('float64', str(dtype).split('.')[-1])}.")
     if tuple(a.shape) != shape:
-        raise ValueError(f"{arg} must have shape {shape} {meaning}; got {tuple(a.shape)}. Remedy: reshape or "
+        raise BadValue(f"{arg} must have shape {shape} {meaning}; got {tuple(a.shape)}. Remedy: reshape or "
                          "transpose it (torch.nn.RNN's layout).")
 
 
@@ -103,7 +104,7 @@ def split_hx(config: RNNConfig, hx) -> tuple:
     if hx is None:
         return None, None
     if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-        raise TypeError(f"hx must be the pair (h0, c0) for mode 'LSTM', as torch.nn.LSTM takes it; got "
+        raise BadType(f"hx must be the pair (h0, c0) for mode 'LSTM', as torch.nn.LSTM takes it; got "
                         f"{type(hx).__name__}. Remedy: pass (h0, c0), or None for zeros.")
     return hx[0], hx[1]
 
@@ -114,19 +115,19 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
     c = config_from(config)
     shapes = param_shapes(c)
     if not isinstance(state_dict, Mapping):
-        raise TypeError(f"state_dict must be a mapping like torch.nn.RNN(...).state_dict(); got "
+        raise BadType(f"state_dict must be a mapping like torch.nn.RNN(...).state_dict(); got "
                         f"{type(state_dict).__name__}. Remedy: pass {{'weight_ih_l0': ..., ...}}.")
     missing = [k for k in shapes if k not in state_dict]
     extra = sorted(str(k) for k in state_dict if k not in shapes)
     if missing or extra:
-        raise ValueError(f"state_dict must have exactly the keys of torch.nn.RNN(**config).state_dict() "
+        raise BadValue(f"state_dict must have exactly the keys of torch.nn.RNN(**config).state_dict() "
                          f"({', '.join(shapes)}); missing {missing or 'none'}, unexpected {extra or 'none'}. "
                          "Remedy: build it from the same config (num_layers, bias, bidirectional).")
     ref_arg = next(iter(shapes))
     ref = array_arg(f"state_dict[{ref_arg!r}]", state_dict[ref_arg])
     xp, dtype, dev = array_namespace(ref), ref.dtype, device(ref)
     if not xp.isdtype(dtype, "real floating"):
-        raise TypeError(f"state_dict[{ref_arg!r}] must have a real floating dtype; got {dtype}. "
+        raise BadType(f"state_dict[{ref_arg!r}] must have a real floating dtype; got {dtype}. "
                         f"Remedy: {CAST_REMEDY}.")
     ref_arg = f"state_dict[{ref_arg!r}]"
     named = {}
@@ -136,7 +137,7 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
         named[arg] = state_dict[k]
     array_arg("input", input)
     if input.ndim != 3:
-        raise ValueError(f"input must be 3-D, {'(B, T, input_size)' if c.batch_first else '(T, B, input_size)'}; "
+        raise BadValue(f"input must be 3-D, {'(B, T, input_size)' if c.batch_first else '(T, B, input_size)'}; "
                          f"got shape {tuple(input.shape)}. Remedy: add the missing axis, e.g. x[None].")
     T, B = (int(input.shape[1]), int(input.shape[0])) if c.batch_first else (int(input.shape[0]),
                                                                                int(input.shape[1]))
@@ -157,9 +158,9 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
         _same_kind("hx[1]", c0, ref_arg, ref, xp, dtype, dev, p.cell_shape, "(num_layers·dirs, B, hidden_size)")
         named["hx[1]"] = c0
     if grad_cn is not None and not c.has_cell_state:
-        raise ValueError(f"grad_cn is the LSTM's (dL/dc_n); mode {c.mode!r} has no cell state. Remedy: drop it.")
+        raise BadValue(f"grad_cn is the LSTM's (dL/dc_n); mode {c.mode!r} has no cell state. Remedy: drop it.")
     if upstream and grad_output is None and grad_hn is None and grad_cn is None:
-        raise ValueError("grad_output and grad_hn are both None: there is no loss to differentiate. Remedy: "
+        raise BadValue("grad_output and grad_hn are both None: there is no loss to differentiate. Remedy: "
                          "pass dL/doutput (the shape of the output) and/or dL/dh_n"
                          + (" and/or dL/dc_n." if c.has_cell_state else "."))
     if grad_output is not None:

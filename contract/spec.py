@@ -23,6 +23,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from contract.errors import BadType, BadValue
+
 MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")  # as torch.nn.RNNBase names them
 NONLINEARITY = {"RNN_TANH": "tanh", "RNN_RELU": "relu", "LSTM": "tanh", "GRU": "tanh"}
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}  # rows of weight_ih per hidden unit
@@ -137,13 +139,13 @@ def is_int(v: object) -> bool:
 
 def _positive(name: str, v: object) -> int:
     if not is_int(v) or v < 1:
-        raise ValueError(f"config[{name!r}] must be a positive integer; got {v!r}. Remedy: e.g. {name}=4.")
+        raise BadValue(f"config[{name!r}] must be a positive integer; got {v!r}. Remedy: e.g. {name}=4.")
     return int(v)
 
 
 def _flag(name: str, v: object) -> bool:
     if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"config[{name!r}] must be True or False; got {type(v).__name__} {v!r}. "
+        raise BadType(f"config[{name!r}] must be True or False; got {type(v).__name__} {v!r}. "
                         f"Remedy: {name}=False.")
     return bool(v)
 
@@ -153,36 +155,36 @@ def config_from(config: Mapping | RNNConfig) -> RNNConfig:
     if isinstance(config, RNNConfig):
         return config
     if not isinstance(config, Mapping):
-        raise TypeError(f"config must be a dict of torch.nn.RNN's arguments; got {type(config).__name__}. "
+        raise BadType(f"config must be a dict of torch.nn.RNN's arguments; got {type(config).__name__}. "
                         "Remedy: {'mode': 'RNN_TANH', 'input_size': 3, 'hidden_size': 4}.")
     known = {f.name for f in fields(RNNConfig)} | {"nonlinearity", "dropout"}
     unknown = sorted(set(map(str, config)) - known)
     if unknown:
-        raise ValueError(f"config has unknown keys {unknown}; it takes {sorted(known)}. Remedy: remove them.")
+        raise BadValue(f"config has unknown keys {unknown}; it takes {sorted(known)}. Remedy: remove them.")
     mode = config.get("mode")
     if mode not in MODES:
         folded = {m.casefold(): m for m in MODES}
         near = folded.get(str(mode).casefold())
-        raise ValueError(f"config['mode'] must be one of {MODES}; got {mode!r}. Remedy: "
+        raise BadValue(f"config['mode'] must be one of {MODES}; got {mode!r}. Remedy: "
                          + (f"did you mean {near!r}? " if near else "") + "'RNN_TANH' is nn.RNN's default.")
     if "nonlinearity" in config and (mode not in ("RNN_TANH", "RNN_RELU")
                                      or config["nonlinearity"] != NONLINEARITY[mode]):
-        raise ValueError(f"config['nonlinearity'] is {config['nonlinearity']!r} but mode {mode!r} means "
+        raise BadValue(f"config['nonlinearity'] is {config['nonlinearity']!r} but mode {mode!r} means "
                          f"{NONLINEARITY[mode]!r}. Remedy: drop nonlinearity, or set mode to match it.")
     if config.get("dropout", 0) not in (0, 0.0):
-        raise ValueError(f"config['dropout'] must be 0 (gradients of a random mask cannot be checked); got "
+        raise BadValue(f"config['dropout'] must be 0 (gradients of a random mask cannot be checked); got "
                          f"{config['dropout']!r}. Remedy: dropout=0.")
     for name in ("input_size", "hidden_size"):
         if name not in config:
-            raise ValueError(f"config needs {name!r} (torch.nn.RNN's {name}). Remedy: add it, e.g. {name}=4.")
+            raise BadValue(f"config needs {name!r} (torch.nn.RNN's {name}). Remedy: add it, e.g. {name}=4.")
     H = _positive("hidden_size", config["hidden_size"])
     P = config.get("proj_size", 0)
     if P != 0 and (mode != "LSTM" or not is_int(P) or not 0 < P < H):
-        raise ValueError(f"config['proj_size'] must be 0, or for mode 'LSTM' an integer in [1, hidden_size) = "
+        raise BadValue(f"config['proj_size'] must be 0, or for mode 'LSTM' an integer in [1, hidden_size) = "
                          f"[1, {H}); got {P!r} for mode {mode!r}. Remedy: proj_size=0, or a smaller LSTM projection.")
     lbr = _flag("linear_before_reset", config.get("linear_before_reset", True))
     if not lbr and mode != "GRU":
-        raise ValueError(f"config['linear_before_reset'] is the GRU's; got False for mode {mode!r}. "
+        raise BadValue(f"config['linear_before_reset'] is the GRU's; got False for mode {mode!r}. "
                          "Remedy: drop it.")
     return RNNConfig(mode, _positive("input_size", config["input_size"]), H,
                      _positive("num_layers", config.get("num_layers", 1)),

@@ -32,6 +32,7 @@ import numpy as np
 from array_api_compat import is_numpy_namespace
 
 from contract import NonFiniteGradientError, Problem, all_finite, check_inputs, first_nonfinite_step
+from contract.errors import BadType, BadValue
 from manual import compiled
 from manual.activations import ACTIVATIONS
 from manual.cells.elman import run_backward, run_forward
@@ -85,7 +86,7 @@ def use_backend(backend: str) -> Iterator[None]:
 
 def _backend_name(backend: object, arg: str = "backend") -> str:
     if backend not in BACKENDS:
-        raise ValueError(f"{arg} must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}. "
+        raise BadValue(f"{arg} must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}. "
                          "Remedy: 'auto' (numba for NumPy input when installed, else array-api).")
     return backend
 
@@ -107,11 +108,11 @@ def _backend(backend: str | None, p: Problem) -> str:
     if name == "auto":
         return "numba" if numpy_input and compiled.pays(p.B, p.H) and compiled.available() else "array-api"
     if name == "numba" and not compiled.available():
-        raise ValueError("backend='numba' needs numba and SciPy, which are not installed. Remedy: pip install "
+        raise BadValue("backend='numba' needs numba and SciPy, which are not installed. Remedy: pip install "
                          "'bptt-reference[fast]', or backend='array-api'.")
     if name == "numba" and not numpy_input:
         lib = "NumPy" if is_numpy_namespace(p.xp) else p.xp.__name__.split(".")[-1]
-        raise TypeError(f"backend='numba' computes on NumPy float32 or float64 arrays (native byte order); got {lib} "
+        raise BadType(f"backend='numba' computes on NumPy float32 or float64 arrays (native byte order); got {lib} "
                         "arrays of dtype "
                         f"{p.dtype}. Remedy: pass NumPy float32/float64 arrays (t.cpu().numpy()), or "
                         "backend='auto', which picks array-api for these.")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from contract import GRAD_NAMES
+from contract.errors import BadType, BadValue
 from oracle.policy import COND_FACTOR, EPS, MAX_TOL, REF_FACTOR, C
 
 TIME_AXIS = ("h", "z")  # always (T, B, H); "x" too when it is (T, B, D)
@@ -26,7 +27,7 @@ def dtype_name(a) -> str:
 def tolerance(dtype: str, T: int, K: int) -> float:
     """The bound on the normalised error for ``dtype`` at T steps, inner size K."""
     if dtype not in EPS:
-        raise ValueError(
+        raise BadValue(
             f"dtype must be one of {', '.join(EPS)}; got {dtype!r}. Remedy: cast the "
             "gradients to a floating dtype."
         )
@@ -148,7 +149,7 @@ def time_order(name: str, a, time="auto") -> str | None:
     if time == "auto":
         return "suffix" if has_time_axis(name, a) else None
     if time not in TIME_ORDERS:
-        raise ValueError(f"time order of {name} must be one of {TIME_ORDERS}; got {time!r}")
+        raise BadValue(f"time order of {name} must be one of {TIME_ORDERS}; got {time!r}")
     return time
 
 
@@ -281,10 +282,10 @@ def compare(got: dict, want: dict, *, dtype: str = "float64", ref: dict | None =
     when None.
     """
     if dtype not in EPS:
-        raise ValueError(f"dtype must be one of {', '.join(EPS)} (the case's dtype); got {dtype!r}. "
+        raise BadValue(f"dtype must be one of {', '.join(EPS)} (the case's dtype); got {dtype!r}. "
                          "Remedy: pass the dtype the candidate was asked to compute in, e.g. dtype='float32'.")
     if not isinstance(got, Mapping):
-        raise TypeError(f"got must be a dict name → array (a gradient set); got {type(got).__name__}. "
+        raise BadType(f"got must be a dict name → array (a gradient set); got {type(got).__name__}. "
                         "Remedy: return {'Wxh': ..., 'Whh': ..., ...} as manual.gradients does.")
     if not isinstance(want, Mapping) or not want:
         raise (TypeError if not isinstance(want, Mapping) else ValueError)(
@@ -293,7 +294,7 @@ def compare(got: dict, want: dict, *, dtype: str = "float64", ref: dict | None =
             "oracle.truth(...).grads, or a golden case's truth.")
     for name, w in want.items():
         if not np.isfinite(to_numpy(w)).all():
-            raise ValueError(f"want[{name!r}] holds NaN or Inf: a truth must be finite, or every bound built on its "
+            raise BadValue(f"want[{name!r}] holds NaN or Inf: a truth must be finite, or every bound built on its "
                              "scale is too. Remedy: pick inputs whose float64 gradients are finite (oracle.truth "
                              "raises NonFiniteGradientError for those that are not).")
     if tol is None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from contract.errors import BadValue
 from contract.spec import RNNConfig, config_from
 
 LAYOUTS = ("torch", "onnx")
@@ -45,7 +46,7 @@ ONNX_FROM_TORCH = {"RNN_TANH": (0,), "RNN_RELU": (0,), "LSTM": (0, 3, 1, 2), "GR
 STATES = (("hx", "initial_h"), ("cx", "initial_c"), ("grad_hn", "grad_Y_h"), ("grad_cn", "grad_Y_c"))
 
 
-class LayoutError(ValueError):
+class LayoutError(BadValue):
     """A configuration or a set of tensors that has no form in the layout asked for."""
 
 

@@ -14,6 +14,7 @@ import torch
 import manual
 import reference
 from contract import GRAD_NAMES
+from contract.errors import BadType, BadValue
 from contract.spec import TORCH_MODULE
 from oracle.cases.module import ModuleCase, module_truth, run_module, to_time_major
 from oracle.cases.seed import Case, run
@@ -131,7 +132,7 @@ class Verification:
 @functools.singledispatch
 def verify_case(case, device: str = "cpu") -> CaseVerdict:
     """Manual against autograd and torch's own module on one case (dispatched by the case's class)."""
-    raise TypeError(f"case must be a built-in case (oracle.Case, ModuleCase); got {type(case).__name__}. "
+    raise BadType(f"case must be a built-in case (oracle.Case, ModuleCase); got {type(case).__name__}. "
                     "Remedy: pick cases from oracle.cases.builtin_cases().")
 
 
@@ -192,9 +193,9 @@ def verify(cases: list[Case], device: str = "cpu", allow_tf32: bool = False,
     """Manual against autograd (and nn.RNN) on ``cases``; ``jobs`` worker processes (default: the cores on
     the CPU, 1 on CUDA; 1 runs in this process)."""
     if not cases:
-        raise ValueError("cases is empty: nothing to verify. Remedy: oracle.all_cases(), or loosen the selection.")
+        raise BadValue("cases is empty: nothing to verify. Remedy: oracle.all_cases(), or loosen the selection.")
     if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
-        raise ValueError(f"jobs must be a positive integer or None; got {jobs!r}. Remedy: jobs=1.")
+        raise BadValue(f"jobs must be a positive integer or None; got {jobs!r}. Remedy: jobs=1.")
     jobs = min(jobs or (default_jobs() if device == "cpu" else 1), len(cases))
     out = Verification(device=device, tf32=allow_tf32 and device != "cpu")
     start = time.perf_counter()

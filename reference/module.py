@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 import torch
 
+from contract.errors import BadValue
 from contract.module_checks import check_module_inputs, split_hx
 from contract.spec import TORCH_MODULE, step_names
 
@@ -62,7 +63,7 @@ def nn_module_gradients(config, state_dict, input, hx=None, *, grad_output=None,
     p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths, grad_cn=grad_cn)
     c = p.config
     if not c.has_torch_module:
-        raise ValueError("torch has no module for the GRU with linear_before_reset=False (the paper's form). "
+        raise BadValue("torch has no module for the GRU with linear_before_reset=False (the paper's form). "
                          "Remedy: use reference.unrolled_module_gradients.")
     numpy_in, sd, x, hx, g_out, g_hn, g_cn = _torch_args(state_dict, input, hx, grad_output, grad_hn, grad_cn)
     module = getattr(torch.nn, TORCH_MODULE[c.mode])(**c.torch_kwargs(), dtype=x.dtype, device=x.device)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import torch
 
+from contract.errors import BadValue
 from reference.model import from_torch, step_loss, to_torch
 
 NN_RNN_ACTIVATIONS = ("tanh", "relu")  # the nonlinearities torch.nn.RNN offers
@@ -29,7 +30,7 @@ def nn_rnn_gradients(
     """
     p, params, x, target, h0, numpy_in = to_torch(params, x, target, h0, activation, loss, topology)
     if activation not in NN_RNN_ACTIVATIONS:
-        raise ValueError(
+        raise BadValue(
             f"activation must be one of {NN_RNN_ACTIVATIONS} for torch.nn.RNN; got "
             f"{activation!r}. Remedy: use reference.gradients (unrolled autograd) for it."
         )

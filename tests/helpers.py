@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from oracle.cases.seed import run as call
 from oracle.groundtruth import Truth
 from oracle.judge import compare, dtype_name
@@ -45,3 +47,16 @@ def export_golden(folder, names: list[str]):
         argv += ["--case", name]
     assert main(argv) == 0
     return folder
+
+
+SLOW = pytest.mark.slow
+
+
+def fast_subset(cases, key, ids=lambda c: c.name) -> list:
+    """``cases`` as pytest params: the first case of each ``key(case)`` (a cell, a form) in the fast subset
+    (``pytest -m "not slow"``), the others marked slow; the full run takes them all."""
+    seen, out = set(), []
+    for c in cases:
+        out.append(pytest.param(c, id=ids(c), marks=SLOW if key(c) in seen else ()))
+        seen.add(key(c))
+    return out

@@ -15,6 +15,7 @@ differences (``fd_small``, ``fd_errors``).
 
 from __future__ import annotations
 
+from contract.errors import BadValue
 from oracle.cases.module import MAX_LAYERS, ModuleCase, all_module_cases
 from oracle.cases.seed import DTYPES, Case, all_cases, select
 
@@ -24,7 +25,7 @@ def parse_case(name: str):
     """A case of either kind from its full name (ASCII digits; sizes bounded, so that a typo cannot ask for
     petabytes or a hundred thousand layers)."""
     if not name.isascii():
-        raise ValueError(f"case name must be ASCII; got {name!r}. Remedy: e.g. "
+        raise BadValue(f"case name must be ASCII; got {name!r}. Remedy: e.g. "
                          "many-to-many/tanh/mse/T4-B2-D3-H4-O2/float64")
     case = next(cls for cls in CLASSES if name.startswith(cls.prefix)).parse(name)
     from oracle.files.golden import MAX_ELEMENTS, case_elements  # here: golden imports this module
@@ -32,7 +33,7 @@ def parse_case(name: str):
     layers = getattr(getattr(case, "config", None), "num_layers", 1)
     n = case_elements(case)
     if n > MAX_ELEMENTS or layers > MAX_LAYERS:
-        raise ValueError(f"case {name!r} is too large to check here: {n:,} elements and {layers} layer(s), at most "
+        raise BadValue(f"case {name!r} is too large to check here: {n:,} elements and {layers} layer(s), at most "
                          f"{MAX_ELEMENTS:,} (a golden file's limit) and {MAX_LAYERS}. Remedy: smaller T, B or "
                          "sizes (the derivation does not change with size).")
     return case

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.errors import BadValue
 from contract.spec import MODES, RNNConfig, config_from, grad_shapes, param_shapes, step_names
 from oracle.groundtruth import Truth, finite_truth, sensitivity
 
@@ -79,26 +80,29 @@ class ModuleCase:
         form = "module/MODE/L<int>[-bi][-bf][-nobias][-p<int>][-paper]/T<int>-B<int>-I<int>-H<int>/" \
                "lengths-full|mixed/up-output|hn|both/dtype"
         if not m:
-            raise ValueError(f"module case name must read {form}; got {name!r}. Remedy: e.g. "
+            raise BadValue(f"module case name must read {form}; got {name!r}. Remedy: e.g. "
                              "module/RNN_TANH/L2-bi/T5-B3-I3-H4/lengths-mixed/up-both/float64")
         mode, L, flags, T, B, I, H, lengths, up, dtype = m.groups()  # noqa: E741
         for what, value, choices in (("mode", mode, MODES), ("lengths", lengths, LENGTHS),
                                      ("upstream", up, UPSTREAMS), ("dtype", dtype, DTYPES)):
             if value not in choices:
-                raise ValueError(f"module case {what} must be one of {choices}; got {value!r} in {name!r}. "
+                raise BadValue(f"module case {what} must be one of {choices}; got {value!r} in {name!r}. "
                                  "Remedy: pick one of the names listed.")
         sizes = [int(v) for v in (L, T, B, I, H)]
         proj = re.search(r"-p(\d+)", flags)
         P = int(proj.group(1)) if proj else 0
         order = "".join(f for f in ("-bi", "-bf", "-nobias", f"-p{P}" if P else "", "-paper") if f and f in flags)
         if min(sizes) < 1 or flags != order:
-            raise ValueError(f"module case name must read {form}; got {name!r} (sizes ≥ 1, flags in that order)")
+            raise BadValue(f"module case name must read {form}; got {name!r} (sizes ≥ 1, flags in that order)")
+        if sizes[0] > MAX_LAYERS:  # before anything is built for them
+            raise BadValue(f"case {name!r} asks for {sizes[0]} layers, at most {MAX_LAYERS}. Remedy: fewer layers "
+                           "(the derivation does not change with depth).")
         case = cls(mode, sizes[0], "-bi" in flags, "-bf" in flags, "-nobias" not in flags, *sizes[1:],
                    lengths=lengths, upstream=up, dtype=dtype, proj_size=P, linear_before_reset="-paper" not in flags)
         try:
             config_from(case.config.as_dict())
         except (TypeError, ValueError) as e:
-            raise ValueError(f"module case {name!r}: {e}") from None
+            raise BadValue(f"module case {name!r}: {e}") from None
         return case
 
     def length_list(self) -> list[int] | None:
@@ -289,23 +293,23 @@ class ModuleCase:
         choices = {"mode": MODES, "lengths": LENGTHS, "upstream": UPSTREAMS, "dtype": DTYPES}
         for key, allowed in choices.items():
             if spec.get(key) not in allowed:
-                raise ValueError(f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
+                raise BadValue(f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
         for key in ("bidirectional", "batch_first", "bias"):
             if not isinstance(spec.get(key), bool):
-                raise ValueError(f"metadata case.{key} is {spec.get(key)!r}, expected true or false")
+                raise BadValue(f"metadata case.{key} is {spec.get(key)!r}, expected true or false")
         dims = {key: spec_int(spec, key, max_dim) for key in ("num_layers", "T", "B", "I", "H")}
         if dims["num_layers"] > MAX_LAYERS:
-            raise ValueError(f"metadata case.num_layers is {dims['num_layers']}, more than {MAX_LAYERS}")
+            raise BadValue(f"metadata case.num_layers is {dims['num_layers']}, more than {MAX_LAYERS}")
         proj, lbr = spec.get("proj_size", 0), spec.get("linear_before_reset", True)
         if type(proj) is not int or not isinstance(lbr, bool):
-            raise ValueError(f"metadata case.proj_size {proj!r} / linear_before_reset {lbr!r} malformed")
+            raise BadValue(f"metadata case.proj_size {proj!r} / linear_before_reset {lbr!r} malformed")
         case = cls(spec["mode"], dims["num_layers"], spec["bidirectional"], spec["batch_first"], spec["bias"],
                    dims["T"], dims["B"], dims["I"], dims["H"], lengths=spec["lengths"], upstream=spec["upstream"],
                    dtype=spec["dtype"], proj_size=proj, linear_before_reset=lbr)
         try:
             config_from(case.config.as_dict())
         except (TypeError, ValueError) as e:
-            raise ValueError(f"metadata case is not a valid configuration: {e}") from None
+            raise BadValue(f"metadata case is not a valid configuration: {e}") from None
         return case
 
     def fd_small(self) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract import ACTIVATIONS, LOSSES, TOPOLOGIES
+from contract.errors import BadValue
 from oracle.groundtruth import seed_run as run  # manual.gradients' signature on a case's inputs
 
 DTYPES = ("float64", "float32")
@@ -44,12 +45,12 @@ class Case:
             dims = dict(zip("TBDHO", (int(v[1:]) for v in tag.split("-")), strict=True))
             assert [v[0] for v in tag.split("-")] == list("TBDHO") and min(dims.values()) >= 1
         except (ValueError, AssertionError):
-            raise ValueError(f"case name must read {form}; got {name!r}. Remedy: e.g. "
+            raise BadValue(f"case name must read {form}; got {name!r}. Remedy: e.g. "
                              "many-to-many/tanh/mse/T4-B2-D3-H4-O2/float64") from None
         for what, value, choices in (("topology", top, TOPOLOGIES), ("activation", act, ACTIVATIONS),
                                      ("loss", loss, LOSSES), ("dtype", dtype, DTYPES)):
             if value not in choices:
-                raise ValueError(f"case {what} must be one of {choices}; got {value!r} in {name!r}. "
+                raise BadValue(f"case {what} must be one of {choices}; got {value!r} in {name!r}. "
                                  "Remedy: pick one of the names listed.")
         return cls(top, act, loss, **dims, dtype=dtype)
 
@@ -214,7 +215,7 @@ class Case:
         choices = {"topology": TOPOLOGIES, "activation": ACTIVATIONS, "loss": LOSSES, "dtype": DTYPES}
         for key, allowed in choices.items():
             if spec.get(key) not in allowed:
-                raise ValueError(f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
+                raise BadValue(f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
         dims = {key: spec_int(spec, key, max_dim) for key in ("T", "B", "D", "H", "O")}
         return cls(spec["topology"], spec["activation"], spec["loss"], **dims, dtype=spec["dtype"])
 
@@ -250,7 +251,7 @@ def spec_int(spec: dict, key: str, high: int) -> int:
     """An integer field of a golden file's metadata in [1, high], or ValueError."""
     v = spec.get(key)
     if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= high:
-        raise ValueError(f"metadata case.{key} is {v!r}, expected an integer in [1, {high}]")
+        raise BadValue(f"metadata case.{key} is {v!r}, expected an integer in [1, {high}]")
     return v
 
 

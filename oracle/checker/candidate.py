@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from contract.errors import BadType, BadValue
 from oracle.checker.wire import CALLS, plain, restore
 
 
-class CandidateError(ValueError):
+class CandidateError(BadValue):
     """The candidate cannot be run at all (not importable, not picklable, crashed while loading)."""
 
 
@@ -136,7 +137,7 @@ def load(ref: tuple) -> Callable:
     else:
         fn = pickle.loads(what)
     if not callable(fn):
-        raise TypeError(f"{fn!r} is not callable")
+        raise BadType(f"{fn!r} is not callable")
     return fn
 
 
@@ -146,7 +147,7 @@ def reference_to(candidate: Callable | str) -> tuple:
         describe_spec(candidate)
         return ("spec", candidate)
     if not callable(candidate):
-        raise TypeError(f"candidate must be a function with manual.gradients' signature or 'MODULE:FUNCTION'; "
+        raise BadType(f"candidate must be a function with manual.gradients' signature or 'MODULE:FUNCTION'; "
                         f"got {type(candidate).__name__}. Remedy: pass the function itself.")
     try:
         return ("pickle", pickle.dumps(candidate))

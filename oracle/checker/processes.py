@@ -33,8 +33,14 @@ class _Stop(Exception):
     """The checker asked the warden to end the worker (SIGTERM)."""
 
 
+_TERM = {"armed": False, "asked": False}  # the warden's SIGTERM: noted at once, acted on while it waits
+
+
 def _on_term(signum, frame):
-    raise _Stop
+    _TERM["asked"] = True  # any thread may take the signal (BLAS's among them): never raise outside the wait
+    if _TERM["armed"]:
+        _TERM["armed"] = False  # once: the warden is then ending the worker
+        raise _Stop
 
 
 def serve(tasks, replies, ref: tuple, log: str) -> None:
@@ -48,12 +54,10 @@ def serve(tasks, replies, ref: tuple, log: str) -> None:
     _redirect(log)
     _become_subreaper()
     signal.signal(signal.SIGTERM, _on_term)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # delivered once the warden waits (below)
     out_r, out_w = os.pipe()  # the worker's stdout and stderr, kept bounded by the warden (OutputTail)
     pid = os.fork()
     if pid == 0:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         os.dup2(out_w, 1)
         os.dup2(out_w, 2)
         os.close(out_r)
@@ -77,7 +81,10 @@ def serve(tasks, replies, ref: tuple, log: str) -> None:
     replies.close()  # the checker sees the reply pipe close when the worker and everything below it are gone
     status = None
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        _TERM["armed"] = True
+        if _TERM["asked"]:  # it came before the warden waited
+            _TERM["armed"] = False
+            raise _Stop
         _, status = os.waitpid(pid, 0)
     except _Stop:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -86,6 +93,7 @@ def serve(tasks, replies, ref: tuple, log: str) -> None:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
+    _TERM["armed"] = False
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     end_descendants(pid)
     tail.write(1)  # every writer is gone now: what it kept, to the log
@@ -251,7 +259,6 @@ def _exit_as(status: int | None) -> None:
             signal.signal(-code, signal.SIG_DFL)
         except (OSError, ValueError):  # SIGKILL and SIGSTOP keep their default action: nothing to set
             pass
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {-code})
         os.kill(os.getpid(), -code)
         time.sleep(1.0)
         code = 128 - code

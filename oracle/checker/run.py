@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.errors import BadType, BadValue
 from contract.spec import is_int
 from oracle.cases import CLASSES, builtin_cases
 from oracle.cases.seed import Case, all_cases, select
@@ -36,7 +37,7 @@ from oracle.policy import GOLDEN_AGREE
 from oracle.progress import Progress
 
 
-class NothingToCheckError(ValueError):
+class NothingToCheckError(BadValue):
     """The run could not be made: no case selected, or no folder of cases (the CLI's exit code 2)."""
 
 
@@ -202,7 +203,7 @@ def _runner(candidate, isolate: bool) -> tuple:
         raise CandidateError(f"the candidate {candidate!r} could not be loaded: {type(e).__name__}: {e}. "
                              "Remedy: fix the module, or check the MODULE:FUNCTION spelling.") from None
     if not callable(fn):
-        raise TypeError(f"candidate must be a function with manual.gradients' signature; got "
+        raise BadType(f"candidate must be a function with manual.gradients' signature; got "
                         f"{type(fn).__name__}. Remedy: pass the function itself, or 'MODULE:FUNCTION'.")
     return "in-process", fn
 
@@ -244,7 +245,7 @@ def _layouts_possible(pairs) -> None:
 
 def _folder(arg: str, v) -> None:
     if not isinstance(v, (str, os.PathLike)):
-        raise TypeError(f"{arg} must be a folder name (str or pathlib.Path); got {type(v).__name__} {v!r}. "
+        raise BadType(f"{arg} must be a folder name (str or pathlib.Path); got {type(v).__name__} {v!r}. "
                         f"Remedy: {arg}='golden/'.")
 
 
@@ -254,23 +255,23 @@ def _check_args(cases, golden, timeout, jobs):
     if golden is not None:
         _folder("golden", golden)
         if cases is not None and not isinstance(cases, str):
-            raise ValueError("cases must be None or a substring of case names when golden= is given (the golden "
+            raise BadValue("cases must be None or a substring of case names when golden= is given (the golden "
                              f"folder holds the cases); got {type(cases).__name__}. Remedy: cases=None, or leave "
                              "golden out to check these cases.")
     elif cases is not None and not isinstance(cases, str):
         if isinstance(cases, (bytes, Mapping)) or not isinstance(cases, Iterable):
-            raise TypeError(f"cases must be None, a substring of case names, or a list of cases; got "
+            raise BadType(f"cases must be None, a substring of case names, or a list of cases; got "
                             f"{type(cases).__name__}. Remedy: cases='module/', or oracle.all_cases()[:5].")
         cases = list(cases)
         bad = next((c for c in cases if not isinstance(c, CLASSES)), None)
         if bad is not None:
-            raise TypeError(f"cases must hold cases (oracle.Case, ModuleCase); got {type(bad).__name__} {bad!r}. "
+            raise BadType(f"cases must hold cases (oracle.Case, ModuleCase); got {type(bad).__name__} {bad!r}. "
                             "Remedy: pass a substring of case names instead, e.g. cases='many-to-one/'.")
     if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not 0 < timeout < math.inf:
-        raise ValueError(f"timeout must be a finite positive number of seconds; got {timeout!r}. "
+        raise BadValue(f"timeout must be a finite positive number of seconds; got {timeout!r}. "
                          f"Remedy: timeout={DEFAULT_TIMEOUT:g}.")
     if jobs is not None and (not is_int(jobs) or jobs < 1):
-        raise ValueError(f"jobs must be a positive integer or None (the cores); got {jobs!r}. Remedy: jobs=1.")
+        raise BadValue(f"jobs must be a positive integer or None (the cores); got {jobs!r}. Remedy: jobs=1.")
     return cases
 
 
@@ -339,7 +340,7 @@ def check_files(golden: str | Path, grads: str | Path, pattern: str | None = Non
     _folder("golden", golden)
     _folder("grads", grads)
     if pattern is not None and not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a substring of case names or None; got {type(pattern).__name__} "
+        raise BadType(f"pattern must be a substring of case names or None; got {type(pattern).__name__} "
                         f"{pattern!r}. Remedy: pattern='module/LSTM'.")
     grads = Path(grads)
     if not grads.is_dir():

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from contract.errors import BadType
+
 CALLS = 2  # calls per case: a candidate right only on its first call fails on the second
 
 
@@ -47,7 +49,7 @@ def _shape_dtype(k: str, v) -> tuple[tuple, str, object]:
         try:
             v = np.asarray(v)
         except Exception as e:  # noqa: BLE001 - a ragged list, a generator, …: the reason is the verdict
-            raise TypeError(f"{k}: not an array ({type(v).__name__}: {e})") from None
+            raise BadType(f"{k}: not an array ({type(v).__name__}: {e})") from None
     if type(v) is not np.ndarray:  # a subclass (masked, matrix): its plain data only
         v = v.view(np.ndarray)
     return v.shape, v.dtype.name, v
@@ -63,8 +65,8 @@ def _one(k: str, v, shapes: list | None) -> tuple[np.ndarray, bool]:
         except TypeError:  # one of torch's own (float8_e4m3fn, complex32, …)
             number = True
         if not number:
-            raise TypeError(f"{k}: dtype {dt} is not a number (got {type(v).__name__})")
-        raise TypeError(f"{k}: dtype {dt} is not supported: the checker reads {', '.join(SUPPORTED)} "
+            raise BadType(f"{k}: dtype {dt} is not a number (got {type(v).__name__})")
+        raise BadType(f"{k}: dtype {dt} is not supported: the checker reads {', '.join(SUPPORTED)} "
                         f"(returned {type(v).__name__} of {dt}). Remedy: return it as float64.")
     if shapes is not None and tuple(shape) not in shapes:
         return withheld(tuple(shape), "float32" if dt == "bfloat16" else dt), False
@@ -89,7 +91,7 @@ def plain(got, expect: Mapping | None = None) -> tuple[dict, list[str]]:
     ``BF16_LABEL``'s entry.
     """
     if not isinstance(got, Mapping):
-        raise TypeError(f"returned {type(got).__name__}, expected a dict name → array")
+        raise BadType(f"returned {type(got).__name__}, expected a dict name → array")
     out, bf16, ignored = {}, [], {}
     for k in list(got.keys()):
         if type(k) is not str:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.errors import BadValue
 from oracle.cases.module import ModuleCase
 from oracle.cases.seed import Case
 from oracle.files.readers import MAX_DIM, GoldenFileError, parse_json, read_header, read_tensors, sha256
@@ -189,7 +190,7 @@ def write_golden(path, case, inputs: dict, truth: Truth, extra: dict, layout: st
                for k, v in tensors.items()}
     for k, v in tensors.items():
         if v.dtype.kind == "f" and not np.isfinite(v).all():
-            raise ValueError(f"{case.name}: {k} is not finite; a golden case is never written with NaN/Inf")
+            raise BadValue(f"{case.name}: {k} is not finite; a golden case is never written with NaN/Inf")
     info = {"schema": SCHEMA, "kind": case.kind, "name": case.name, "case": spec_of(case), "seed": case.seed,
             **extra,
             **({"schema": SCHEMA_LAYOUT, "layout": "onnx"} if layout == "onnx" else {}),

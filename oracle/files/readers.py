@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.errors import BadValue
+
 MAX_FILE_BYTES = 256 * 2**20  # the largest built-in case is under 1 MiB
 
 
@@ -49,22 +51,22 @@ FLOAT_ST = {"F64", "F32", "F16", "BF16"}
 GOLDEN_REMEDY = "regenerate it with `bptt export`"
 
 
-class GoldenFileError(ValueError):
-    """A golden or candidate file that is refused before any array is read."""
+class GoldenFileError(BadValue):
+    """A golden or candidate file that is refused before any array is read (``where``: its path)."""
 
     def __init__(self, path, why: str, remedy: str = GOLDEN_REMEDY):
-        self.path, self.why, self.remedy = path, why, remedy
-        super().__init__(f"{path}: refused: {why}. Remedy: {remedy}.")
+        self.path = path
+        super().__init__(why, remedy, where=path)
 
 
 def _bounded_int(digits: str) -> int:
     if len(digits.lstrip("-")) > MAX_INT_DIGITS:
-        raise ValueError(f"an integer of {len(digits)} digits (at most {MAX_INT_DIGITS})")
+        raise BadValue(f"an integer of {len(digits)} digits (at most {MAX_INT_DIGITS})")
     return int(digits)
 
 
 def _no_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
+    raise BadValue(f"{name} is not JSON")
 
 
 def _unique(pairs: list) -> dict:
@@ -73,7 +75,7 @@ def _unique(pairs: list) -> dict:
     if len(d) != len(pairs):
         seen = set()
         twice = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ValueError(f"key {twice!r} appears twice")
+        raise BadValue(f"key {twice!r} appears twice")
     return d
 
 
@@ -217,7 +219,7 @@ def read_npz(path: Path, expected: dict, named=lambda name: None) -> dict:
                     read_header = {(1, 0): np.lib.format.read_array_header_1_0,
                                    (2, 0): np.lib.format.read_array_header_2_0}.get(version)
                     if read_header is None:
-                        raise ValueError(f".npy format {version}")
+                        raise BadValue(f".npy format {version}")
                     shape, _, dtype = read_header(f)
                 except ValueError as e:
                     raise GoldenFileError(path, f"member {i.filename!r} has a bad .npy header ({e})",

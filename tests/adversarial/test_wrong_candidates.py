@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 import pytest
 import wrong_candidates
-from helpers import export_golden
+from helpers import SLOW, export_golden
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -46,7 +46,10 @@ def test_the_right_candidate_passes_in_every_dtype(golden, capsys):
     assert code == 0 and f"{len(CASES)} cases, {len(CASES)} passed, 0 failed" in out, out
 
 
-@pytest.mark.parametrize("name", list(wrong_candidates.WRONG))
+FAST = ("raises", "sign_flip_Whh", "segfaults")  # one wrong number, one exception, one crash: the rest are slow
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST else SLOW) for n in wrong_candidates.WRONG])
 def test_wrong_candidate_fails_with_its_reason(name, golden, capsys):
     _, words = wrong_candidates.WRONG[name]
     code, out, _ = bptt_check(golden, f"wrong_candidates:{name}", capsys)
@@ -55,17 +58,20 @@ def test_wrong_candidate_fails_with_its_reason(name, golden, capsys):
     assert words in out, out
 
 
+@pytest.mark.slow
 def test_float32_computation_fails_a_float64_case(golden, capsys):
     code, out, _ = bptt_check(golden, "wrong_candidates:float32_computation", capsys, "-k", "float64")
     assert code == 1 and "2 cases, 0 passed, 2 failed" in out, out
 
 
+@pytest.mark.slow
 def test_a_hang_fails_its_case_within_the_timeout(golden, capsys):
     code, out, took = bptt_check(golden, "wrong_candidates:hangs", capsys, "--timeout", "1.5")
     assert code == 1 and "timed out: no result after 1.5 s" in out, out
     assert took < 30, f"{took:.1f} s for three 1.5 s timeouts on two workers"
 
 
+@pytest.mark.slow
 def test_isolation_from_python_and_in_process(golden):
     assert check(wrong_candidates.right, golden=golden).ok
     assert check("wrong_candidates:right", golden=golden, isolate=False).ok
@@ -75,6 +81,7 @@ def test_isolation_from_python_and_in_process(golden):
     assert all('params["Why"] was modified in place' in r.error for r in result.results)
 
 
+@pytest.mark.slow
 def test_big_endian_results_pass_isolated_and_in_process(golden):
     assert check("wrong_candidates:big_endian", golden=golden, jobs=1).ok
     assert check(wrong_candidates.big_endian, golden=golden, isolate=False).ok
@@ -86,6 +93,7 @@ def test_unpicklable_candidate_is_refused_with_a_remedy(golden):
     assert not check(lambda *a, **k: {}, golden=golden, isolate=False).ok
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source, words", [
     ("def gradients(:\n", "SyntaxError"),
     ("raise ImportError('no libmykernel.so')\ndef gradients(*a, **k): pass\n", "no libmykernel.so"),
@@ -116,6 +124,7 @@ def test_nothing_selected_is_exit_2(golden, tmp_path, capsys):
         check(wrong_candidates.right, cases="nomatch")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, words", [
     (["--timeout", "0"], "positive number"), (["--timeout", "nan"], "positive number"),
     (["--jobs", "0"], "positive integer"), (["--jobs", "two"], "positive integer"),
@@ -223,26 +232,31 @@ def test_partial_candidates_are_picklable():
 
 # ---------------------------------------------------------------- attacks on the checker itself
 
+@pytest.mark.slow
 def test_str_subclass_keys_are_not_judged_and_never_cross(golden, capsys):
     code, out, _ = bptt_check(golden, "wrong_candidates:str_subclass_keys", capsys)
     assert code == 1 and "Wxh  FAIL  missing" in out, out
 
 
+@pytest.mark.slow
 def test_a_forged_reply_fails_the_case(golden, capsys):
     code, out, _ = bptt_check(golden, "wrong_candidates:forges_a_reply", capsys, "-k", "float64")
     assert code == 1 and "malformed reply" in out, out
 
 
+@pytest.mark.slow
 def test_half_a_reply_cannot_hang_the_checker(golden, capsys):
     code, out, took = bptt_check(golden, "wrong_candidates:half_a_reply", capsys, "-k", "float32", "--timeout", "2")
     assert code == 1 and "timed out" in out and took < 30, out
 
 
+@pytest.mark.slow
 def test_a_forking_right_candidate_passes(golden, capsys):
     code, out, _ = bptt_check(golden, "wrong_candidates:forks", capsys)
     assert code == 0, out
 
 
+@pytest.mark.slow
 def test_processes_the_candidate_started_are_ended(golden, capsys, tmp_path, monkeypatch):
     pids = tmp_path / "pids"
     monkeypatch.setenv("BPTT_TEST_PIDS", str(pids))
@@ -266,6 +280,7 @@ def running_after(pid: int, seconds: float) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_unreadable_results_and_extra_entries(golden, capsys):
     code, out, _ = bptt_check(golden, "wrong_candidates:meta_tensor", capsys)
     assert code == 1 and "returned something unreadable" in out, out
@@ -273,11 +288,13 @@ def test_unreadable_results_and_extra_entries(golden, capsys):
     assert code == 0, out
 
 
+@pytest.mark.slow
 def test_a_worker_dying_between_cases_is_no_traceback(golden, capsys):
     code, out, _ = bptt_check(golden, "wrong_candidates:hard_exit", capsys, "--jobs", "1")
     assert code == 1 and "exited with status 0" in out
 
 
+@pytest.mark.slow
 def test_huge_timeout_is_accepted(golden, capsys):
     code, out, _ = bptt_check(golden, "wrong_candidates:right", capsys, "--timeout", "3000000")
     assert code == 0, out

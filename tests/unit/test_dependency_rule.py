@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def imports(package: str) -> set[str]:
@@ -127,3 +127,30 @@ def test_importing_oracle_does_not_import_torch():
     code = "import sys, oracle, oracle.cli, oracle.checker.isolate; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stdout + out.stderr
+
+
+# ---------------------------------------------------------------- one error base
+
+INTERNAL = {"oracle.checker.wire.ReplyError"}  # a worker's reply the checker turns into that case's failure
+
+
+def test_every_refusal_derives_from_one_base():
+    """No bare ``raise ValueError(…)``/``TypeError(…)``, and every error class of the project that is one is a
+    ``contract.errors.Refusal`` (why and remedy as data, the message built once)."""
+    import importlib
+    import inspect
+
+    from contract.errors import Refusal
+
+    for package in PROJECT:
+        for path in (ROOT / package).rglob("*.py"):
+            if path.name == "__main__.py":
+                continue
+            text = path.read_text()
+            assert "raise ValueError(" not in text and "raise TypeError(" not in text, f"{path}: raise BadValue"
+            module = importlib.import_module(module_name(path))
+            for _, cls in inspect.getmembers(module, inspect.isclass):
+                where = f"{cls.__module__}.{cls.__qualname__}"
+                if cls.__module__ == module.__name__ and issubclass(cls, (ValueError, TypeError)) and \
+                        where not in INTERNAL:
+                    assert issubclass(cls, Refusal), f"{where} is a ValueError/TypeError but not a Refusal"

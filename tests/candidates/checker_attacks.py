@@ -1,4 +1,4 @@
-"""Candidates that attack the checker's resources rather than its judgement (``tests/test_checker_resources.py``).
+"""Candidates that attack the checker's resources, not its judgement (tests/adversarial/test_checker_resources.py).
 
 Each is module-level so a worker process can import it as
 ``checker_attacks:NAME``. They are hostile on purpose: a reply far larger
