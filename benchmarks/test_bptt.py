@@ -27,6 +27,7 @@ from impls import (
     truth,
 )
 
+from contract.cells import CELLS
 from manual import compiled
 from oracle.cases.module import module_truth, to_time_major
 from oracle.judge import compare
@@ -212,8 +213,12 @@ def test_module_bidirectional(benchmark, impl, dtype):
 CELL_SIZES = {"medium": (100, 32, 64, 128), "large": (200, 64, 256, 512)}
 
 
-CELL_IMPLS = [(mode, impl) for mode in ("LSTM", "GRU")
-              for impl in ("manual-numpy", "manual-torch", "autograd", f"nn.{mode}", "floor-numpy", "floor-torch")]
+# every cell whose row asks for a group (contract.cells): manual, autograd, torch's module where torch has one, and
+# the floor (the cell's own matrix products) where the recurrence is a matrix product
+CELL_IMPLS = [(mode, impl) for mode, row in CELLS.items() if row.benchmark
+              for impl in ("manual-numpy", "manual-torch", "autograd",
+                           *([f"nn.{row.torch_module}"] if row.torch_module else []),
+                           *(("floor-numpy", "floor-torch") if row.recurrent == "matrix" else ()))]
 
 
 def _numpy(v):
@@ -223,8 +228,8 @@ def _numpy(v):
 @pytest.mark.parametrize("mode, impl", CELL_IMPLS, ids=[f"{m}-{i}" for m, i in CELL_IMPLS])
 @pytest.mark.parametrize("name", list(CELL_SIZES))
 def test_lstm_gru(benchmark, mode, name, impl):
-    """One nn.LSTM / nn.GRU layer, float32, upstream grad_output, grad_hn (and grad_cn), against manual and
-    unrolled autograd in the same run. At the medium size the timed gradients are first checked against the
+    """One layer of each cell (nn.LSTM, nn.GRU, …), float32, upstream grad_output, grad_hn (and grad_cn), against
+    manual and unrolled autograd in the same run. At the medium size the timed gradients are first checked against the
     float64 truth (a float64 run of the same inputs), outside the timed part."""
     _lstm_gru(benchmark, mode, name, impl, "cpu")
 

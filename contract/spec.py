@@ -23,16 +23,14 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from contract.cells import CELLS, Cell
 from contract.errors import BadType, BadValue
 
-MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")  # as torch.nn.RNNBase names them
-NONLINEARITY = {"RNN_TANH": "tanh", "RNN_RELU": "relu", "LSTM": "tanh", "GRU": "tanh"}
-GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}  # rows of weight_ih per hidden unit
-# the per-step tensors of each cell, by kind; a name is f"{kind}_l{k}{suffix}"
-STEP_KINDS = {"RNN_TANH": ("h", "z"), "RNN_RELU": ("h", "z"),
-              "LSTM": ("h", "c", "gate_i", "gate_f", "gate_g", "gate_o"),
-              "GRU": ("h", "gate_r", "gate_z", "gate_n")}
-TORCH_MODULE = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
+MODES = tuple(CELLS)  # config["mode"]: torch.nn.RNNBase's names, then the project's own cells'
+NONLINEARITY = {m: c.nonlinearities[0] for m, c in CELLS.items()}  # each mode's default
+GATES = {m: c.gates for m, c in CELLS.items()}  # rows of weight_ih per hidden unit
+STEP_KINDS = {m: c.step_kinds for m, c in CELLS.items()}  # the per-step tensors; a name is f"{kind}_l{k}{suffix}"
+TORCH_MODULE = {m: c.torch_module for m, c in CELLS.items()}  # torch.nn's module, None where torch has none
 
 
 @dataclass(frozen=True)
@@ -48,10 +46,16 @@ class RNNConfig:
     bidirectional: bool = False
     proj_size: int = 0  # LSTM only: h_t = W_hr (o ⊙ tanh(c_t)), P = proj_size < hidden_size
     linear_before_reset: bool = True  # GRU only: torch's form; False is the original paper's (ONNX's default)
+    nonlinearity: str = ""  # "" is the mode's own (a cell with one); a cell with a choice takes it here
+
+    def __post_init__(self):
+        if not self.nonlinearity:
+            object.__setattr__(self, "nonlinearity", NONLINEARITY[self.mode])
 
     @property
-    def nonlinearity(self) -> str:
-        return NONLINEARITY[self.mode]
+    def cell(self) -> Cell:
+        """This configuration's row of contract.cells."""
+        return CELLS[self.mode]
 
     @property
     def out_size(self) -> int:
@@ -60,7 +64,7 @@ class RNNConfig:
 
     @property
     def has_cell_state(self) -> bool:
-        return self.mode == "LSTM"
+        return self.cell.cell_state
 
     @property
     def dirs(self) -> int:
@@ -75,31 +79,37 @@ class RNNConfig:
 
     @property
     def has_torch_module(self) -> bool:
-        """torch has a module for it (not for the GRU's original-paper form)."""
-        return self.mode != "GRU" or self.linear_before_reset
+        """torch has a module for it (not for the GRU's original-paper form, nor for a cell torch lacks)."""
+        return self.cell.torch_module is not None and self.linear_before_reset
 
     def torch_kwargs(self) -> dict:
         """The keyword arguments ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` take for this configuration."""
         out = {"input_size": self.input_size, "hidden_size": self.hidden_size, "num_layers": self.num_layers,
                "bias": self.bias, "batch_first": self.batch_first, "bidirectional": self.bidirectional}
-        if self.mode in ("RNN_TANH", "RNN_RELU"):
+        if self.cell.torch_module == "RNN":
             out["nonlinearity"] = self.nonlinearity
-        if self.mode == "LSTM":
+        if "proj_size" in self.cell.options:
             out["proj_size"] = self.proj_size
         return out
 
     def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The configuration as ``manual.module_gradients`` takes it (``nonlinearity`` only where it is not the
+        mode's own)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if out["nonlinearity"] == NONLINEARITY[self.mode]:
+            del out["nonlinearity"]
+        return out
 
 
 def param_shapes(config: RNNConfig) -> dict[str, tuple[int, ...]]:
     """state_dict name → shape, in ``torch.nn.RNN``'s order."""
     G, H = GATES[config.mode], config.hidden_size
+    recurrent = (G * H,) if config.cell.recurrent == "diagonal" else (G * H, config.out_size)
     out = {}
     for k in range(config.num_layers):
         for s in config.suffixes:
             out[f"weight_ih_l{k}{s}"] = (G * H, config.layer_input(k))
-            out[f"weight_hh_l{k}{s}"] = (G * H, config.out_size)
+            out[f"weight_hh_l{k}{s}"] = recurrent
             if config.bias:
                 out[f"bias_ih_l{k}{s}"] = (G * H,)
                 out[f"bias_hh_l{k}{s}"] = (G * H,)
@@ -167,10 +177,13 @@ def config_from(config: Mapping | RNNConfig) -> RNNConfig:
         near = folded.get(str(mode).casefold())
         raise BadValue(f"config['mode'] must be one of {MODES}; got {mode!r}. Remedy: "
                          + (f"did you mean {near!r}? " if near else "") + "'RNN_TANH' is nn.RNN's default.")
-    if "nonlinearity" in config and (mode not in ("RNN_TANH", "RNN_RELU")
-                                     or config["nonlinearity"] != NONLINEARITY[mode]):
-        raise BadValue(f"config['nonlinearity'] is {config['nonlinearity']!r} but mode {mode!r} means "
-                         f"{NONLINEARITY[mode]!r}. Remedy: drop nonlinearity, or set mode to match it.")
+    cell = CELLS[mode]
+    act = config.get("nonlinearity", cell.nonlinearities[0])
+    if act not in cell.nonlinearities:
+        raise BadValue(f"config['nonlinearity'] is {act!r} but mode {mode!r} means {cell.nonlinearities[0]!r}. "
+                       "Remedy: drop nonlinearity, or set mode to match it." if len(cell.nonlinearities) == 1 else
+                       f"config['nonlinearity'] must be one of {cell.nonlinearities} for mode {mode!r}; got "
+                       f"{act!r}. Remedy: nonlinearity={cell.nonlinearities[0]!r}.")
     if config.get("dropout", 0) not in (0, 0.0):
         raise BadValue(f"config['dropout'] must be 0 (gradients of a random mask cannot be checked); got "
                          f"{config['dropout']!r}. Remedy: dropout=0.")
@@ -179,14 +192,14 @@ def config_from(config: Mapping | RNNConfig) -> RNNConfig:
             raise BadValue(f"config needs {name!r} (torch.nn.RNN's {name}). Remedy: add it, e.g. {name}=4.")
     H = _positive("hidden_size", config["hidden_size"])
     P = config.get("proj_size", 0)
-    if P != 0 and (mode != "LSTM" or not is_int(P) or not 0 < P < H):
+    if P != 0 and ("proj_size" not in cell.options or not is_int(P) or not 0 < P < H):
         raise BadValue(f"config['proj_size'] must be 0, or for mode 'LSTM' an integer in [1, hidden_size) = "
                          f"[1, {H}); got {P!r} for mode {mode!r}. Remedy: proj_size=0, or a smaller LSTM projection.")
     lbr = _flag("linear_before_reset", config.get("linear_before_reset", True))
-    if not lbr and mode != "GRU":
+    if not lbr and "linear_before_reset" not in cell.options:
         raise BadValue(f"config['linear_before_reset'] is the GRU's; got False for mode {mode!r}. "
                          "Remedy: drop it.")
     return RNNConfig(mode, _positive("input_size", config["input_size"]), H,
                      _positive("num_layers", config.get("num_layers", 1)),
                      _flag("bias", config.get("bias", True)), _flag("batch_first", config.get("batch_first", False)),
-                     _flag("bidirectional", config.get("bidirectional", False)), int(P), lbr)
+                     _flag("bidirectional", config.get("bidirectional", False)), int(P), lbr, act)

@@ -37,12 +37,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from contract.cells import CELLS
 from contract.errors import BadValue
 from contract.spec import RNNConfig, config_from
 
 LAYOUTS = ("torch", "onnx")
-# ONNX's gate blocks as torch's block indices: LSTM i,o,f,c ← torch i,f,g,o; GRU z,r,h ← torch r,z,n
-ONNX_FROM_TORCH = {"RNN_TANH": (0,), "RNN_RELU": (0,), "LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2)}
+# ONNX's gate blocks as torch's block indices (each cell's row, contract.cells: LSTM i,o,f,c ← torch i,f,g,o;
+# GRU z,r,h ← torch r,z,n); a cell without an ONNX operator has none
+ONNX_FROM_TORCH = {m: c.onnx_gates for m, c in CELLS.items() if c.onnx_gates is not None}
 STATES = (("hx", "initial_h"), ("cx", "initial_c"), ("grad_hn", "grad_Y_h"), ("grad_cn", "grad_Y_c"))
 
 
@@ -54,6 +56,8 @@ def check_layout(layout: object, config: RNNConfig | None = None) -> str:
     """``layout`` if it is one of LAYOUTS and ``config`` has a form in it; ``LayoutError`` if not."""
     if layout not in LAYOUTS:
         raise LayoutError(f"layout must be one of {LAYOUTS}; got {layout!r}. Remedy: --layout torch or onnx.")
+    if layout == "onnx" and config is not None and config.mode not in ONNX_FROM_TORCH:
+        raise LayoutError(f"ONNX has no operator for mode {config.mode!r}. Remedy: --layout torch for it.")
     if layout == "onnx" and config is not None and config.proj_size:
         raise LayoutError(f"ONNX's LSTM has no projection, and this configuration has proj_size = "
                           f"{config.proj_size}. Remedy: --layout torch for it.")

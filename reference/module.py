@@ -63,8 +63,9 @@ def nn_module_gradients(config, state_dict, input, hx=None, *, grad_output=None,
     p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths, grad_cn=grad_cn)
     c = p.config
     if not c.has_torch_module:
-        raise BadValue("torch has no module for the GRU with linear_before_reset=False (the paper's form). "
-                         "Remedy: use reference.unrolled_module_gradients.")
+        raise BadValue(f"torch has no module for mode {c.mode!r}" + (" with linear_before_reset=False (the "
+                       "paper's form)" if not c.linear_before_reset else "") + ". Remedy: use "
+                       "reference.unrolled_module_gradients.")
     numpy_in, sd, x, hx, g_out, g_hn, g_cn = _torch_args(state_dict, input, hx, grad_output, grad_hn, grad_cn)
     module = getattr(torch.nn, TORCH_MODULE[c.mode])(**c.torch_kwargs(), dtype=x.dtype, device=x.device)
     module.load_state_dict(sd)
@@ -131,7 +132,7 @@ def _gru(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
     return torch.where(inside_t, (1 - z) * n + z * h, h), None
 
 
-STEP = {"RNN_TANH": _elman, "RNN_RELU": _elman, "LSTM": _lstm, "GRU": _gru}
+STEP = {"elman": _elman, "lstm": _lstm, "gru": _gru}  # a cell's file (contract.cells) → its step
 
 
 def unrolled_module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None,
@@ -140,7 +141,7 @@ def unrolled_module_gradients(config, state_dict, input, hx=None, *, grad_output
     p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths, grad_cn=grad_cn)
     c, T, B = p.config, p.T, p.B
     act = ACT[c.nonlinearity]
-    step = STEP[c.mode]
+    step = STEP[c.cell.file]
     numpy_in, sd, x, hx, g_out, g_hn, g_cn = _torch_args(state_dict, input, hx, grad_output, grad_hn, grad_cn)
     names = {(layer, s): n for layer, s, n in step_names(c)}
     with torch.enable_grad():

@@ -1,4 +1,5 @@
-"""Recurrent cells: each one direction of one layer forward and back, beside its derivation.
+"""Recurrent cells: each one direction of one layer forward and back, beside its derivation; one file per cell,
+named by its row in ``contract.cells``.
 
 Every cell offers ``forward(xp, kernels, config, xproj, h0, c0, W, masks)`` and
 ``backward(xp, kernels, config, cache, W, d_out, dhn, dcn, masks)`` over a
@@ -6,8 +7,10 @@ whole (time-flipped, for the reverse direction) sequence, given the input
 projection x_t W_ihᵀ + b_ih of every step; ``manual.stack`` does the rest.
 """
 
-from manual.cells import elman, gru, lstm
+import importlib
 
-CELLS = {"RNN_TANH": elman, "RNN_RELU": elman, "LSTM": lstm, "GRU": gru}  # mode (torch.nn.RNNBase's names) → cell
+from contract.cells import CELLS as ROWS
 
-__all__ = ["CELLS", "elman", "gru", "lstm"]
+CELLS = {mode: importlib.import_module(f"manual.cells.{row.file}") for mode, row in ROWS.items()}  # mode → cell
+
+__all__ = ["CELLS"]

@@ -5,7 +5,9 @@ A module case's name reads
     module/RNN_TANH/L2-bi-bf-nobias/T5-B3-I3-H4/lengths-mixed/up-both/float64
 
 (mode; layers, then ``bi`` when bidirectional, ``bf`` when batch_first,
-``nobias`` without biases; sizes; ``lengths-full`` or ``lengths-mixed``;
+``nobias`` without biases, ``p<int>`` an LSTM's projection, ``paper`` the
+GRU's original form, ``relu`` a cell's other nonlinearity where its row
+offers one; sizes; ``lengths-full`` or ``lengths-mixed``;
 which upstream gradients drive it: ``up-output``, ``up-hn`` or ``up-both``;
 dtype). Its inputs depend on the name without the dtype, as for the seed
 model's cases. Mixed lengths include 1 and T.
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.cells import CELLS
 from contract.errors import BadValue
 from contract.spec import MODES, RNNConfig, config_from, grad_shapes, param_shapes, step_names
 from oracle.groundtruth import Truth, finite_truth, sensitivity
@@ -47,6 +50,7 @@ class ModuleCase:
     dtype: str = "float64"
     proj_size: int = 0  # LSTM only
     linear_before_reset: bool = True  # GRU only; False: the original paper's form
+    nonlinearity: str = ""  # "" the mode's own; a cell with a choice (contract.cells) may take another
 
     kind = "module"  # the golden schema's word for this class; nothing branches on it
     prefix = "module/"  # the start of every name of this class (oracle.cases.parse_case)
@@ -54,13 +58,15 @@ class ModuleCase:
     @property
     def config(self) -> RNNConfig:
         return RNNConfig(self.mode, self.I, self.H, self.num_layers, self.bias, self.batch_first, self.bidirectional,
-                         self.proj_size, self.linear_before_reset)
+                         self.proj_size, self.linear_before_reset, self.nonlinearity)
 
     @property
     def name(self) -> str:
+        other = self.nonlinearity and self.nonlinearity != CELLS[self.mode].nonlinearities[0]
         flags = "".join(f"-{f}" for f, on in (("bi", self.bidirectional), ("bf", self.batch_first),
                                               ("nobias", not self.bias), (f"p{self.proj_size}", self.proj_size),
-                                              ("paper", not self.linear_before_reset)) if on)
+                                              ("paper", not self.linear_before_reset),
+                                              (self.nonlinearity, other)) if on)
         return (f"module/{self.mode}/L{self.num_layers}{flags}/T{self.T}-B{self.B}-I{self.I}-H{self.H}/"
                 f"lengths-{self.lengths}/up-{self.upstream}/{self.dtype}")
 
@@ -75,9 +81,9 @@ class ModuleCase:
     @classmethod
     def parse(cls, name: str) -> ModuleCase:
         """The case a full name describes (see the module's docstring)."""
-        m = re.fullmatch(r"module/(\w+)/L(\d+)((?:-bi|-bf|-nobias|-p\d+|-paper)*)/T(\d+)-B(\d+)-I(\d+)-H(\d+)/"
-                         r"lengths-(\w+)/up-(\w+)/(\w+)", name)
-        form = "module/MODE/L<int>[-bi][-bf][-nobias][-p<int>][-paper]/T<int>-B<int>-I<int>-H<int>/" \
+        m = re.fullmatch(r"module/(\w+)/L(\d+)((?:-bi|-bf|-nobias|-p\d+|-paper|-tanh|-relu)*)/"
+                         r"T(\d+)-B(\d+)-I(\d+)-H(\d+)/lengths-(\w+)/up-(\w+)/(\w+)", name)
+        form = "module/MODE/L<int>[-bi][-bf][-nobias][-p<int>][-paper][-relu]/T<int>-B<int>-I<int>-H<int>/" \
                "lengths-full|mixed/up-output|hn|both/dtype"
         if not m:
             raise BadValue(f"module case name must read {form}; got {name!r}. Remedy: e.g. "
@@ -91,14 +97,17 @@ class ModuleCase:
         sizes = [int(v) for v in (L, T, B, I, H)]
         proj = re.search(r"-p(\d+)", flags)
         P = int(proj.group(1)) if proj else 0
-        order = "".join(f for f in ("-bi", "-bf", "-nobias", f"-p{P}" if P else "", "-paper") if f and f in flags)
+        act = next((a for a in ("tanh", "relu") if f"-{a}" in flags), "")
+        order = "".join(f for f in ("-bi", "-bf", "-nobias", f"-p{P}" if P else "", "-paper", f"-{act}" if act else "")
+                        if f and f in flags)
         if min(sizes) < 1 or flags != order:
             raise BadValue(f"module case name must read {form}; got {name!r} (sizes ≥ 1, flags in that order)")
         if sizes[0] > MAX_LAYERS:  # before anything is built for them
             raise BadValue(f"case {name!r} asks for {sizes[0]} layers, at most {MAX_LAYERS}. Remedy: fewer layers "
                            "(the derivation does not change with depth).")
         case = cls(mode, sizes[0], "-bi" in flags, "-bf" in flags, "-nobias" not in flags, *sizes[1:],
-                   lengths=lengths, upstream=up, dtype=dtype, proj_size=P, linear_before_reset="-paper" not in flags)
+                   lengths=lengths, upstream=up, dtype=dtype, proj_size=P, linear_before_reset="-paper" not in flags,
+                   nonlinearity=act)
         try:
             config_from(case.config.as_dict())
         except (TypeError, ValueError) as e:
@@ -301,11 +310,13 @@ class ModuleCase:
         if dims["num_layers"] > MAX_LAYERS:
             raise BadValue(f"metadata case.num_layers is {dims['num_layers']}, more than {MAX_LAYERS}")
         proj, lbr = spec.get("proj_size", 0), spec.get("linear_before_reset", True)
-        if type(proj) is not int or not isinstance(lbr, bool):
-            raise BadValue(f"metadata case.proj_size {proj!r} / linear_before_reset {lbr!r} malformed")
+        act = spec.get("nonlinearity", "")  # files written before cells had a choice hold none
+        if type(proj) is not int or not isinstance(lbr, bool) or act not in ("", *CELLS[spec["mode"]].nonlinearities):
+            raise BadValue(f"metadata case.proj_size {proj!r} / linear_before_reset {lbr!r} / nonlinearity {act!r} "
+                           "malformed")
         case = cls(spec["mode"], dims["num_layers"], spec["bidirectional"], spec["batch_first"], spec["bias"],
                    dims["T"], dims["B"], dims["I"], dims["H"], lengths=spec["lengths"], upstream=spec["upstream"],
-                   dtype=spec["dtype"], proj_size=proj, linear_before_reset=lbr)
+                   dtype=spec["dtype"], proj_size=proj, linear_before_reset=lbr, nonlinearity=act)
         try:
             config_from(case.config.as_dict())
         except (TypeError, ValueError) as e:
@@ -427,29 +438,27 @@ def bound_size(config: RNNConfig, T: int, B: int) -> tuple[int, int]:
     return T * config.num_layers, max(config.input_size, config.hidden_size * config.dirs, B)
 
 
-# (mode, proj_size, linear_before_reset): every cell and form the module contract covers
-VARIANTS = (("RNN_TANH", 0, True), ("RNN_RELU", 0, True), ("LSTM", 0, True), ("LSTM", 2, True), ("GRU", 0, True),
-            ("GRU", 0, False))
+# (mode, form): every cell and form the module contract covers, from the cells' rows (contract.cells)
+VARIANTS = tuple((mode, form) for mode, cell in CELLS.items() for form in cell.forms)
 
 
-def parity_matrix(mode: str, proj_size: int = 0, linear_before_reset: bool = True, dtype: str = "float64") -> list:
-    """One cell's parity matrix: layers 1…3 × bidirectional × batch_first × bias × lengths × upstream × B ∈ {1, 3}
-    (288 cases at T = 5, I = 3, H = 4; 576 for the Elman cell's tanh and relu together)."""
-    return [ModuleCase(mode, L, bi, bf, bias, 5, B, 3, 4, lengths=ln, upstream=up, dtype=dtype, proj_size=proj_size,
-                       linear_before_reset=linear_before_reset)
+def parity_matrix(mode: str, dtype: str = "float64", **form) -> list:
+    """One cell's parity matrix in one form (``form``: proj_size, linear_before_reset, nonlinearity): layers 1…3
+    × bidirectional × batch_first × bias × lengths × upstream × B ∈ {1, 3} (288 cases at T = 5, I = 3, H = 4)."""
+    return [ModuleCase(mode, L, bi, bf, bias, 5, B, 3, 4, lengths=ln, upstream=up, dtype=dtype, **form)
             for L, bi, bf, bias, ln, up, B in itertools.product((1, 2, 3), (False, True), (False, True),
                                                                (True, False), LENGTHS, UPSTREAMS, (1, 3))]
 
 
 def all_module_cases(dtypes=DTYPES) -> list[ModuleCase]:
-    """The built-in module matrix for ``bptt verify``: the Elman cell's whole parity matrix (tanh and relu),
-    and for the LSTM (proj_size 0 and 2) and the GRU (torch's form and the paper's) the part with B = 3
-    driven through h_n (and c_n) or through everything: 960 cases per dtype."""
+    """The built-in module matrix for ``bptt verify``: every cell in every form, its whole parity matrix when its
+    row says so (the Elman cell's, tanh and relu), else the part with B = 3 driven through h_n (and c_n) or
+    through everything."""
     out = []
     for dt in dtypes:
-        for mode, proj, lbr in VARIANTS:
-            cases = parity_matrix(mode, proj, lbr, dt)
-            if mode not in ("RNN_TANH", "RNN_RELU"):
+        for mode, form in VARIANTS:
+            cases = parity_matrix(mode, dt, **form)
+            if not CELLS[mode].full_matrix:
                 cases = [c for c in cases if c.B == 3 and c.upstream in ("hn", "both")]
             out += cases
     return out

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from contract import ACTIVATIONS
+from contract.cells import CELL_FILES
 from oracle.cli.common import EXIT_MISMATCH, EXIT_OK, usage
 
 
 def add(sub) -> None:
     """The `bptt derive` subcommand's arguments."""
     d = sub.add_parser("derive", help="the seed's derivation with real numbers, manual beside autograd")
+    cells = [f for f, row in CELL_FILES.items() if row.equations]  # every cell whose row gives its equations
     d.add_argument("--steps", type=int, default=None,
-                   help="time steps (default 2: the notes' first example; 4: BPTT2; 3 for --cell lstm|gru)")
-    d.add_argument("--cell", choices=("elman", "lstm", "gru"), default="elman",
-                   help="the seed model's Elman cell (default), or an LSTM or GRU layer's backward pass")
+                   help="time steps (default 2: the notes' first example; 4: BPTT2; 3 for a --cell layer)")
+    d.add_argument("--cell", choices=("elman", *cells), default="elman",
+                   help=f"the seed model's Elman cell (default), or one layer's backward pass: {', '.join(cells)}")
     d.add_argument("--activation", choices=ACTIVATIONS, default="tanh")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(fn=cmd_derive)

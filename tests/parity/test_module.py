@@ -20,9 +20,9 @@ from oracle.cases.module import VARIANTS, ModuleCase, map_arrays, module_truth, 
 from oracle.groundtruth import Truth
 from reference.module import nn_module_gradients, unrolled_module_gradients
 
-MATRIX = [c for v in VARIANTS for c in parity_matrix(*v)]  # every cell and form: 6 × 288
-FLOAT32 = [c for v in VARIANTS for c in parity_matrix(*v, dtype="float32")][::3]
-VARIANT = lambda c: (c.mode, c.proj_size, c.linear_before_reset)  # noqa: E731 - a cell and its form
+MATRIX = [c for mode, form in VARIANTS for c in parity_matrix(mode, **form)]  # every cell and form: 288 each
+FLOAT32 = [c for mode, form in VARIANTS for c in parity_matrix(mode, "float32", **form)][::3]
+VARIANT = lambda c: (c.mode, c.proj_size, c.linear_before_reset, c.nonlinearity)  # noqa: E731 - a cell, its form
 
 
 def judge(case, got, want, ref=None, where=""):
@@ -36,7 +36,7 @@ def judge(case, got, want, ref=None, where=""):
 
 
 def test_matrix_size():
-    assert len(MATRIX) == 6 * 288 and len({c.name for c in MATRIX}) == 6 * 288
+    assert len(MATRIX) == len(VARIANTS) * 288 and len({c.name for c in MATRIX}) == len(VARIANTS) * 288
 
 
 @pytest.mark.parametrize("case", fast_subset(MATRIX, VARIANT))

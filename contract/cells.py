@@ -1,0 +1,67 @@
+"""One row per cell: everything the project knows of a cell beside its equations.
+
+A cell's equations are its file in ``manual/cells/`` (forward and backward,
+beside the derivation) and its step function in ``reference/module.py``
+(unrolled under autograd by shared code). Everything else asks its row
+here: the configuration's checks and shapes (``contract.spec``), the
+stack, the layouts, the built-in matrix, ``bptt derive --cell``, the
+benchmarks' groups and the mutant tests' parametrisation. Nothing else
+names a cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Cell:
+    mode: str  # config["mode"]: torch.nn.RNNBase's name, or the project's for a cell torch has no module for
+    file: str  # its module in manual/cells/ (and the name of its reference step)
+    gates: int  # rows of weight_ih per hidden unit (G)
+    step_kinds: tuple[str, ...]  # its per-step tensors, each f"{kind}_l{k}{suffix}" (T, B, ·)
+    nonlinearities: tuple[str, ...] = ("tanh",)  # config["nonlinearity"]: the choices, the first the default
+    torch_module: str | None = None  # torch.nn's module for it; None: none (its reference is the unrolled step)
+    onnx_gates: tuple[int, ...] | None = None  # ONNX's gate order, as indices of ours; None: no ONNX operator
+    recurrent: str = "matrix"  # weight_hh: "matrix" (G·H, P), or "diagonal" (G·H,): each unit sees its own past
+    cell_state: bool = False  # a second state c beside h (hx is then the pair (h0, c0))
+    options: tuple[str, ...] = ()  # config keys beyond torch.nn.RNN's that this cell takes
+    forms: tuple[dict, ...] = field(default=({},))  # the built-in matrix's forms: config changes from the default
+    full_matrix: bool = False  # the built-in matrix takes its whole parity matrix (else B = 3, upstream h_n/both)
+    benchmark: bool = True  # a benchmark group of one layer of its own (the Elman cell has the seed model's)
+    equations: tuple[tuple[str, str], ...] = ()  # bptt derive --cell: (step kind, the equation that makes it)
+    totals: tuple[tuple[str, str], ...] = ()  # bptt derive --cell: (parameter, the sum over steps that makes it)
+
+
+_ELMAN = ("h", "z")
+LSTM_EQUATIONS = (
+    ("h", "dL/dh{t} = dL/doutput{t} + dL/da{t1} W_hh          (through the future)"),
+    ("c", "dL/dc{t} = dL/dc{t1} ⊙ f{t1} + dL/dh{t} ⊙ o{t} ⊙ (1 − tanh² c{t})"),
+    ("gate_i", "dL/da_i{t} = dL/dc{t} ⊙ g{t} ⊙ i{t}(1 − i{t})"),
+    ("gate_f", "dL/da_f{t} = dL/dc{t} ⊙ c{t0} ⊙ f{t}(1 − f{t})"),
+    ("gate_g", "dL/da_g{t} = dL/dc{t} ⊙ i{t} ⊙ (1 − g{t}²)"),
+    ("gate_o", "dL/da_o{t} = dL/dh{t} ⊙ tanh(c{t}) ⊙ o{t}(1 − o{t})"))
+GRU_EQUATIONS = (
+    ("h", "dL/dh{t} = dL/doutput{t} + dL/dh{t1} ⊙ z{t1} + (dL/da_r, dL/da_z, r ⊙ dL/da_n){t1} W_hh"),
+    ("gate_n", "dL/da_n{t} = dL/dh{t} ⊙ (1 − z{t}) ⊙ (1 − n{t}²)"),
+    ("gate_z", "dL/da_z{t} = dL/dh{t} ⊙ (h{t0} − n{t}) ⊙ z{t}(1 − z{t})"),
+    ("gate_r", "dL/da_r{t} = dL/da_n{t} ⊙ (h{t0} W_hnᵀ + b_hn) ⊙ r{t}(1 − r{t})"))
+
+CELLS = {c.mode: c for c in (
+    Cell("RNN_TANH", "elman", 1, _ELMAN, ("tanh",), "RNN", (0,), full_matrix=True, benchmark=False),
+    Cell("RNN_RELU", "elman", 1, _ELMAN, ("relu",), "RNN", (0,), full_matrix=True, benchmark=False),
+    Cell("LSTM", "lstm", 4, ("h", "c", "gate_i", "gate_f", "gate_g", "gate_o"), ("tanh",), "LSTM", (0, 3, 1, 2),
+         cell_state=True, options=("proj_size",), forms=({}, {"proj_size": 2}), equations=LSTM_EQUATIONS,
+         totals=(("weight_hh", "dW_hh = Σ_t dL/da_tᵀ h_{t−1}"), ("weight_ih", "dW_ih = Σ_t dL/da_tᵀ x_t"),
+                 ("bias_hh", "db_hh = Σ_t dL/da_t (= db_ih)"))),
+    Cell("GRU", "gru", 3, ("h", "gate_r", "gate_z", "gate_n"), ("tanh",), "GRU", (1, 0, 2),
+         options=("linear_before_reset",), forms=({}, {"linear_before_reset": False}), equations=GRU_EQUATIONS,
+         totals=(("weight_hh", "dW_hh = Σ_t dL/da_tᵀ h_{t−1}   (the n rows pair with r ⊙ ah_n's h)"),
+                 ("weight_ih", "dW_ih = Σ_t dL/da_tᵀ x_t"),
+                 ("bias_hh", "db_hh = Σ_t (dL/da_r, dL/da_z, r ⊙ dL/da_n)"),
+                 ("bias_ih", "db_ih = Σ_t (dL/da_r, dL/da_z, dL/da_n)   (b_hn's and b_in's differ)"))),
+)}
+CELL_FILES = {c.file: c for c in reversed(CELLS.values())}  # a file's first row: `bptt derive --cell FILE`
+
+
+__all__ = ["CELLS", "CELL_FILES", "Cell"]
