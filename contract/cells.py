@@ -46,6 +46,9 @@ GRU_EQUATIONS = (
     ("gate_n", "dL/da_n{t} = dL/dh{t} ⊙ (1 − z{t}) ⊙ (1 − n{t}²)"),
     ("gate_z", "dL/da_z{t} = dL/dh{t} ⊙ (h{t0} − n{t}) ⊙ z{t}(1 − z{t})"),
     ("gate_r", "dL/da_r{t} = dL/da_n{t} ⊙ (h{t0} W_hnᵀ + b_hn) ⊙ r{t}(1 − r{t})"))
+INDRNN_EQUATIONS = (
+    ("h", "dL/dh{t} = dL/doutput{t} + dL/dz{t1} ⊙ u          (through the future: u is a vector)"),
+    ("z", "dL/dz{t} = dL/dh{t} ⊙ act'(z{t})"))
 
 CELLS = {c.mode: c for c in (
     Cell("RNN_TANH", "elman", 1, _ELMAN, ("tanh",), "RNN", (0,), full_matrix=True, benchmark=False),
@@ -60,6 +63,10 @@ CELLS = {c.mode: c for c in (
                  ("weight_ih", "dW_ih = Σ_t dL/da_tᵀ x_t"),
                  ("bias_hh", "db_hh = Σ_t (dL/da_r, dL/da_z, r ⊙ dL/da_n)"),
                  ("bias_ih", "db_ih = Σ_t (dL/da_r, dL/da_z, dL/da_n)   (b_hn's and b_in's differ)"))),
+    Cell("INDRNN", "indrnn", 1, _ELMAN, ("tanh", "relu"), recurrent="diagonal",
+         forms=({}, {"nonlinearity": "relu"}), equations=INDRNN_EQUATIONS,
+         totals=(("weight_hh", "du = Σ_t Σ_b dL/dz_t ⊙ h_{t−1}   (a vector: the diagonal alone)"),
+                 ("weight_ih", "dW_ih = Σ_t dL/dz_tᵀ x_t"), ("bias_hh", "db_hh = Σ_t Σ_b dL/dz_t (= db_ih)"))),
 )}
 CELL_FILES = {c.file: c for c in reversed(CELLS.values())}  # a file's first row: `bptt derive --cell FILE`
 

@@ -132,7 +132,15 @@ def _gru(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
     return torch.where(inside_t, (1 - z) * n + z * h, h), None
 
 
-STEP = {"elman": _elman, "lstm": _lstm, "gru": _gru}  # a cell's file (contract.cells) → its step
+def _indrnn(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
+    z = xt @ leaf[f"weight_ih_l{layer}{s}"].T + leaf[f"weight_hh_l{layer}{s}"] * h  # u ⊙ h_{t-1}: u is (H,)
+    if c.bias:
+        z = z + leaf[f"bias_ih_l{layer}{s}"] + leaf[f"bias_hh_l{layer}{s}"]
+    keep["z"] = z
+    return torch.where(inside_t, act(z), h), None
+
+
+STEP = {"elman": _elman, "lstm": _lstm, "gru": _gru, "indrnn": _indrnn}  # a cell's file (contract.cells) → its step
 
 
 def unrolled_module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None,

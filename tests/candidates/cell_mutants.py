@@ -1,4 +1,4 @@
-"""Mistakes in LSTM and GRU backward passes, as candidates with manual.module_gradients' signature.
+"""Mistakes in LSTM, GRU and IndRNN backward passes, as candidates with manual.module_gradients' signature.
 
 ``correct`` is an independent NumPy implementation, one layer and one
 direction (the cases below use num_layers=1, unidirectional, full lengths),
@@ -125,6 +125,40 @@ def _gru(c, W, x, h0, g_out, g_hn, mistake):
     return g, dx, dh0, steps
 
 
+def _indrnn(c, W, x, h0, g_out, g_hn, mistake):
+    """IndRNN, per batch row: z_t = W_ih x_t + b_ih + u ⊙ h_{t-1} + b_hh, h_t = act(z_t)."""
+    T, B, _ = x.shape
+    H = c["hidden_size"]
+    act, dact = {"tanh": (np.tanh, lambda h: 1 - h * h),
+                 "relu": (lambda z: np.maximum(z, 0), lambda h: (h > 0).astype(float))}[c.get("nonlinearity", "tanh")]
+    Wih, u = W["weight_ih_l0"], W["weight_hh_l0"]
+    b = W["bias_ih_l0"] + W["bias_hh_l0"] if "bias_ih_l0" in W else np.zeros(H)
+    U = np.diag(u) if mistake != "diagonal_as_matrix" else np.tile(u[:, None], (1, H))  # the recurrence as a matrix
+    g = {k: np.zeros_like(v) for k, v in W.items()}
+    dx, dh0 = np.zeros_like(x), np.zeros_like(h0)
+    steps = {k: np.zeros((T, B, H)) for k in ("h", "z")}
+    for row in range(B):
+        hs = [h0[row]]
+        for t in range(T):
+            hs.append(act(Wih @ x[t, row] + b + u * hs[-1]))
+        dh_next = g_hn[row] if g_hn is not None else np.zeros(H)
+        for t in reversed(range(T)):
+            dh = dh_next + (g_out[t, row] if g_out is not None else 0)
+            dz = dh * dact(hs[t + 1])
+            h_read = hs[t + 1] if mistake == "u_from_h_t" else hs[t]  # u multiplies h_{t-1}: its gradient pairs with it
+            du = np.outer(dz, h_read)
+            g["weight_hh_l0"] += du.sum(axis=1) if mistake == "diagonal_as_matrix" else np.diag(du)
+            g["weight_ih_l0"] += np.outer(dz, x[t, row])
+            if "bias_ih_l0" in W:
+                g["bias_ih_l0"] += dz
+                g["bias_hh_l0"] += dz
+            dx[t, row] = Wih.T @ dz
+            dh_next = U.T @ dz
+            steps["h"][t, row], steps["z"][t, row] = dh, dz
+        dh0[row] = dh_next
+    return g, dx, dh0, steps
+
+
 def cell_bptt(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None, lengths=None, grad_cn=None,
               mistake=None):
     c = config
@@ -141,7 +175,8 @@ def cell_bptt(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=N
         out = {**g, "input": dx, "hx": dh0[None], "cx": dc0[None]}
     else:
         h0 = hx if hx is not None else np.zeros((1, B, c["hidden_size"]))
-        g, dx, dh0, steps = _gru(c, W, x, h0[0], grad_output, g_hn, mistake)
+        one = _indrnn if c["mode"] == "INDRNN" else _gru
+        g, dx, dh0, steps = one(c, W, x, h0[0], grad_output, g_hn, mistake)
         out = {**g, "input": dx, "hx": dh0[None]}
     out.update({f"{k}_l0": v for k, v in steps.items()})
     return out
@@ -155,3 +190,5 @@ projection_left_out = partial(cell_bptt, mistake="projection_left_out")
 grad_cn_ignored = partial(cell_bptt, mistake="grad_cn_ignored")
 reset_in_the_other_form = partial(cell_bptt, mistake="reset_in_the_other_form")
 b_hn_as_b_in = partial(cell_bptt, mistake="b_hn_as_b_in")
+u_from_h_t = partial(cell_bptt, mistake="u_from_h_t")
+diagonal_as_matrix = partial(cell_bptt, mistake="diagonal_as_matrix")

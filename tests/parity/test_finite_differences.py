@@ -45,7 +45,10 @@ MODULE_CASES += [ModuleCase("LSTM", 2, True, False, True, T=3, B=2, I=2, H=3, le
                  ModuleCase("LSTM", 1, False, True, False, T=3, B=2, I=2, H=2, lengths="full", upstream="hn"),
                  ModuleCase("GRU", 2, True, True, True, T=3, B=2, I=2, H=2, lengths="mixed", upstream="both"),
                  ModuleCase("GRU", 2, True, False, True, T=3, B=2, I=2, H=2, lengths="mixed", upstream="output",
-                            linear_before_reset=False)]
+                            linear_before_reset=False),
+                 ModuleCase("INDRNN", 2, True, True, True, T=3, B=2, I=2, H=3, lengths="mixed", upstream="both"),
+                 ModuleCase("INDRNN", 1, False, False, False, T=4, B=2, I=2, H=2, lengths="full", upstream="hn",
+                            nonlinearity="relu")]
 
 
 @pytest.mark.parametrize("case", MODULE_CASES, ids=lambda c: c.name)

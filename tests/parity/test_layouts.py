@@ -156,6 +156,8 @@ def test_shape_errors_name_the_tensor():
     with pytest.raises(LayoutError, match="layout must be one of.*'ONNX'"):
         from oracle.layouts import check_layout
         check_layout("ONNX")
+    with pytest.raises(LayoutError, match="ONNX has no operator for mode 'INDRNN'.*--layout torch"):
+        to_onnx(config_from({**config("RNN_TANH"), "mode": "INDRNN"}), {})
 
 
 # ---------------------------------------------------------------- golden cases in ONNX's layout

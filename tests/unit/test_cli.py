@@ -38,7 +38,7 @@ def test_verify_whole_builtin_matrix_through_the_console_script():
     out = subprocess.run([*cmd, "verify", "-q", "--device", "cpu"], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     n = len(builtin_cases())  # the seed model's matrix and the module matrix
-    assert f"PASS: {n} cases" in out.stdout and n == len(all_cases()) + 1920
+    assert f"PASS: {n} cases" in out.stdout and n == len(all_cases()) + 2304  # 96 per form of a gated cell
 
 
 def test_verify_unknown_selection_is_usage_error(capsys):
@@ -175,13 +175,15 @@ def test_ctrl_c_is_exit_130_without_traceback(monkeypatch, capsys):
     assert "interrupted" in no_traceback(capsys)
 
 
-@pytest.mark.parametrize("cell, per_step", [("lstm", 6), ("gru", 4)])
-def test_derive_cell_shows_each_equation(cell, per_step, capsys):
+@pytest.mark.parametrize("cell, per_step, totals, line", [
+    ("lstm", 6, 3, "dL/dc3 = dL/dc4 ⊙ f4 + dL/dh3"), ("gru", 4, 4, "dL/da_n2 = dL/dh2 ⊙ (1 − z2)"),
+    ("indrnn", 2, 3, "dL/dh2 = dL/doutput2 + dL/dz3 ⊙ u"),
+])
+def test_derive_cell_shows_each_equation(cell, per_step, totals, line, capsys):
     assert main(["derive", "--cell", cell, "--steps", "4"]) == 0
     out = capsys.readouterr().out
     assert "MISMATCH" not in out and out.count("    manual   ") == out.count("    autograd ")
-    assert out.count("    manual   ") == 4 * per_step + (3 if cell == "lstm" else 4)
-    assert ("dL/dc3 = dL/dc4 ⊙ f4 + dL/dh3" in out) if cell == "lstm" else ("dL/da_n2 = dL/dh2 ⊙ (1 − z2)" in out)
+    assert out.count("    manual   ") == 4 * per_step + totals and line in out, out
 
 
 def test_derive_cell_flags_a_wrong_manual(monkeypatch, capsys):
