@@ -26,9 +26,7 @@ h_t = m_t ⊙ act(z_t) + (1 − m_t) ⊙ h_{t-1}, so
 
 from __future__ import annotations
 
-from array_api_compat import device
-
-from manual.activations import ACTIVATIONS
+from manual.cells import single_state
 
 
 def run_forward(xp, k, z, hs, u, masks=None) -> None:
@@ -71,30 +69,15 @@ def run_backward(xp, k, u, dA, dh, dz, first_direct: int, dhn=None, masks=None):
 
 # ---------------------------------------------------------------- one direction of one layer, for manual.stack
 
+def _recurrent_grad(xp, dz2, h2):
+    return xp.sum(dz2 * h2, axis=0)  # du = Σ_t Σ_b dz_t ⊙ h_{t-1}: the diagonal alone                   (H,)
+
+
 def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
     """(output (T, B, H), h_T, None, cache) from xproj = x_t W_ihᵀ + b_ih (T, B, H) and h0 (B, H)."""
-    T, B, H = xproj.shape
-    z = xproj + W["bias_hh"] if W["bias_hh"] is not None else xp.asarray(xproj, copy=True)  # (T, B, H)
-    hs = xp.empty((T + 1, B, H), dtype=xproj.dtype, device=device(xproj))  # (T+1, B, H)
-    hs[0, ...] = h0
-    run_forward(xp, k, z, hs, W["weight_hh"], masks)
-    out = hs[1:, ...] if masks is None else hs[1:, ...] * masks  # zero at padded steps       (T, B, H)
-    return out, hs[T, ...], None, (z, hs)
+    return single_state.forward(xp, k, xproj, h0, W, masks, run_forward)
 
 
 def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
     """(dL/dxproj (T, B, H), dL/dh0, None, {weight_hh: du (H,), bias_hh}, {"h": dL/dh_t, "z": dL/dz_t})."""
-    z, hs = cache
-    T, B, H = z.shape
-    _, dact = ACTIVATIONS[config.nonlinearity]
-    dh = xp.empty((T, B, H), dtype=z.dtype, device=device(z))  # (T, B, H)
-    first_direct = T
-    if d_out is not None:
-        dh[...] = d_out
-        first_direct = 0
-    dz = xp.empty((T, B, H), dtype=z.dtype, device=device(z))  # (T, B, H)
-    dA = dact(z, hs[1:, ...])  # act'(z_t), every step                                         (T, B, H)
-    dh0 = run_backward(xp, k, W["weight_hh"], dA, dh, dz, first_direct, dhn, masks)
-    dW = {"weight_hh": xp.sum(xp.reshape(dz * hs[:T, ...], (T * B, H)), axis=0),  # Σ_t Σ_b dz_t ⊙ h_{t-1} (H,)
-          "bias_hh": xp.sum(xp.reshape(dz, (T * B, H)), axis=0)}  # Σ_t Σ_b dz_t                      (H,)
-    return dz, dh0, None, dW, {"h": dh, "z": dz}
+    return single_state.backward(xp, k, config, cache, W, d_out, dhn, masks, run_backward, _recurrent_grad)
