@@ -20,6 +20,25 @@ from oracle.judge import tolerance
 B, D, H, O = 1, 2, 2, 1  # tiny: every number fits on a line
 
 
+class Sheet:
+    """The learner's view: each equation's line, manual's numbers and autograd's beneath it, their largest
+    difference, and MISMATCH past ``tol`` of the value's scale (``ok`` false then)."""
+
+    def __init__(self, tol: float, head: list[str]):
+        self.tol, self.out, self.ok = tol, list(head), True
+
+    @staticmethod
+    def fmt(a) -> str:
+        return np.array2string(np.asarray(a), precision=6, separator=", ", max_line_width=10_000).replace("\n", "")
+
+    def eq(self, label: str, got, want) -> None:
+        diff = float(np.abs(np.asarray(got) - np.asarray(want)).max())
+        good = diff <= self.tol * max(float(np.abs(want).max()), np.finfo(float).tiny)
+        self.ok &= good
+        self.out.extend([label, f"    manual   {self.fmt(got)}", f"    autograd {self.fmt(want)}",
+                         f"    |diff|   {diff:.1e}{'' if good else '   MISMATCH'}"])
+
+
 def tiny_model(steps: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     return {"params": {"Wxh": rng.normal(0, 0.8, (H, D)), "Whh": rng.normal(0, 0.6, (H, H)),
@@ -55,20 +74,10 @@ def lines(steps: int = 2, activation: str = "tanh", seed: int = 0) -> tuple[list
     mine = _manual_terms(m, steps, activation)
     tol = tolerance("float64", steps, max(B, D, H, O))
     dact = "(1 − h{t}²)" if activation == "tanh" else "act'(z{t})"
-    fmt = lambda a: np.array2string(np.asarray(a), precision=6, separator=", ", max_line_width=1000).replace("\n", "")  # noqa: E731
-    out = [f"BPTT of the seed notes: {steps} steps, many-to-one, act = {activation}, y = Why h{steps} + by, "
-           f"L = mean((y − y_true)²); B={B} D={D} H={H} O={O}, seed {seed}.",
-           "Shorthand made precise: ⊙ is element-wise, ᵀ a transpose; rows are batch entries.", ""]
-    ok = True
-
-    def eq(label: str, got, want):
-        nonlocal ok
-        diff = float(np.abs(np.asarray(got) - np.asarray(want)).max())
-        scale = max(float(np.abs(want).max()), np.finfo(float).tiny)
-        good = diff <= tol * scale
-        ok &= good
-        out.extend([label, f"    manual   {fmt(got)}", f"    autograd {fmt(want)}",
-                    f"    |diff|   {diff:.1e}{'' if good else '   MISMATCH'}"])
+    sheet = Sheet(tol, [f"BPTT of the seed notes: {steps} steps, many-to-one, act = {activation}, y = Why h{steps} + "
+                        f"by, L = mean((y − y_true)²); B={B} D={D} H={H} O={O}, seed {seed}.",
+                        "Shorthand made precise: ⊙ is element-wise, ᵀ a transpose; rows are batch entries.", ""])
+    out, eq = sheet.out, sheet.eq
 
     out.append("Forward propagation")
     for t in range(1, steps + 1):
@@ -87,4 +96,4 @@ def lines(steps: int = 2, activation: str = "tanh", seed: int = 0) -> tuple[list
            mine[f"dL/dWhh (t={t})"], per_step["Whh"][t - 1])
     out.append("Total")
     eq("  dL/dWhh = " + " + ".join(f"dL/dWhh (t = {t})" for t in range(1, steps + 1)), mine["dL/dWhh"], auto["Whh"])
-    return out, ok
+    return out, sheet.ok

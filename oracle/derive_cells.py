@@ -16,6 +16,7 @@ import numpy as np
 import manual
 from contract.cells import CELL_FILES
 from oracle.cases.module import ModuleCase, run_module
+from oracle.derive import Sheet
 from oracle.judge import tolerance
 
 
@@ -33,19 +34,11 @@ def cell_lines(cell: str, steps: int = 3, seed: int = 0) -> tuple[list[str], boo
     mine = run_module(manual.module_gradients, inputs)
     auto = run_module(unrolled_module_gradients, inputs)
     tol = tolerance("float64", steps, 8)
-    fmt = lambda a: np.array2string(np.asarray(a), precision=6, separator=", ",  # noqa: E731
-                                    max_line_width=10_000).replace("\n", "")
-    out = [f"BPTT through one {row.mode} layer: {steps} steps, B=1, input 2, H=2, driven by dL/doutput at every "
-           f"step (seed {seed}).", "⊙ is element-wise; t counts from 1; a is a gate's pre-activation.", ""]
-    ok = True
-
-    def eq(label: str, got, want):
-        nonlocal ok
-        diff = float(np.abs(np.asarray(got) - np.asarray(want)).max())
-        good = diff <= tol * max(float(np.abs(want).max()), np.finfo(float).tiny)
-        ok &= good
-        out.extend([label, f"    manual   {fmt(got)}", f"    autograd {fmt(want)}",
-                    f"    |diff|   {diff:.1e}{'' if good else '   MISMATCH'}"])
+    sheet = Sheet(tol, [f"BPTT through one {row.mode} layer: {steps} steps, B=1, input 2, H=2, driven by dL/doutput "
+                        f"at every step (seed {seed}).",
+                        "⊙ is element-wise; t counts from 1; a is a gate's pre-activation (z a cell's without gates).",
+                        ""])
+    out, eq = sheet.out, sheet.eq
 
     for t in range(steps, 0, -1):
         out.append(f"t = {t}")
@@ -59,4 +52,4 @@ def cell_lines(cell: str, steps: int = 3, seed: int = 0) -> tuple[list[str], boo
     out.append("Totals over the steps")
     for param, text in row.totals:
         eq(f"  {text}", mine[f"{param}_l0"], auto[f"{param}_l0"])
-    return out, ok
+    return out, sheet.ok

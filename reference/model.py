@@ -27,14 +27,18 @@ def step_loss(loss: str, o: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(o, y)
 
 
+def converter(numpy_in: bool):
+    """NumPy → torch (contiguous, no copy where it can), or a torch tensor detached; None stays None."""
+    if numpy_in:
+        return lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))
+    return lambda a: None if a is None else a.detach()
+
+
 def to_torch(params, x, target, h0, activation, loss, topology):
     """Check the arguments, then hand back torch tensors and whether to return NumPy."""
     p: Problem = check_inputs(params, x, target, h0, activation, loss, topology)
     numpy_in = isinstance(x, np.ndarray)
-
-    def t(a):
-        return torch.from_numpy(np.ascontiguousarray(a)) if numpy_in else a.detach()
-
+    t = converter(numpy_in)
     params = {k: t(v) for k, v in params.items()}
     h0 = None if h0 is None else t(h0)
     x = t(x)

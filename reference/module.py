@@ -25,20 +25,16 @@ import torch
 from contract.errors import BadValue
 from contract.module_checks import check_module_inputs, split_hx
 from contract.spec import TORCH_MODULE, step_names
+from reference.model import converter, from_torch
 
 ACT = {"tanh": torch.tanh, "relu": torch.relu}
 
 
 def _torch_args(state_dict, input, hx, *grads):
     numpy_in = isinstance(input, np.ndarray)
-    t = (lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))) if numpy_in else \
-        (lambda a: None if a is None else a.detach())
+    t = converter(numpy_in)
     hx = tuple(t(a) for a in hx) if isinstance(hx, (tuple, list)) else t(hx)
     return numpy_in, {k: t(v) for k, v in state_dict.items()}, t(input), hx, *(t(g) for g in grads)
-
-
-def _out(grads: dict, numpy_in: bool) -> dict:
-    return {k: (v.detach().cpu().numpy() if numpy_in else v.detach()) for k, v in grads.items()}
 
 
 def _backward(outputs: list, grads: list) -> None:
@@ -88,7 +84,7 @@ def nn_module_gradients(config, state_dict, input, hx=None, *, grad_output=None,
     g["input"], g["hx"] = x.grad, h0.grad
     if c.has_cell_state:
         g["cx"] = c0.grad
-    return _out(g, numpy_in)
+    return from_torch(g, numpy_in)
 
 
 def _elman(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
@@ -189,4 +185,4 @@ def unrolled_module_gradients(config, state_dict, input, hx=None, *, grad_output
         for kind, name in names[(layer, s)].items():
             g[name] = torch.stack([v[kind].grad if v[kind].grad is not None else torch.zeros_like(v[kind])
                                    for v in per_step])
-    return _out(g, numpy_in)
+    return from_torch(g, numpy_in)

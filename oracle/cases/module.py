@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +25,7 @@ import numpy as np
 from contract.cells import CELLS
 from contract.errors import BadValue
 from contract.spec import MODES, RNNConfig, config_from, grad_shapes, param_shapes, step_names
+from oracle.cases.seed import Named
 from oracle.groundtruth import Truth, finite_truth, sensitivity
 
 UPSTREAMS = ("output", "hn", "both")
@@ -35,7 +35,7 @@ MAX_LAYERS = 16  # layers of a case named or read from a file: a typo is not a h
 
 
 @dataclass(frozen=True)
-class ModuleCase:
+class ModuleCase(Named):
     mode: str
     num_layers: int
     bidirectional: bool
@@ -69,14 +69,6 @@ class ModuleCase:
                                               (self.nonlinearity, other)) if on)
         return (f"module/{self.mode}/L{self.num_layers}{flags}/T{self.T}-B{self.B}-I{self.I}-H{self.H}/"
                 f"lengths-{self.lengths}/up-{self.upstream}/{self.dtype}")
-
-    @property
-    def file_stem(self) -> str:
-        return self.name.replace("/", "__")
-
-    @property
-    def seed(self) -> int:
-        return zlib.crc32(self.name.rsplit("/", 1)[0].encode())
 
     @classmethod
     def parse(cls, name: str) -> ModuleCase:

@@ -23,8 +23,22 @@ DTYPES = ("float64", "float32")
 SHAPES = ((1, 1, 3, 4, 2), (2, 3, 4, 5, 3), (17, 3, 4, 5, 3), (64, 8, 6, 16, 4), (256, 2, 3, 8, 3))
 
 
+class Named:
+    """What a case's name gives every class of case: its file name and the seed of its inputs."""
+
+    @property
+    def file_stem(self) -> str:
+        """The name as a file name: '/' becomes '__'."""
+        return self.name.replace("/", "__")
+
+    @property
+    def seed(self) -> int:
+        """The inputs' seed: the name without the dtype, so a float32 case holds the float64 one's numbers."""
+        return zlib.crc32(self.name.rsplit("/", 1)[0].encode())
+
+
 @dataclass(frozen=True)
-class Case:
+class Case(Named):
     topology: str
     activation: str
     loss: str
@@ -61,15 +75,6 @@ class Case:
     @property
     def name(self) -> str:
         return f"{self.topology}/{self.activation}/{self.loss}/{self.shape_tag}/{self.dtype}"
-
-    @property
-    def file_stem(self) -> str:
-        """The name as a file name: '/' becomes '__'."""
-        return self.name.replace("/", "__")
-
-    @property
-    def seed(self) -> int:
-        return zlib.crc32(self.name.rsplit("/", 1)[0].encode())
 
     @property
     def kwargs(self) -> dict:
