@@ -7,6 +7,7 @@ import pickle
 import struct
 import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -459,3 +460,26 @@ def test_npz_member_twice_is_refused(golden, tmp_path, capsys):
                 warnings.simplefilter("ignore")  # zipfile warns of the duplicate name: the point of the test
                 z.writestr(f"{name}.npy", buf.getvalue())
     refused(["check", str(golden), "--grads", str(tmp_path / "v")], capsys, "'Whh.npy' appears twice")
+
+
+# ---------------------------------------------------------------- files written before the redesign
+
+BEFORE = Path(__file__).parent / "data" / "before-issue-15"  # exported by e8f03a2, the commit before it
+
+
+@pytest.mark.parametrize("layout, schema", [("torch", 2), ("onnx", 3)])
+def test_golden_files_written_before_the_redesign_still_load_and_check(layout, schema):
+    """Schema 2 (torch's layout) and 3 (ONNX's) files, as the project wrote them before the case protocol, the
+    cell rows and the rooms: they load, their stored truth agrees with the one recomputed now, and manual passes."""
+    from safetensors import safe_open
+
+    from oracle import check
+
+    folder = BEFORE / layout
+    for path in folder.glob("*.safetensors"):
+        with safe_open(path, "np") as f:
+            assert json.loads(f.metadata()["bptt"])["schema"] == schema
+        load_golden(path)
+    assert check(manual.module_gradients, "module/", golden=folder, isolate=False, layout="torch").ok
+    if layout == "torch":
+        assert check(manual.gradients, "many-to-many/", golden=folder, isolate=False).ok
