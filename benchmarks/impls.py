@@ -29,6 +29,7 @@ import torch
 
 import manual
 import reference
+from contract.cells import CELLS
 from contract.spec import GATES, TORCH_MODULE, RNNConfig, param_shapes
 from oracle.cases.module import run_module
 
@@ -329,8 +330,9 @@ def make_module(impl: str, size: tuple, dtype: str, device: str = "cpu", mode: s
         return timed, f
     if impl in ("floor-numpy", "floor-torch"):
         return cell_floor(mode, size, dtype, impl[6:], device), None
-    if impl not in ("nn.RNN", "nn.LSTM", "nn.GRU"):
-        raise ValueError(f"impl must be manual-numpy, manual-torch, autograd or nn.RNN/LSTM/GRU; got {impl!r}")
+    modules = {f"nn.{c.torch_module}" for c in CELLS.values() if c.torch_module}  # every cell's row that has one
+    if impl not in modules:
+        raise ValueError(f"impl must be manual-numpy, manual-torch, autograd or one of {sorted(modules)}; got {impl!r}")
     c = RNNConfig(**i["config"])
     rnn = getattr(torch.nn, TORCH_MODULE[c.mode])(**c.torch_kwargs(), dtype=getattr(torch, dtype), device=device)
     rnn.load_state_dict(i["state_dict"])

@@ -23,8 +23,11 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-ORDER = ["manual-numpy", "manual-numba", "manual-torch", "autograd", "nn.RNN", "nn.LSTM", "nn.GRU", "floor-numpy",
-         "floor-torch"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
+from contract.cells import CELLS  # noqa: E402
+
+NN = list(dict.fromkeys(f"nn.{c.torch_module}" for c in CELLS.values() if c.torch_module))  # torch's modules
+ORDER = ["manual-numpy", "manual-numba", "manual-torch", "autograd", *NN, "floor-numpy", "floor-torch"]
 FLOOR = {"manual-numpy": "floor-numpy", "manual-numba": "floor-numpy", "manual-torch": "floor-torch"}
 
 
@@ -71,7 +74,7 @@ def summarize(benchmarks: list[dict], markdown: bool = False) -> str:
         rows = [head]
         if markdown:
             rows.append(["---"] * len(head))
-        module = next((m for m in ("nn.RNN", "nn.LSTM", "nn.GRU") if m in impls), "nn.RNN")
+        module = next((m for m in NN if m in impls), "nn.RNN")
         for impl in [i for i in ORDER if i in impls]:
             med, e = impls[impl]
             gf = e["flops"] / med / 1e9 if "flops" in e else None

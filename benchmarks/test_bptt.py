@@ -20,6 +20,7 @@ from impls import (
     machine,
     make,
     make_module,
+    module_config,
     module_flops,
     module_inputs,
     peak_rss_bytes,
@@ -28,6 +29,7 @@ from impls import (
 )
 
 from contract.cells import CELLS
+from contract.spec import step_names
 from manual import compiled
 from oracle.cases.module import module_truth, to_time_major
 from oracle.judge import compare
@@ -254,7 +256,8 @@ def _lstm_gru(benchmark, mode, name, impl, device):
         want = module_truth(module_inputs(size, dtype, cast64=True, mode=mode), draws=0)
         report = want.compare({k: got[k] for k in got if k in want.grads}, dtype=dtype,
                               ref={k: v for k, v in got.items()} if impl == "autograd" else None,
-                              optional=tuple(n for n in want.grads if n.startswith(("h_l", "c_l", "gate_"))))
+                              optional=tuple(n for _, _, ns in step_names(module_config(size, mode))
+                                             for n in ns.values()))
         assert report.ok, str(report)
     T, B, I, H = size
     benchmark.group = f"{mode} {size} {dtype} {device}"

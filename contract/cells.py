@@ -32,6 +32,11 @@ class Cell:
     equations: tuple[tuple[str, str], ...] = ()  # bptt derive --cell: (step kind, the equation that makes it)
     totals: tuple[tuple[str, str], ...] = ()  # bptt derive --cell: (parameter, the sum over steps that makes it)
 
+    @property
+    def states(self) -> tuple[str, ...]:
+        """The per-step kinds that are states (h, and c for a cell state); the others are pre-activations."""
+        return ("h", "c") if self.cell_state else ("h",)
+
 
 _ELMAN = ("h", "z")
 LSTM_EQUATIONS = (

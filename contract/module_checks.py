@@ -93,8 +93,9 @@ def _same_kind(arg: str, a, ref_arg: str, ref, xp, dtype, dev, shape: tuple, mea
         raise BadType(f"{arg} has dtype {a.dtype} but {ref_arg} has {dtype}; all float inputs must share one "
                         f"dtype. Remedy: {CAST_REMEDY.replace('float64', str(dtype).split('.')[-1])}.")
     if tuple(a.shape) != shape:
-        raise BadValue(f"{arg} must have shape {shape} {meaning}; got {tuple(a.shape)}. Remedy: reshape or "
-                         "transpose it (torch.nn.RNN's layout).")
+        raise BadValue(f"{arg} must have shape {shape} {meaning}; got {tuple(a.shape)}. Remedy: " +
+                       ("pass the vector u itself (a diagonal matrix's diagonal: numpy.diag(W))" if "vector u" in
+                        meaning else "reshape or transpose it (torch.nn.RNN's layout)") + ".")
 
 
 def split_hx(config: RNNConfig, hx) -> tuple:
@@ -133,7 +134,9 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
     named = {}
     for k, shape in shapes.items():
         arg = f"state_dict[{k!r}]"
-        _same_kind(arg, state_dict[k], ref_arg, ref, xp, dtype, dev, shape, "(torch.nn.RNN's layout)")
+        what = ("(the cell's recurrent vector u: its weight_hh is one number per unit, not a matrix)"
+                if k.startswith("weight_hh") and c.cell.recurrent == "diagonal" else "(torch.nn.RNN's layout)")
+        _same_kind(arg, state_dict[k], ref_arg, ref, xp, dtype, dev, shape, what)
         named[arg] = state_dict[k]
     array_arg("input", input)
     if input.ndim != 3:

@@ -1,14 +1,15 @@
 """A recurrent module's configuration, and the one table of its tensors' names and shapes.
 
 ``RNNConfig`` holds what ``torch.nn.RNN``'s constructor takes, by the same
-names, plus ``mode`` as ``torch.nn.RNNBase`` spells it. Everything that needs
-a parameter's name or shape asks it (``param_shapes``), and everything that
-names a per-step tensor asks ``step_names``: nothing else in the project
-spells ``weight_ih_l0`` out.
+names, plus ``mode`` (torch.nn.RNNBase's spelling, or the project's for a
+cell torch lacks) and, for a cell with a choice, ``nonlinearity``; each
+mode's facts are its row in ``contract.cells``. Everything that needs the
+set of a configuration's parameters or their shapes asks ``param_shapes``,
+and everything that names a per-step tensor asks ``step_names``.
 
 Names follow ``torch.nn.RNN(...).state_dict()``: for layer k and direction
 suffix s ("" forward, "_reverse" backward in time), ``weight_ih_l{k}{s}``
-(G·H, in), ``weight_hh_l{k}{s}`` (G·H, H), ``bias_ih_l{k}{s}`` and
+(G·H, in), ``weight_hh_l{k}{s}`` (G·H, H) (the IndRNN's: (H,), its vector u), ``bias_ih_l{k}{s}`` and
 ``bias_hh_l{k}{s}`` (G·H,), with G the cell's gate count (1 for the Elman
 cell) and in = input_size for layer 0, H·dirs above it. Per step, per layer
 and direction, the gradient set holds ``h_l{k}{s}`` = dL/dh_t and

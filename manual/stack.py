@@ -20,7 +20,7 @@ Per-step tensors are returned in time order, (T, B, ·), for every layer and
 direction: ``h_l{k}{s}`` = dL/dh_t (at a padded step: the gradient of the
 state carried through it), and the cell's own (``contract.spec.STEP_KINDS``):
 ``z_l{k}{s}`` = dL/dz_t (Elman), ``c_l{k}{s}`` = dL/dc_t and
-``gate_{i,f,g,o}_l{k}{s}`` (LSTM), ``gate_{r,z,n}_l{k}{s}`` (GRU), each
+``gate_{i,f,g,o}_l{k}{s}`` (LSTM), ``gate_{r,z,n}_l{k}{s}`` (GRU), ``z_l{k}{s}`` (IndRNN), each
 gate's pre-activation; zero at padded steps but for c, carried like h.
 """
 
@@ -106,12 +106,14 @@ def module_forward(config, state_dict, input, hx=None, *, lengths=None) -> dict:
 @numpy_quiet_input
 def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None, lengths=None,
                      grad_cn=None) -> dict:
-    """Hand-derived BPTT through torch's recurrent modules (nn.RNN, nn.LSTM, nn.GRU), driven by upstream gradients.
+    """Hand-derived BPTT through torch's recurrent modules (nn.RNN, nn.LSTM, nn.GRU) and the IndRNN, driven by
+    upstream gradients.
 
     Args:
-        config: ``{"mode": "RNN_TANH" | "RNN_RELU" | "LSTM" | "GRU", "input_size", "hidden_size",
+        config: ``{"mode": "RNN_TANH" | "RNN_RELU" | "LSTM" | "GRU" | "INDRNN", "input_size", "hidden_size",
             "num_layers", "bias", "batch_first", "bidirectional"}`` with torch's names and defaults, plus
-            ``proj_size`` (LSTM) and ``linear_before_reset`` (GRU; False: the original paper's form).
+            ``proj_size`` (LSTM), ``linear_before_reset`` (GRU; False: the original paper's form) and
+            ``nonlinearity`` (the IndRNN's: "tanh" or "relu"); each mode's row in ``contract.cells``.
         state_dict: exactly torch's module's ``state_dict()`` keys and shapes.
         input: (T, B, input_size), or (B, T, input_size) with batch_first.
         hx: (num_layers·dirs, B, P), or for the LSTM the pair (h0, c0) as torch takes it; None for zeros.

@@ -20,12 +20,12 @@ from oracle.derive import Sheet
 from oracle.judge import tolerance
 
 
-def cell_lines(cell: str, steps: int = 3, seed: int = 0) -> tuple[list[str], bool]:
+def cell_lines(cell: str, steps: int = 3, seed: int = 0, activation: str = "") -> tuple[list[str], bool]:
     """The cell's backward as printable lines, and whether every quantity agreed with autograd."""
     from reference.module import unrolled_module_gradients
 
     row = CELL_FILES[cell]
-    case = ModuleCase(row.mode, 1, False, False, True, steps, 1, 2, 2, upstream="output")
+    case = ModuleCase(row.mode, 1, False, False, True, steps, 1, 2, 2, upstream="output", nonlinearity=activation)
     inputs = case.inputs()
     rng = np.random.default_rng(seed)  # the seed picks the numbers; the case fixes the shapes
     inputs["state_dict"] = {k: rng.normal(0, 0.7, v.shape) for k, v in inputs["state_dict"].items()}
@@ -34,8 +34,9 @@ def cell_lines(cell: str, steps: int = 3, seed: int = 0) -> tuple[list[str], boo
     mine = run_module(manual.module_gradients, inputs)
     auto = run_module(unrolled_module_gradients, inputs)
     tol = tolerance("float64", steps, 8)
-    sheet = Sheet(tol, [f"BPTT through one {row.mode} layer: {steps} steps, B=1, input 2, H=2, driven by dL/doutput "
-                        f"at every step (seed {seed}).",
+    act = f", act = {case.config.nonlinearity}" if len(row.nonlinearities) > 1 else ""
+    sheet = Sheet(tol, [f"BPTT through one {row.mode} layer{act}: {steps} steps, B=1, input 2, H=2, driven by "
+                        f"dL/doutput at every step (seed {seed}).",
                         "⊙ is element-wise; t counts from 1; a is a gate's pre-activation (z a cell's without gates).",
                         ""])
     out, eq = sheet.out, sheet.eq

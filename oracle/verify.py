@@ -14,6 +14,7 @@ import torch
 import manual
 import reference
 from contract import GRAD_NAMES
+from contract.cells import CELLS
 from contract.errors import BadType, BadValue
 from contract.spec import TORCH_MODULE
 from oracle.cases.module import ModuleCase, module_truth, run_module, to_time_major
@@ -85,8 +86,10 @@ class Verification:
         if not verdicts:
             return ""
         groups = {"weight_ih": "weight_ih_l", "weight_hh": "weight_hh_l", "bias": "bias_", "input": "input",
-                  "hx": "hx", "cx": "cx", "h": "h_l", "c": "c_l", "z/gates": ("z_l", "gate_")}
-        head = f"{'module case':<70}" + "".join(f"{n:>10}" for n in groups) + "  verdict"
+                  "hx": "hx", "cx": "cx", "h": "h_l", "c": "c_l",  # every other per-step kind: the cells' rows
+                  "z/gates": tuple(f"{k}_l" for c in CELLS.values() for k in c.step_kinds if k not in c.states)}
+        width = max([70, *(len(v.case.name) + 1 for v in verdicts)])
+        head = f"{'module case':<{width}}" + "".join(f"{n:>10}" for n in groups) + "  verdict"
         rows = [head, "-" * len(head)]
         for v in verdicts:
             cells = []
@@ -96,7 +99,7 @@ class Verification:
                       if t.name in pre or any(p.endswith(("_l", "_")) and t.name.startswith(p) for p in pre)]
                 w = max((t.normalised for t in ts), default=None)
                 cells.append(f"{'-' if w is None else f'{w:.1e}':>9}{'!' if any(not t.ok for t in ts) else ' '}")
-            rows.append(f"{v.case.name:<70}" + "".join(cells) + ("  ok" if v.ok else "  FAIL"))
+            rows.append(f"{v.case.name:<{width}}" + "".join(cells) + ("  ok" if v.ok else "  FAIL"))
         return "\n".join(rows)
 
     def _seed_table(self, verdicts) -> str:

@@ -31,6 +31,8 @@ from oracle.groundtruth import Truth, finite_truth, sensitivity
 UPSTREAMS = ("output", "hn", "both")
 LENGTHS = ("full", "mixed")
 DTYPES = ("float64", "float32")
+ACTS = tuple(dict.fromkeys(a for c in CELLS.values() for a in c.nonlinearities[1:]))  # a name's -<act> flags
+ACT_FLAGS = "".join(f"|-{a}" for a in ACTS)
 MAX_LAYERS = 16  # layers of a case named or read from a file: a typo is not a hundred thousand layers
 
 
@@ -73,7 +75,7 @@ class ModuleCase(Named):
     @classmethod
     def parse(cls, name: str) -> ModuleCase:
         """The case a full name describes (see the module's docstring)."""
-        m = re.fullmatch(r"module/(\w+)/L(\d+)((?:-bi|-bf|-nobias|-p\d+|-paper|-tanh|-relu)*)/"
+        m = re.fullmatch(rf"module/(\w+)/L(\d+)((?:-bi|-bf|-nobias|-p\d+|-paper{ACT_FLAGS})*)/"
                          r"T(\d+)-B(\d+)-I(\d+)-H(\d+)/lengths-(\w+)/up-(\w+)/(\w+)", name)
         form = "module/MODE/L<int>[-bi][-bf][-nobias][-p<int>][-paper][-relu]/T<int>-B<int>-I<int>-H<int>/" \
                "lengths-full|mixed/up-output|hn|both/dtype"
@@ -89,7 +91,12 @@ class ModuleCase(Named):
         sizes = [int(v) for v in (L, T, B, I, H)]
         proj = re.search(r"-p(\d+)", flags)
         P = int(proj.group(1)) if proj else 0
-        act = next((a for a in ("tanh", "relu") if f"-{a}" in flags), "")
+        act = next((a for a in ACTS if f"-{a}" in flags), "")
+        if act and (mode not in CELLS or act not in CELLS[mode].nonlinearities[1:]):
+            raise BadValue(f"module case {name!r}: -{act} names another nonlinearity than mode {mode!r}'s own, "
+                           f"and {mode!r} " + (f"takes {CELLS[mode].nonlinearities[1:]}" if mode in CELLS and
+                                               CELLS[mode].nonlinearities[1:] else "has no other") +
+                           ". Remedy: drop the flag (a name carries only a nonlinearity that is not the default).")
         order = "".join(f for f in ("-bi", "-bf", "-nobias", f"-p{P}" if P else "", "-paper", f"-{act}" if act else "")
                         if f and f in flags)
         if min(sizes) < 1 or flags != order:
@@ -411,7 +418,7 @@ def module_truth(inputs: dict, draws: int = 2, seed: int = 0) -> Truth:
         dh = np.abs(want[names["h"]]).reshape(T, -1).max(axis=1)  # (T,)
         k_act = np.ones(T)
         for kind, name in names.items():  # every pre-activation: z, or the gates
-            if kind in ("h", "c") or c.nonlinearity == "relu":  # relu' is exactly 0 or 1: nothing cancels
+            if kind in c.cell.states or c.nonlinearity == "relu":  # relu' is exactly 0 or 1: nothing cancels
                 continue
             dpre = np.abs(want[name]).reshape(T, -1).max(axis=1)
             k_act = np.maximum(k_act, np.divide(dh, dpre, out=np.ones(T), where=dpre > 0))

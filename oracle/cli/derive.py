@@ -29,10 +29,14 @@ def cmd_derive(args) -> int:
         return usage(f"--steps must be at least 1; got {args.steps}. Remedy: --steps 2 is the notes' example.")
     if args.seed < 0:
         return usage(f"--seed must be a non-negative integer; got {args.seed}. Remedy: --seed 0.")
-    if args.cell != "elman":
+    if args.cell != "elman":  # "elman": the seed model's own derivation, below
         from oracle.derive_cells import cell_lines
 
-        out, ok = cell_lines(args.cell, args.steps if args.steps_given else 3, args.seed)
+        choices = CELL_FILES[args.cell].nonlinearities
+        if args.activation not in choices:
+            return usage(f"--activation {args.activation} is not one of the {args.cell} cell's {choices}. "
+                         f"Remedy: --activation {choices[0]}.")
+        out, ok = cell_lines(args.cell, args.steps if args.steps_given else 3, args.seed, args.activation)
         print("\n".join(out))
         return EXIT_OK if ok else EXIT_MISMATCH
     out, ok = lines(args.steps, args.activation, args.seed)

@@ -287,3 +287,13 @@ def test_module_overflow_names_layer_and_step():
         manual.module_gradients(a["config"], a["state_dict"], a["input"], a["hx"], grad_output=a["grad_output"],
                                 grad_hn=a["grad_hn"])
     assert info.value.tensor.startswith("h_l0") and info.value.t is not None, str(info.value)
+
+
+def test_indrnn_recurrent_weight_is_a_vector_and_the_remedy_says_so():
+    from oracle.cases.module import ModuleCase
+    i = ModuleCase.parse("module/INDRNN/L1/T4-B2-I3-H5/lengths-full/up-both/float64").inputs()
+    sd = {**i["state_dict"], "weight_hh_l0": np.diag(i["state_dict"]["weight_hh_l0"])}
+    with pytest.raises(ValueError) as info:
+        manual.module_gradients(i["config"], sd, i["input"], i["hx"], grad_output=i["grad_output"])
+    assert isinstance(info.value, Refusal) and "recurrent vector u" in str(info.value)
+    assert "numpy.diag(W)" in info.value.remedy

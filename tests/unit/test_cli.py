@@ -198,3 +198,19 @@ def test_derive_cell_flags_a_wrong_manual(monkeypatch, capsys):
     assert main(["derive", "--cell", "lstm"]) == 1
     out = capsys.readouterr().out
     assert "dL/da_f3 = dL/dc3 ⊙ c2 ⊙ f3(1 − f3)" in out and "MISMATCH" in out
+
+
+def test_derive_activation_must_be_the_cells(capsys):
+    assert main(["derive", "--cell", "lstm", "--activation", "relu"]) == 2
+    assert "not one of the lstm cell's ('tanh',)" in capsys.readouterr().err
+    assert main(["derive", "--cell", "indrnn", "--activation", "relu", "--steps", "2"]) == 0
+    assert "INDRNN layer, act = relu" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, words", [
+    ("module/RNN_RELU/L1-relu/T5-B3-I3-H4/lengths-full/up-both/float64", "has no other"),
+    ("module/INDRNN/L1-tanh/T5-B3-I3-H4/lengths-full/up-both/float64", "must read"),
+])
+def test_a_case_name_carries_only_another_nonlinearity(name, words, capsys):
+    """A name round-trips: the default nonlinearity is never written, so a flag for it is refused."""
+    assert main(["verify", "--case", name, "-q"]) == 2 and words in capsys.readouterr().err
