@@ -68,6 +68,7 @@ class _Worker:
     its body is read), and a log file for its stdout and stderr."""
 
     def __init__(self, ctx, ref: tuple, timeout: float):
+        self.ref = ref
         self.tasks_in, self.tasks = ctx.Pipe(duplex=False)
         self.replies, replies_out = ctx.Pipe(duplex=False)
         fd, self.log = tempfile.mkstemp(prefix="bptt-worker-", suffix=".log")
@@ -354,6 +355,18 @@ def _exit_143(signum, frame):
     raise SystemExit(128 + signal.SIGTERM)
 
 
+def load_remedy(ref: tuple, error: str = "") -> str:
+    """What to run to see why the candidate ``ref`` does not load: its own module named, and for a missing
+    function the names the module has."""
+    module, _, func = ref[1].partition(":") if ref[0] == "spec" else ("", "", "")
+    if not module:  # a function pickled by reference: its module is the caller's own
+        return "define the candidate at module level in an importable module, or pass isolate=False"
+    if "AttributeError" in error and f"attribute {func!r}" in error:
+        return (f"{module} has no {func!r}: check FUNCTION in MODULE:FUNCTION; `python -c 'import {module}; "
+                f"print(dir({module}))'` lists its names")
+    return f"`python -c 'import {module}'` shows the full error at import; fix it and rerun"
+
+
 def _attend(w: _Worker, done: Callable[[int, Outcome], None], timeout: float, pending: deque,
             task: Callable[[int], tuple], loaded: bool) -> bool:
     """Read what worker ``w`` said, or bury it; True when it is gone. ``loaded``: whether a worker of this run
@@ -362,9 +375,8 @@ def _attend(w: _Worker, done: Callable[[int, Outcome], None], timeout: float, pe
         replies, open_ = w.read()
         for head, body in replies:
             if head["kind"] == "load-error":
-                raise CandidateError(f"the candidate could not be loaded in a worker process: {head['error']}. "
-                                     "Remedy: `python -c 'import MODULE'` (MODULE: the candidate's module) shows "
-                                     "the full error; fix it and rerun.")
+                raise CandidateError(f"the candidate could not be loaded in a worker process: {head['error']}",
+                                     load_remedy(w.ref, head["error"]))
             if head["kind"] == "done":
                 done(head["task"], Outcome(read_arrays(head, body), head["error"], list(head.get("notes", []))))
     except ReplyError as e:  # something in the worker wrote to our pipe: it can no longer be trusted
@@ -393,9 +405,7 @@ def _attend(w: _Worker, done: Callable[[int, Outcome], None], timeout: float, pe
             raise CandidateError(f"the candidate could not be run: {GUARD_REMEDY}.")
         if not why.startswith("loading"):
             why = "loading it " + why
-        raise CandidateError(f"the candidate could not be loaded in a worker process: {why}. "
-                             "Remedy: `python -c 'import MODULE'` (MODULE: the candidate's module) shows what "
-                             "happens at import.")
+        raise CandidateError(f"the candidate could not be loaded in a worker process: {why}", load_remedy(w.ref))
     _bury(w, done, pending, task)
     return True
 

@@ -110,6 +110,10 @@ def test_a_candidate_that_cannot_be_loaded_is_a_usage_error(source, words, golde
     code = main(["check", str(golden), "--candidate", f"{name}:gradients"])
     err = capsys.readouterr().err
     assert code == 2 and words in err and "Remedy" in err and "Traceback" not in err, err
+    remedy = err.split("Remedy:", 1)[1]
+    assert name in remedy and "MODULE'" not in remedy, err  # the candidate's own module, not a placeholder
+    if "has no attribute" in words:
+        assert "check FUNCTION in MODULE:FUNCTION" in remedy and f"print(dir({name}))" in remedy, err
 
 
 def test_nothing_selected_is_exit_2(golden, tmp_path, capsys):
