@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import manual
-from oracle.policy import FD_STEP
-
-STEP = FD_STEP
+from oracle.policy import FD_STEP as STEP  # the step of central differences (its reason: oracle.policy)
 
 FD_NAMES = ("Wxh", "Whh", "bh", "Why", "by", "h0", "x")
 

@@ -251,11 +251,7 @@ class ModuleCase(Named):
     def file_tensors(self, inputs: dict, truth: Truth) -> dict:
         """The tensors of its golden file; the gradients in the caller's layout (``input`` batch-first when it
         is: the (B, T) ↔ (T, B) transpose is its own inverse)."""
-        tensors = {f"state_dict.{k}": v for k, v in inputs["state_dict"].items()}
-        hx, cx = inputs["hx"] if isinstance(inputs["hx"], tuple) else (inputs["hx"], None)
-        arrays = {"input": inputs["input"], "hx": hx, "cx": cx, "grad_output": inputs["grad_output"],
-                  "grad_hn": inputs["grad_hn"], "grad_cn": inputs.get("grad_cn")}
-        tensors.update({f"inputs.{k}": v for k, v in arrays.items() if v is not None})
+        tensors = self.float_tensors(inputs)
         if inputs["lengths"] is not None:
             tensors["inputs.lengths"] = np.asarray(inputs["lengths"], dtype=np.int64)
         for prefix, d in (("grads", truth.grads), ("sens", truth.sens), ("amp", truth.amp)):
@@ -296,12 +292,9 @@ class ModuleCase(Named):
     @classmethod
     def from_spec(cls, spec: dict, max_dim: int) -> ModuleCase:
         """The case a golden file's metadata describes; ValueError naming the field that is wrong."""
-        from oracle.cases.seed import spec_int
+        from oracle.cases.seed import spec_choices, spec_int
 
-        choices = {"mode": MODES, "lengths": LENGTHS, "upstream": UPSTREAMS, "dtype": DTYPES}
-        for key, allowed in choices.items():
-            if spec.get(key) not in allowed:
-                raise BadValue(f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
+        spec_choices(spec, {"mode": MODES, "lengths": LENGTHS, "upstream": UPSTREAMS, "dtype": DTYPES})
         for key in ("bidirectional", "batch_first", "bias"):
             if not isinstance(spec.get(key), bool):
                 raise BadValue(f"metadata case.{key} is {spec.get(key)!r}, expected true or false")

@@ -217,10 +217,7 @@ class Case(Named):
     @classmethod
     def from_spec(cls, spec: dict, max_dim: int) -> Case:
         """The case a golden file's metadata describes; ValueError naming the field that is wrong."""
-        choices = {"topology": TOPOLOGIES, "activation": ACTIVATIONS, "loss": LOSSES, "dtype": DTYPES}
-        for key, allowed in choices.items():
-            if spec.get(key) not in allowed:
-                raise BadValue(f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
+        spec_choices(spec, {"topology": TOPOLOGIES, "activation": ACTIVATIONS, "loss": LOSSES, "dtype": DTYPES})
         dims = {key: spec_int(spec, key, max_dim) for key in ("T", "B", "D", "H", "O")}
         return cls(spec["topology"], spec["activation"], spec["loss"], **dims, dtype=spec["dtype"])
 
@@ -250,6 +247,13 @@ class Case(Named):
         import reference
 
         return self.call(reference.gradients, inputs)
+
+
+def spec_choices(spec: dict, choices: dict) -> None:
+    """Each named field of a golden file's metadata one of its choices, or ValueError."""
+    for key, allowed in choices.items():
+        if spec.get(key) not in allowed:
+            raise BadValue(f"metadata case.{key} is {spec.get(key)!r}, expected one of {allowed}")
 
 
 def spec_int(spec: dict, key: str, high: int) -> int:

@@ -251,7 +251,7 @@ def run_isolated(ref: tuple, n: int, task: Callable[[int], tuple], done: Callabl
     stream = stream or sys.stderr
     jobs = max(1, min(jobs or default_jobs(), n))
     ctx = mp.get_context("spawn")
-    pending, workers, loaded = deque(range(n)), [], [False]
+    pending, workers, loaded = deque(range(n)), [], False
     with _Adopting() as orphans, _terminated_as_exit():
         try:
             while pending or any(w.task is not None for w in workers):
@@ -271,8 +271,8 @@ def run_isolated(ref: tuple, n: int, task: Callable[[int], tuple], done: Callabl
                 wait([w.replies for w in workers] + [w.proc.sentinel for w in workers],
                      timeout=min(max(0.0, deadline - now), 60.0))
                 for w in list(workers):
-                    loaded[0] = loaded[0] or w.ready
-                    if _attend(w, done, timeout, pending, task, loaded[0]):
+                    loaded = loaded or w.ready
+                    if _attend(w, done, timeout, pending, task, loaded):
                         workers.remove(w)
                         w.close(stream)
                         orphans.end()
@@ -297,8 +297,6 @@ def stop_all(workers: list, polite: bool = True) -> None:
         for w in workers:
             w.proc.join(max(0.0, end - time.monotonic()))
     for w in workers:
-        if not w.proc.is_alive():
-            w.proc.join()
         w.stop(kill=w.killed or ("" if polite else "the run was stopped"))
 
 

@@ -52,7 +52,7 @@ def serve(tasks, replies, ref: tuple, log: str) -> None:
     os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the checker, which then stops the workers
     _redirect(log)
-    _become_subreaper()
+    subreaper(True)  # orphans below the warden come to it, not to init
     signal.signal(signal.SIGTERM, _on_term)
     out_r, out_w = os.pipe()  # the worker's stdout and stderr, kept bounded by the warden (OutputTail)
     pid = os.fork()
@@ -164,11 +164,6 @@ def _redirect(log: str) -> None:
     os.dup2(out, 2)
     os.close(null)
     os.close(out)
-
-
-def _become_subreaper() -> bool:
-    """Orphans below this process are re-parented to it, not to init (Linux's PR_SET_CHILD_SUBREAPER)."""
-    return subreaper(True) is True
 
 
 def subreaper(on: bool | None) -> bool | None:

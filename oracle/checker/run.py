@@ -96,11 +96,6 @@ class Prepared:
         return {k: list(dict.fromkeys([tuple(v.shape), *given.get(k, [])])) for k, v in self.want.grads.items()}
 
 
-def cast_inputs(inputs: dict, dtype: str) -> dict:
-    """A seed-model case's float inputs in ``dtype`` (NumPy); integer targets unchanged."""
-    return Case.map_arrays(lambda a: a.astype(dtype), inputs)
-
-
 def _golden_truth(path, case, inputs: dict, stored: Truth) -> Truth:
     """The truth a golden case is judged by: recomputed from the file's own inputs, never read from the file (its
     SHA-256 digests prove integrity, not origin: anyone can recompute them). The file's stored gradients must
@@ -375,5 +370,5 @@ def check_files(golden: str | Path, grads: str | Path, pattern: str | None = Non
     return out
 
 
-__all__ = ["CandidateError", "CaseResult", "CheckResult", "NothingToCheckError", "Prepared", "cast_inputs",
+__all__ = ["CandidateError", "CaseResult", "CheckResult", "NothingToCheckError", "Prepared",
            "check", "check_files", "golden_cases", "judge", "prepare"]

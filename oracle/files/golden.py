@@ -43,11 +43,6 @@ MAX_ELEMENTS = 20_000_000
 
 # ---------------------------------------------------------------- shapes of a case
 
-def grad_shapes(case) -> dict:
-    """name → shape of every gradient (and so of sens and amp) of ``case`` (``input`` in the caller's layout)."""
-    return case.grad_shapes()
-
-
 def file_shapes(case, layout: str = "torch") -> dict:
     """name → (shape, allowed safetensors dtypes) of every tensor of a golden file in ``layout``."""
     shapes = case.file_shapes()

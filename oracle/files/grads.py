@@ -25,11 +25,6 @@ GRADS_REMEDY = ("write the gradients again with safetensors.numpy.save_file or n
                 "array per tensor name")
 
 
-def expected_grads(case, layout: str = "torch") -> dict:
-    """name → the shapes a candidate's gradient may have for ``case`` in ``layout`` (a merged ONNX bias too)."""
-    return case.expected_grads(layout)
-
-
 def load_grads(path, case: Case, layout: str = "torch") -> dict:
     """A candidate's gradient set for ``case`` in ``layout`` from ``.safetensors`` or ``.npz``, refused if
     unexpected; returned under the names of ``layout``."""
