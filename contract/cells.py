@@ -28,6 +28,7 @@ class Cell:
     options: tuple[str, ...] = ()  # config keys beyond torch.nn.RNN's that this cell takes
     forms: tuple[dict, ...] = field(default=({},))  # the built-in matrix's forms: config changes from the default
     full_matrix: bool = False  # the built-in matrix takes its whole parity matrix (else B = 3, upstream h_n/both)
+    size_sweep: bool = False  # the built-in matrix adds one layer at more sizes (oracle.cases.module.SWEEP)
     benchmark: bool = True  # a benchmark group of one layer of its own (the Elman cell has the seed model's)
     equations: tuple[tuple[str, str], ...] = ()  # bptt derive --cell: (step kind, the equation that makes it)
     totals: tuple[tuple[str, str], ...] = ()  # bptt derive --cell: (parameter, the sum over steps that makes it)
@@ -59,11 +60,13 @@ CELLS = {c.mode: c for c in (
     Cell("RNN_TANH", "elman", 1, _ELMAN, ("tanh",), "RNN", (0,), full_matrix=True, benchmark=False),
     Cell("RNN_RELU", "elman", 1, _ELMAN, ("relu",), "RNN", (0,), full_matrix=True, benchmark=False),
     Cell("LSTM", "lstm", 4, ("h", "c", "gate_i", "gate_f", "gate_g", "gate_o"), ("tanh",), "LSTM", (0, 3, 1, 2),
-         cell_state=True, options=("proj_size",), forms=({}, {"proj_size": 2}), equations=LSTM_EQUATIONS,
+         cell_state=True, options=("proj_size",), forms=({}, {"proj_size": 2}), size_sweep=True,
+         equations=LSTM_EQUATIONS,
          totals=(("weight_hh", "dW_hh = Σ_t dL/da_tᵀ h_{t−1}"), ("weight_ih", "dW_ih = Σ_t dL/da_tᵀ x_t"),
                  ("bias_hh", "db_hh = Σ_t dL/da_t (= db_ih)"))),
     Cell("GRU", "gru", 3, ("h", "gate_r", "gate_z", "gate_n"), ("tanh",), "GRU", (1, 0, 2),
-         options=("linear_before_reset",), forms=({}, {"linear_before_reset": False}), equations=GRU_EQUATIONS,
+         options=("linear_before_reset",), forms=({}, {"linear_before_reset": False}), size_sweep=True,
+         equations=GRU_EQUATIONS,
          totals=(("weight_hh", "dW_hh = Σ_t dL/da_tᵀ h_{t−1}   (the n rows pair with r ⊙ ah_n's h)"),
                  ("weight_ih", "dW_ih = Σ_t dL/da_tᵀ x_t"),
                  ("bias_hh", "db_hh = Σ_t (dL/da_r, dL/da_z, r ⊙ dL/da_n)"),

@@ -18,11 +18,11 @@ starts in a fraction of a second.
 
 from oracle.cases.module import ModuleCase
 from oracle.cases.seed import Case, all_cases, select
-from oracle.checker.candidate import CandidateError
+from oracle.checker.candidate import CandidateError, Unsupported
 from oracle.checker.run import CheckResult, NothingToCheckError, check, check_files
 from oracle.files.readers import GoldenFileError
 from oracle.groundtruth import Truth, truth
 from oracle.judge import Report, compare, tolerance
 
 __all__ = ["CandidateError", "Case", "CheckResult", "GoldenFileError", "ModuleCase", "NothingToCheckError", "Report",
-           "Truth", "all_cases", "check", "check_files", "compare", "select", "tolerance", "truth"]
+           "Truth", "Unsupported", "all_cases", "check", "check_files", "compare", "select", "tolerance", "truth"]

@@ -87,12 +87,13 @@ class TensorReport:
     def ok(self) -> bool:
         return self.status != "FAIL"
 
-    def line(self) -> str:
-        if self.status == "not given":
-            return f"  {self.name:<4} not given (not checked)"
+    def line(self, width: int = 4) -> str:
+        """This tensor's verdict, its name padded to ``width`` (the report's longest) so that columns align."""
+        if self.status in ("not given", "not needed"):
+            return f"  {self.name:<{width}} {self.status} (not checked)"
         if self.why:
-            return f"  {self.name:<4} FAIL  {self.why}"
-        s = (f"  {self.name:<4} {self.status:<4}  {self.mismatched}/{self.total} mismatched  "
+            return f"  {self.name:<{width}} FAIL  {self.why}"
+        s = (f"  {self.name:<{width}} {self.status:<4}  {self.mismatched}/{self.total} mismatched  "
              f"err {self.normalised:.2e} (tol {self.tol:.1e}")
         s += f", autograd {self.ref_normalised:.2e})" if self.ref_normalised is not None else ")"
         if self.mismatched:
@@ -135,8 +136,9 @@ class Report:
     def __str__(self) -> str:
         head = f"{self.title}: " if self.title else ""
         verdict = "pass" if self.ok else f"FAIL ({', '.join(t.name for t in self.failures)})"
+        width = max((len(t.name) for t in self.tensors), default=4)
         return "\n".join([f"{head}{verdict}", *(f"  note: {n}" for n in self.notes),
-                          *(t.line() for t in self.tensors)])
+                          *(t.line(width) for t in self.tensors)])
 
 
 TIME_ORDERS = (None, "suffix", "prefix", "all")

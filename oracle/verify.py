@@ -22,6 +22,7 @@ from oracle.cases.seed import Case, run
 from oracle.checker.isolate import default_jobs
 from oracle.groundtruth import Truth, truth
 from oracle.progress import Progress
+from oracle.summary import record
 
 
 @contextmanager
@@ -55,6 +56,10 @@ class CaseVerdict:
         errs = [t.normalised for r in self.reports.values() for t in r.tensors if t.name == name]
         return max(errs) if errs else None
 
+    def record(self) -> dict:
+        """This case as JSON (``oracle.summary.record``)."""
+        return record(self.case, self.reports)
+
 
 @dataclass
 class Verification:
@@ -62,6 +67,7 @@ class Verification:
     device: str = "cpu"
     tf32: bool = False
     seconds: float = 0.0
+    shard: str | None = None  # "i/N" when this run is one shard of a split selection
 
     @property
     def ok(self) -> bool:
@@ -124,12 +130,12 @@ class Verification:
                 f"{fails} failed; worst normalised error {worst or '-'}; device {self.device}, "
                 f"TF32 {'on' if self.tf32 else 'off'}; {self.seconds:.1f} s")
 
+    def records(self) -> list[dict]:
+        return [v.record() for v in self.verdicts]
+
     def to_json(self) -> dict:
-        return {"ok": self.ok, "device": self.device, "tf32": self.tf32, "seconds": self.seconds,
-                "cases": [{"name": v.case.name, "ok": v.ok, "reports": {
-                    ref: [{"tensor": t.name, "status": t.status, "normalised": t.normalised, "bound": t.tol,
-                           "mismatched": t.mismatched, "total": t.total, "first": t.first}
-                          for t in r.tensors] for ref, r in v.reports.items()}} for v in self.verdicts]}
+        return {"command": "verify", "ok": self.ok, "device": self.device, "tf32": self.tf32,
+                "seconds": self.seconds, "shard": self.shard, "cases": self.records()}
 
 
 @functools.singledispatch

@@ -58,6 +58,11 @@ class ModuleCase(Named):
     prefix = "module/"  # the start of every name of this class (oracle.cases.parse_case)
 
     @property
+    def group(self) -> str:
+        """Its group in a run's summary (``oracle.summary``): the cell."""
+        return self.mode
+
+    @property
     def config(self) -> RNNConfig:
         return RNNConfig(self.mode, self.I, self.H, self.num_layers, self.bias, self.batch_first, self.bidirectional,
                          self.proj_size, self.linear_before_reset, self.nonlinearity)
@@ -442,10 +447,22 @@ def parity_matrix(mode: str, dtype: str = "float64", **form) -> list:
                                                                (True, False), LENGTHS, UPSTREAMS, (1, 3))]
 
 
+# (T, H): one layer at the sizes a kernel's tiling and edge cases meet: one step, two, odd and long; one unit,
+# a block of 8, one past a block of 32
+SWEEP = tuple(itertools.product((1, 2, 17, 64), (1, 8, 33)))
+
+
+def size_sweep(mode: str, dtype: str = "float64") -> list:
+    """One layer, one direction, at every (T, H) of SWEEP, full and mixed lengths, B = 3, I = 5, driven through
+    everything: what a one-layer kernel is tested on beyond the parity matrix."""
+    return [ModuleCase(mode, 1, False, False, True, T, 3, 5, H, lengths=ln, upstream="both", dtype=dtype)
+            for (T, H), ln in itertools.product(SWEEP, LENGTHS)]
+
+
 def all_module_cases(dtypes=DTYPES) -> list[ModuleCase]:
     """The built-in module matrix for ``bptt verify``: every cell in every form, its whole parity matrix when its
     row says so (the Elman cell's, tanh and relu), else the part with B = 3 driven through h_n (and c_n) or
-    through everything."""
+    through everything; and the size sweep of the cells whose row asks for it."""
     out = []
     for dt in dtypes:
         for mode, form in VARIANTS:
@@ -453,8 +470,9 @@ def all_module_cases(dtypes=DTYPES) -> list[ModuleCase]:
             if not CELLS[mode].full_matrix:
                 cases = [c for c in cases if c.B == 3 and c.upstream in ("hn", "both")]
             out += cases
+        out += [c for mode, cell in CELLS.items() if cell.size_sweep for c in size_sweep(mode, dt)]
     return out
 
 
-__all__ = ["VARIANTS", "ModuleCase", "all_module_cases", "bound_size", "map_arrays", "module_truth", "parity_matrix",
+__all__ = ["SWEEP", "VARIANTS", "ModuleCase", "size_sweep", "all_module_cases", "bound_size", "map_arrays", "module_truth", "parity_matrix",
            "run_module", "time_orders", "to_time_major"]

@@ -16,6 +16,7 @@ import numpy as np
 
 from contract import ACTIVATIONS, LOSSES, TOPOLOGIES
 from contract.errors import BadValue
+from oracle.cases.select import select  # noqa: F401 - the selection, where callers have always found it
 from oracle.groundtruth import seed_run as run  # manual.gradients' signature on a case's inputs
 
 DTYPES = ("float64", "float32")
@@ -30,6 +31,12 @@ class Named:
     def file_stem(self) -> str:
         """The name as a file name: '/' becomes '__'."""
         return self.name.replace("/", "__")
+
+    def spec(self) -> dict:
+        """Every field of the case by name (a golden file's ``case`` metadata; what ``supports()`` is given)."""
+        import dataclasses
+
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @property
     def seed(self) -> int:
@@ -116,6 +123,7 @@ class Case(Named):
     # ------------------------------------------------------------ the Case protocol (oracle.cases)
 
     kind = "seed"  # the golden schema's word for this class; nothing branches on it
+    group = "seed model"  # its group in a run's summary (oracle.summary)
     prefix = ""  # the start of every name of this class (oracle.cases.parse_case)
     optional = ("h", "z")  # per-step internals: judged when a candidate gives them
 
@@ -270,8 +278,3 @@ def all_cases(dtypes=DTYPES, shapes=SHAPES) -> list[Case]:
         Case(top, act, loss, *shape, dtype=dt)
         for top, act, loss, shape, dt in itertools.product(TOPOLOGIES, ACTIVATIONS, LOSSES, shapes, dtypes)
     ]
-
-
-def select(cases: list[Case], pattern: str | None) -> list[Case]:
-    """Cases whose name contains ``pattern`` (all when it is empty or None)."""
-    return [c for c in cases if not pattern or pattern in c.name]

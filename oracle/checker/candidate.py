@@ -21,6 +21,16 @@ class CandidateError(BadValue):
     """The candidate cannot be run at all (not importable, not picklable, crashed while loading)."""
 
 
+class Unsupported(NotImplementedError):  # noqa: N818 - the word a kernel writer raises: "unsupported: proj_size"
+    """Raised by a candidate for a configuration it does not support (one layer only, no projection, H a multiple
+    of 8 …): the case is skipped with this reason and counted apart, never passed nor failed.
+
+    ``raise oracle.Unsupported("proj_size")``. A candidate may instead declare what it supports: a ``supports``
+    attribute on the function, called with the case's fields (``oracle.cases.seed.Named.spec``), returning True,
+    or False or a reason. Importing ``oracle`` does not import torch.
+    """
+
+
 @dataclass
 class Outcome:
     """What one case's candidate run gave: gradient sets (one per call) or the reason it gave none, and notes on
@@ -29,6 +39,7 @@ class Outcome:
     grads: list[dict] = field(default_factory=list)
     error: str = ""
     notes: list[str] = field(default_factory=list)
+    skipped: str = ""  # the candidate's reason for not supporting the case (Unsupported, or its `supports`)
 
 
 def _copy(a):
@@ -84,6 +95,12 @@ def call(fn: Callable, case, inputs: dict, calls: int = CALLS, in_worker: bool =
     worker (which ignores Ctrl-C: the checker handles it) it is the candidate's.
     """
     out = Outcome()
+    try:
+        out.skipped = declined(fn, case)
+    except Exception as e:  # noqa: BLE001 - a declaration that breaks is the candidate's failure
+        return Outcome(error=f"the candidate's supports() {describe(e)}")
+    if out.skipped:
+        return out
     for i in range(calls):
         mine = _copy(inputs)
         when = "" if i == 0 else f" (call {i + 1} of {calls} on the same inputs)"
@@ -94,6 +111,12 @@ def call(fn: Callable, case, inputs: dict, calls: int = CALLS, in_worker: bool =
             if not in_worker:
                 raise
             return Outcome(error=f"the candidate raised {type(e).__name__}{when}", notes=out.notes)
+        except Unsupported as e:
+            _never_in_a_fork(pid)
+            if i == 0:
+                return Outcome(skipped=str(e) or "unsupported", notes=out.notes)
+            return Outcome(error=f"the candidate raised Unsupported({str(e)!r}){when} after supporting the first "
+                                 "call on the same inputs", notes=out.notes)
         except BaseException as e:  # noqa: BLE001 - a candidate's failure, sys.exit included, is a result
             _never_in_a_fork(pid)
             return Outcome(error=f"the candidate {describe(e)}{when}", notes=out.notes)
@@ -111,6 +134,19 @@ def call(fn: Callable, case, inputs: dict, calls: int = CALLS, in_worker: bool =
         out.grads.append(arrays if in_worker else restore(arrays))
         out.notes += [n for n in notes if n not in out.notes]
     return out
+
+
+def declined(fn: Callable, case) -> str:
+    """The reason the candidate declares for not supporting ``case`` ("" when it does or declares nothing)."""
+    supports = getattr(fn, "supports", None)
+    if supports is None:
+        return ""
+    answer = supports(case.spec())
+    if answer is True:
+        return ""
+    if answer is False or (isinstance(answer, str) and answer):
+        return answer or "declared unsupported"
+    raise BadType(f"returned {type(answer).__name__} {answer!r}; supports() must return True, or False or a reason")
 
 
 def _never_in_a_fork(pid: int) -> None:

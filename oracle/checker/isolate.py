@@ -376,7 +376,8 @@ def _attend(w: _Worker, done: Callable[[int, Outcome], None], timeout: float, pe
                 raise CandidateError(f"the candidate could not be loaded in a worker process: {head['error']}",
                                      load_remedy(w.ref, head["error"]))
             if head["kind"] == "done":
-                done(head["task"], Outcome(read_arrays(head, body), head["error"], list(head.get("notes", []))))
+                done(head["task"], Outcome(read_arrays(head, body), head["error"], list(head.get("notes", [])),
+                                           head.get("skipped", "")))
     except ReplyError as e:  # something in the worker wrote to our pipe: it can no longer be trusted
         w.stop(kill=f"the worker process sent a malformed reply ({e}): the candidate wrote to the checker's pipe")
         if not w.ready and not loaded:

@@ -152,7 +152,7 @@ def _work(tasks, replies, ref: tuple) -> int:
         i, case, inputs, expect = task
         send_reply(fd, "took", i)  # the case has started: a death from here on is this case's
         out = call(fn, case, inputs, in_worker=True, expect=expect)
-        send_reply(fd, "done", i, out.error, tuple(out.grads), out.notes, expect)
+        send_reply(fd, "done", i, out.error, tuple(out.grads), out.notes, expect, out.skipped)
 
 
 def _redirect(log: str) -> None:

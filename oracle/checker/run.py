@@ -14,6 +14,7 @@ For each case, in this order:
 
 from __future__ import annotations
 
+import io
 import math
 import numbers
 import os
@@ -26,7 +27,8 @@ import numpy as np
 from contract.errors import BadType, BadValue
 from contract.spec import is_int
 from oracle.cases import CLASSES, builtin_cases
-from oracle.cases.seed import Case, all_cases, select
+from oracle.cases.seed import Case, all_cases
+from oracle.cases.select import parse_shard, select, shard_of
 from oracle.checker.candidate import CandidateError, Outcome, call, load, reference_to
 from oracle.checker.isolate import DEFAULT_TIMEOUT, run_isolated
 from oracle.checker.processes import stop_if_importing_main
@@ -35,6 +37,7 @@ from oracle.judge import Report
 from oracle.layouts import LayoutError, check_layout
 from oracle.policy import GOLDEN_AGREE
 from oracle.progress import Progress
+from oracle.summary import counts, exit_status, group_table, record
 
 
 class NothingToCheckError(BadValue):
@@ -46,12 +49,21 @@ class CaseResult:
     case: Case
     report: Report | None = None
     error: str = ""  # the candidate raised, crashed, hung, changed its inputs, or returned something unusable
+    skipped: str = ""  # the candidate does not support the case (oracle.Unsupported): neither passed nor failed
 
     @property
     def ok(self) -> bool:
-        return not self.error and self.report is not None and self.report.ok
+        """Not failed: passed, or skipped (a skip is counted apart, see :attr:`CheckResult.ok`)."""
+        return bool(self.skipped) or (not self.error and self.report is not None and self.report.ok)
+
+    def record(self) -> dict:
+        """This case as JSON (``oracle.summary.record``)."""
+        return record(self.case, {} if self.report is None else {"candidate": self.report},
+                      skipped=self.skipped, error=self.error)
 
     def __str__(self) -> str:
+        if self.skipped:
+            return f"{self.case.name}: skipped (unsupported: {self.skipped})"
         if self.error:
             return f"{self.case.name}: FAIL (no usable gradient set)\n  {self.error}"
         return str(self.report)
@@ -60,20 +72,44 @@ class CaseResult:
 @dataclass
 class CheckResult:
     results: list[CaseResult] = field(default_factory=list)
+    output: str = ""  # what the candidate's worker processes printed (shown with a failure, or asked for)
+    shard: str | None = None  # "i/N" when this run is one shard of a split selection
 
     @property
     def ok(self) -> bool:
-        return bool(self.results) and all(r.ok for r in self.results)
+        """Every case judged passed, and at least one was judged (all skipped is no verdict: exit 2)."""
+        return exit_status(self.records()) == 0
 
     @property
     def failures(self) -> list[CaseResult]:
         return [r for r in self.results if not r.ok]
 
+    @property
+    def skipped(self) -> list[CaseResult]:
+        return [r for r in self.results if r.skipped]
+
+    def records(self) -> list[dict]:
+        return [r.record() for r in self.results]
+
+    @property
+    def exit_status(self) -> int:
+        """The CLI's: 0 every judged case passed, 1 one failed, 2 nothing was judged (all skipped)."""
+        return exit_status(self.records())
+
+    def summary(self) -> str:
+        """``30 cases: 24 passed, 6 skipped (unsupported: proj_size), 0 failed``."""
+        return counts(self.records())
+
+    def to_json(self) -> dict:
+        return {"command": "check", "ok": self.ok, "shard": self.shard, "cases": self.records()}
+
+    def text(self, verbose: bool = False) -> str:
+        """Failing reports (every report with ``verbose``), the summary per group, the counts."""
+        shown = self.results if verbose else self.failures
+        return "\n".join([*(str(r) for r in shown), group_table(self.records()), self.summary()])
+
     def __str__(self) -> str:
-        lines = [str(r) for r in self.failures]
-        n, f = len(self.results), len(self.failures)
-        lines.append(f"{n} cases, {n - f} passed, {f} failed")
-        return "\n".join(lines)
+        return self.text()
 
 
 @dataclass
@@ -129,6 +165,8 @@ def prepare(case, inputs: dict, want: Truth | None = None, layout: str = "torch"
 
 def judge(p: Prepared, outcome: Outcome) -> CaseResult:
     """The verdict on one case: every call's gradient set by the case's bound; the first failing one reported."""
+    if outcome.skipped:
+        return CaseResult(p.case, skipped=outcome.skipped)
     if outcome.error:
         return CaseResult(p.case, error="; ".join([outcome.error, *outcome.notes]))
     if not outcome.grads:
@@ -151,15 +189,15 @@ def judge(p: Prepared, outcome: Outcome) -> CaseResult:
     return CaseResult(p.case, report)
 
 
-def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: tuple, *, jobs: int | None,
-           timeout: float, progress: bool | None) -> CheckResult:
+def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: Callable, *, progress: bool | None,
+           shard: str | None = None) -> CheckResult:
     """Prepare, run and judge cases 0 … n−1; results in case order.
 
-    ``runner``: ``("isolated", what a worker loads)`` or ``("in-process", function)``.
+    ``runner(n, task, done, stream)``: :func:`_runner`'s, which runs the candidate on each task.
     """
     if n == 0:
         raise NothingToCheckError("no case selected. Remedy: `bptt verify --list` shows the built-in names; "
-                                  "loosen -k / the cases substring.")
+                                  "loosen -k / the cases expression.")
     bar = Progress(n, "check", enabled=progress)
     prepared: dict[int, Prepared] = {}
     results: list[CaseResult | None] = [None] * n
@@ -175,21 +213,32 @@ def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: tuple, *, jo
         results[i] = judge(prepared.pop(i), outcome)
         bar.step(results[i].case.name)
 
-    kind, what = runner
-    if kind == "isolated":
-        run_isolated(what, n, task, done, jobs=jobs, timeout=timeout)
-    else:
-        for i in range(n):
-            case, inputs, expect = task(i)
-            done(i, call(what, case, inputs, expect=expect))
-    return CheckResult(results)
+    printed = io.StringIO()  # the workers' output: the caller shows it with a failure (or when asked)
+    runner(n, task, done, printed)
+    return CheckResult(results, output=printed.getvalue(), shard=shard)
 
 
-def _runner(candidate, isolate: bool) -> tuple:
-    """How the candidate will run, settled before any case is loaded (so a bad spec fails first)."""
-    if isolate:
+def _in_process(fn: Callable, n: int, task: Callable, done: Callable, stream) -> None:
+    for i in range(n):
+        case, inputs, expect = task(i)
+        done(i, call(fn, case, inputs, expect=expect))
+
+
+def _runner(candidate, isolate: bool, jobs: int | None = None, timeout: float = DEFAULT_TIMEOUT,
+            ray: str | None = None, num_gpus: float = 0) -> Callable:
+    """How the candidate will run, ``runner(n, task, done, stream)``, settled before any case is loaded (so a bad
+    spec fails first): worker processes here (``isolate``), Ray tasks (``ray``: "local" or an address), or this
+    process."""
+    if isolate or ray is not None:
         stop_if_importing_main()
-        return "isolated", reference_to(candidate)
+        ref = reference_to(candidate)
+        if ray is not None:
+            from oracle.checker.cluster import run_ray
+
+            return lambda n, task, done, stream: run_ray(ref, n, task, done, address=ray, jobs=jobs,
+                                                         timeout=timeout, num_gpus=num_gpus, stream=stream)
+        return lambda n, task, done, stream: run_isolated(ref, n, task, done, jobs=jobs, timeout=timeout,
+                                                          stream=stream)
     try:
         fn = load(("spec", candidate)) if isinstance(candidate, str) else candidate
     except (CandidateError, KeyboardInterrupt):
@@ -200,12 +249,14 @@ def _runner(candidate, isolate: bool) -> tuple:
     if not callable(fn):
         raise BadType(f"candidate must be a function with manual.gradients' signature; got "
                         f"{type(fn).__name__}. Remedy: pass the function itself, or 'MODULE:FUNCTION'.")
-    return "in-process", fn
+    return lambda n, task, done, stream: _in_process(fn, n, task, done, stream)
 
 
-def golden_cases(folder: str | Path, pattern: str | None = None, layout: str | None = None) -> list:
-    """(case, inputs, truth, layout) of every golden file in ``folder`` whose case name contains ``pattern``;
-    ``layout`` that of the candidate's gradients: the one given, or else the file's own.
+def golden_cases(folder: str | Path, pattern: str | None = None, layout: str | None = None,
+                 shard: tuple[int, int] | None = None) -> list:
+    """(case, inputs, truth, layout) of every golden file in ``folder`` whose case name the expression ``pattern``
+    selects (``oracle.cases.select``), in ``shard`` (i, N) when given; ``layout`` that of the candidate's
+    gradients: the one given, or else the file's own.
 
     Every file is loaded, and so refused if hostile (``GoldenFileError``),
     before any candidate runs; each chosen case's truth is recomputed from
@@ -223,10 +274,24 @@ def golden_cases(folder: str | Path, pattern: str | None = None, layout: str | N
         raise NothingToCheckError(f"golden folder {str(folder)!r} holds no .safetensors golden cases. "
                                   f"Remedy: `bptt export {folder}`.")
     loaded = [(p, *load_golden(p)) for p in paths]
+    keep = {c.name for c in shard_of(select([case for _, case, *_ in loaded], pattern), shard)}
     chosen = [(p, case, inputs, stored, layout or info.get("layout", "torch"))
-              for p, case, inputs, stored, info in loaded if not pattern or pattern in case.name]
+              for p, case, inputs, stored, info in loaded if case.name in keep]
     _layouts_possible((case, lay) for _, case, _, _, lay in chosen)
     return [(case, inputs, _golden_truth(p, case, inputs, stored), lay) for p, case, inputs, stored, lay in chosen]
+
+
+def golden_names(folder: str | Path, pattern: str | None = None, shard: tuple[int, int] | None = None) -> list[str]:
+    """The names of the golden cases in ``folder`` that ``pattern`` and ``shard`` select (each file loaded, so
+    refused if hostile; no truth recomputed)."""
+    from oracle.files.golden import load_golden
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NothingToCheckError(f"golden folder {str(folder)!r} is not a folder. Remedy: write golden cases "
+                                  f"with `bptt export {folder}`.")
+    cases = [load_golden(p)[0] for p in sorted(folder.glob("*.safetensors"))]
+    return [c.name for c in shard_of(select(cases, pattern), shard)]
 
 
 def _layouts_possible(pairs) -> None:
@@ -273,21 +338,29 @@ def _check_args(cases, golden, timeout, jobs):
 def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, *,
           golden: str | Path | None = None, isolate: bool = True, jobs: int | None = None,
           timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None,
-          layout: str | None = None) -> CheckResult:
+          layout: str | None = None, shard: str | None = None, ray: str | None = None,
+          num_gpus: float = 0) -> CheckResult:
     """Judge ``candidate`` (``manual.gradients``' signature, or ``"MODULE:FUNCTION"``) on cases.
 
-    ``cases``: None for the seed model's built-in matrix, a substring of case
-    names ("module/" for the module matrix, whose candidates have
-    ``manual.module_gradients``' signature), or a list of cases. ``golden``: a folder of golden files written by
-    ``bptt export``, read instead of the built-in matrix (``cases`` then
-    filters them by substring).
+    ``cases``: None for the seed model's built-in matrix, a ``-k`` expression
+    over case names (``oracle.cases.select``: "module/" for the module matrix,
+    whose candidates have ``manual.module_gradients``' signature, "LSTM and L1
+    and not bi"), or a list of cases. ``golden``: a folder of golden files
+    written by ``bptt export``, read instead of the built-in matrix (``cases``
+    then selects among them). ``shard``: "i/N", the i-th of N stable parts of
+    the selection (``bptt merge`` combines their reports).
+
+    A case the candidate does not support (it raises ``oracle.Unsupported``,
+    or its ``supports`` attribute declines) is skipped, counted apart.
 
     ``isolate`` (default): each case runs in a worker process (spawn), up to
     ``jobs`` at once (default: the cores), each given ``timeout`` seconds; a
     crash, exit or hang is that case's failure. The candidate must then be
     importable by the worker: a module-level function (pickled by reference)
     or a ``"MODULE:FUNCTION"`` string. ``isolate=False`` runs it in this
-    process (for a debugger; no timeout).
+    process (for a debugger; no timeout). ``ray``: "local" or a Ray address;
+    each case is then a Ray task (the ``ray`` extra), isolated the same way,
+    ``num_gpus`` per task.
 
     Raises ``NothingToCheckError`` when nothing is selected or the golden
     folder is missing or empty, ``oracle.files.readers.GoldenFileError`` for a
@@ -302,9 +375,10 @@ def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, 
     if layout is not None:
         check_layout(layout)
     cases = _check_args(cases, golden, timeout, jobs)
-    runner = _runner(candidate, isolate)
+    part = None if shard is None else parse_shard(shard)
+    runner = _runner(candidate, isolate, jobs, timeout, ray, num_gpus)
     if golden is not None:
-        items = golden_cases(golden, cases if isinstance(cases, str) else None, layout)
+        items = golden_cases(golden, cases if isinstance(cases, str) else None, layout, part)
         prep = lambda i: prepare(*items[i])  # noqa: E731
         n = len(items)
     else:
@@ -312,15 +386,16 @@ def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, 
             chosen = all_cases()
         else:
             chosen = select(builtin_cases(), cases) if isinstance(cases, str) else list(cases)
+        chosen = shard_of(chosen, part)
         lay = layout or "torch"
         _layouts_possible((c, lay) for c in chosen)
         prep = lambda i: prepare(chosen[i], chosen[i].inputs(), layout=lay)  # noqa: E731
         n = len(chosen)
-    return _drive(n, prep, runner, jobs=jobs, timeout=timeout, progress=progress)
+    return _drive(n, prep, runner, progress=progress, shard=shard)
 
 
 def check_files(golden: str | Path, grads: str | Path, pattern: str | None = None,
-                progress: bool | None = None, layout: str | None = None) -> CheckResult:
+                progress: bool | None = None, layout: str | None = None, shard: str | None = None) -> CheckResult:
     """Judge gradient files (``<case file stem>.safetensors`` or ``.npz`` in ``grads``) against golden cases.
 
     ``layout``: the names and shapes of the files' tensors (as for :func:`check`).
@@ -343,12 +418,12 @@ def check_files(golden: str | Path, grads: str | Path, pattern: str | None = Non
                                   "your code wrote <case file stem>.safetensors or .npz files to.")
     if layout is not None:
         check_layout(layout)
-    items = golden_cases(golden, pattern, layout)
+    items = golden_cases(golden, pattern, layout, None if shard is None else parse_shard(shard))
     bar = Progress(len(items), "check", enabled=progress)
     if not items:
         raise NothingToCheckError(f"no golden case in {str(golden)!r} matches {pattern!r}. "
                                   "Remedy: loosen -k.")
-    out = CheckResult()
+    out = CheckResult(shard=shard)
     for case, inputs, want, lay in items:
         p = prepare(case, inputs, want, lay)
         stem = grads / case.file_stem

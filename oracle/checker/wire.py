@@ -138,7 +138,7 @@ MAX_ITEMSIZE = 16  # bytes per element of the widest dtype that crosses (complex
 
 
 def encode(kind: str, task: int | None = None, error: str = "", calls: tuple = (),
-                   notes: list | tuple = (), expect: Mapping | None = None) -> tuple[bytes, list]:
+           notes: list | tuple = (), expect: Mapping | None = None, skipped: str = "") -> tuple[bytes, list]:
     """A reply: a JSON head (what each array is) and the arrays' bytes, as buffers (never a pickle, no copy of a
     native contiguous array). An array whose shape is not the case's (a :func:`withheld` stand-in) crosses as
     its shape and dtype alone."""
@@ -157,15 +157,15 @@ def encode(kind: str, task: int | None = None, error: str = "", calls: tuple = (
                 parts.append(a.reshape(-1).view(np.uint8))
                 offset += a.nbytes
         entries.append(described)
-    head = json.dumps({"kind": kind, "task": task, "error": error[:TEXT_CAP],
+    head = json.dumps({"kind": kind, "task": task, "error": error[:TEXT_CAP], "skipped": skipped[:TEXT_CAP],
                        "notes": [n[:TEXT_CAP] for n in notes[:MAX_NOTES]], "calls": entries}).encode()
     return head, parts
 
 
 def send_reply(fd: int, kind: str, task: int | None = None, error: str = "", calls: tuple = (),
-                notes: list | tuple = (), expect: Mapping | None = None) -> None:
+               notes: list | tuple = (), expect: Mapping | None = None, skipped: str = "") -> None:
     """Frame ``!Q total, !Q head length, head, body`` written straight from the arrays' memory."""
-    head, parts = encode(kind, task, error, calls, notes, expect)
+    head, parts = encode(kind, task, error, calls, notes, expect, skipped)
     body = sum(p.nbytes for p in parts)
     _send(fd, struct.pack("!QQ", 8 + len(head) + body, len(head)) + head)
     for p in parts:
@@ -192,6 +192,7 @@ def parse_head(raw: bytes) -> dict:
         raise ReplyError("no reply kind")
     notes = head.get("notes", [])
     if not isinstance(head.get("error"), str) or not isinstance(head.get("calls"), list) or \
+            not isinstance(head.get("skipped", ""), str) or len(head.get("skipped", "")) > TEXT_CAP or \
             not (head.get("task") is None or type(head["task"]) is int) or not isinstance(notes, list) or \
             not all(isinstance(n, str) and len(n) <= TEXT_CAP for n in notes):
         raise ReplyError("malformed reply")
@@ -222,8 +223,9 @@ def check_calls(head: dict, expect: Mapping, body: int) -> None:
     """Every gradient set of a 'done' reply against what was asked: CALLS sets (none with an error), names the
     case's, shapes and byte counts the case's, the bfloat16 names entries of their set, the body all used."""
     calls, offset = head["calls"], 0
-    if len(calls) != (0 if head["error"] else CALLS):
-        raise ReplyError(f"{len(calls)} gradient sets where {0 if head['error'] else CALLS} were asked")
+    asked = 0 if head["error"] or head.get("skipped") else CALLS  # an unsupported case answers with none
+    if len(calls) != asked:
+        raise ReplyError(f"{len(calls)} gradient sets where {asked} were asked")
     for described in calls:
         if not isinstance(described, dict):
             raise ReplyError("malformed call")

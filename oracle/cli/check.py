@@ -6,44 +6,87 @@ import sys
 from pathlib import Path
 
 from oracle.checker.isolate import DEFAULT_TIMEOUT
-from oracle.cli.common import EXIT_MISMATCH, EXIT_OK, jobs, seconds, usage
+from oracle.cli.common import EXIT_OK, jobs, narrowing, seconds, shard_text, usage, writable_file
 
 
 def add(sub) -> None:
     """The `bptt check` subcommand's arguments."""
     c = sub.add_parser("check", help="check a candidate's gradients against golden cases")
     c.add_argument("dir", help="folder of golden cases from `bptt export`")
-    who = c.add_mutually_exclusive_group(required=True)
-    who.add_argument("--candidate", metavar="MODULE:FUNCTION", help="a function with manual.gradients' signature")
+    who = c.add_mutually_exclusive_group()
+    who.add_argument("--candidate", metavar="MODULE:FUNCTION",
+                     help="a function with manual.gradients' signature (seed-model cases) or "
+                          "manual.module_gradients' (module cases); it may raise oracle.Unsupported")
     who.add_argument("--grads", metavar="DIR2", help="folder of <case>.safetensors or .npz gradient files")
-    c.add_argument("-k", metavar="SUBSTRING", help="only cases whose name contains SUBSTRING")
+    narrowing(c)
+    c.add_argument("--list", action="store_true", help="list the selected case names and exit")
     c.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"per case, for the candidate's calls (default {DEFAULT_TIMEOUT:g}); past it the case fails")
     c.add_argument("--jobs", type=jobs, metavar="N",
                    help="worker processes running the candidate (default: the cores)")
     c.add_argument("--layout", choices=("torch", "onnx"),
                    help="the layout the candidate's module gradients come in (default: each golden file's own)")
-    c.add_argument("--in-process", action="store_true",
-                   help="run the candidate in this process (for a debugger): no isolation, no timeout")
+    where = c.add_mutually_exclusive_group()
+    where.add_argument("--in-process", action="store_true",
+                       help="run the candidate in this process (for a debugger): no isolation, no timeout")
+    where.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                       help="each case a Ray task (the ray extra): a local instance, or the cluster at ADDRESS")
+    c.add_argument("--num-gpus", type=float, default=0, metavar="G", help="GPUs per Ray task (with --ray)")
+    c.add_argument("--json", metavar="PATH", help="write the results as JSON (per case, per tensor)")
+    talk = c.add_mutually_exclusive_group()
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="every case's per-tensor report (optional tensors not given listed) and the workers' "
+                           "output")
+    talk.add_argument("-q", "--quiet", action="store_true", help="failures and the last line only")
     c.set_defaults(fn=cmd_check)
 
 
 def cmd_check(args) -> int:
     from oracle.checker.candidate import CandidateError
-    from oracle.checker.run import NothingToCheckError, check, check_files
+    from oracle.checker.run import NothingToCheckError, check, check_files, golden_names
     from oracle.files.readers import GoldenFileError
     from oracle.layouts import LayoutError
 
     sys.path.insert(0, str(Path.cwd()))  # the candidate's module, from the folder the command runs in
+    if not args.list and not (args.candidate or args.grads):
+        return usage("check needs --candidate MODULE:FUNCTION or --grads DIR2. Remedy: e.g. "
+                     f"`bptt check {args.dir} --candidate mykernel:gradients`.")
+    out = writable_file(args.json) if args.json else None
     try:
+        if args.list:
+            print("\n".join(golden_names(args.dir, args.k, args.shard)))
+            return EXIT_OK
         if args.candidate:
             result = check(args.candidate, args.k, golden=args.dir, jobs=args.jobs, timeout=args.timeout,
-                           isolate=not args.in_process, layout=args.layout)
+                           isolate=not args.in_process, layout=args.layout, shard=shard_text(args),
+                           ray=args.ray, num_gpus=args.num_gpus)
         else:
-            result = check_files(args.dir, args.grads, args.k, layout=args.layout)
+            result = check_files(args.dir, args.grads, args.k, layout=args.layout, shard=shard_text(args))
     except (NothingToCheckError, GoldenFileError, CandidateError, LayoutError) as e:
         return usage(str(e))
-    print(result)
-    return EXIT_OK if result.ok else EXIT_MISMATCH
+    finally:
+        if out and args.list:
+            out.close()
+    show(result, args.verbose, args.quiet)
+    if out:
+        import json
+
+        with out:
+            out.write(json.dumps(result.to_json(), indent=1))
+    return result.exit_status
 
 
+def show(result, verbose: bool, quiet: bool) -> None:
+    """Failing reports (every one with -v), the workers' output when a case failed (or -v), the summary."""
+    from oracle.summary import group_table
+
+    shown = result.results if verbose else result.failures
+    if shown:
+        print("\n".join(str(r) for r in shown))
+    if result.output and (verbose or result.failures):
+        sys.stdout.flush()
+        print(result.output, file=sys.stderr, end="" if result.output.endswith("\n") else "\n")
+        sys.stderr.flush()
+    if not quiet:
+        print(group_table(result.records()))
+    print(result.summary())

@@ -26,19 +26,22 @@ def usage(msg: str) -> int:
 
 
 def selected(args):
+    """The built-in cases (or ``--case`` names) that -k, --dtype and --shard pick."""
     from oracle.cases import builtin_cases, parse_case
-    from oracle.cases.seed import DTYPES, select
+    from oracle.cases.seed import DTYPES
+    from oracle.cases.select import select, shard_of
 
-    if getattr(args, "case", None):
-        try:
-            return [parse_case(n) for n in args.case]
-        except ValueError as e:
-            raise SystemExit(usage(str(e))) from None
-    dtypes = DTYPES if args.dtype == "all" else (args.dtype,)
-    chosen = select(builtin_cases(dtypes=dtypes), args.k)
+    try:
+        if getattr(args, "case", None):
+            chosen = [parse_case(n) for n in args.case]
+        else:
+            dtypes = DTYPES if args.dtype == "all" else (args.dtype,)
+            chosen = select(builtin_cases(dtypes=dtypes), args.k)
+    except ValueError as e:
+        raise SystemExit(usage(str(e))) from None
     if not chosen:
         raise SystemExit(usage(f"-k {args.k!r} selects no case. Remedy: `bptt verify --list` shows the names."))
-    return chosen
+    return shard_of(chosen, args.shard)
 
 
 def writable_file(path: str):
@@ -85,9 +88,44 @@ def seconds(value: str) -> float:
     return x
 
 
+class Once(argparse.Action):
+    """An option given at most once: a second -k would silently replace the first."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)!r}, then {values!r}); a "
+                         f"second would replace the first. Remedy: one expression, e.g. {option_string} "
+                         f"\"{getattr(namespace, self.dest)} and {values}\"")
+        setattr(namespace, self.dest, values)
+
+
+def shard(value: str) -> tuple[int, int]:
+    from oracle.cases.select import parse_shard
+
+    try:
+        return parse_shard(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def narrowing(sp) -> None:
+    """-k and --shard: the expression over case names, and one part of a split run."""
+    sp.add_argument("-k", metavar="EXPRESSION", action=Once,
+                    help="only cases the expression selects: words of the name (split at / and -) with and, or, "
+                         "not, parentheses, e.g. \"LSTM and L1 and not bi\"; a word no name has as a part "
+                         "matches as a substring")
+    sp.add_argument("--shard", type=shard, metavar="i/N",
+                    help="only the i-th of N stable parts of the selection (split by case name); "
+                         "`bptt merge` combines the parts' --json reports")
+
+
+def shard_text(args) -> str | None:
+    return None if args.shard is None else f"{args.shard[0]}/{args.shard[1]}"
+
+
 def selection(sp) -> None:
-    """-k, --dtype and --case: which cases a subcommand takes."""
-    sp.add_argument("-k", metavar="SUBSTRING", help="only cases whose name contains SUBSTRING")
+    """-k, --shard, --dtype and --case: which cases a subcommand takes."""
+    narrowing(sp)
     sp.add_argument("--dtype", choices=("float64", "float32", "all"), default="all")
     sp.add_argument("--case", action="append", metavar="NAME",
                     help="a case by full name, built-in or not (repeatable), e.g. "

@@ -16,6 +16,7 @@ def add(sub) -> None:
     e.add_argument("--layout", choices=("torch", "onnx"), default="torch",
                    help="module cases' tensor names and shapes: torch's state_dict (default) or ONNX's W/R/B "
                         "operators (docs/layouts.md); seed-model cases keep their own names")
+    e.add_argument("--list", action="store_true", help="list the selected case names and exit")
     e.set_defaults(fn=cmd_export)
 
 
@@ -24,6 +25,9 @@ def cmd_export(args) -> int:
 
     folder = Path(args.dir)
     chosen = selected(args)
+    if args.list:
+        print("\n".join(c.name for c in chosen))
+        return EXIT_OK
     writable_folder(folder)
     try:
         written, refused, skipped = export(folder, chosen, args.layout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from oracle.cli.common import EXIT_MISMATCH, EXIT_OK, device, jobs, selected, selection, writable_file
+from oracle.cli.common import EXIT_MISMATCH, EXIT_OK, device, jobs, selected, selection, shard_text, writable_file
 
 
 def add(sub) -> None:
@@ -15,13 +15,17 @@ def add(sub) -> None:
     v.add_argument("--allow-tf32", action="store_true", help="leave TF32 on for CUDA float32 (off by default)")
     v.add_argument("--json", metavar="PATH", help="write the results as JSON")
     v.add_argument("--list", action="store_true", help="list the selected case names and exit")
-    v.add_argument("-q", "--quiet", action="store_true", help="summary and failures only, no table")
+    talk = v.add_mutually_exclusive_group()
+    talk.add_argument("-v", "--verbose", action="store_true", help="the full table: a row per case, a column per "
+                                                                   "tensor kind")
+    talk.add_argument("-q", "--quiet", action="store_true", help="failures and the last line only")
     v.add_argument("--jobs", type=jobs, metavar="N",
                    help="worker processes (default: the cores on the CPU, 1 on CUDA)")
     v.set_defaults(fn=cmd_verify)
 
 
 def cmd_verify(args) -> int:
+    from oracle.summary import group_table
     from oracle.verify import failures_text, verify
 
     chosen = selected(args)
@@ -32,10 +36,13 @@ def cmd_verify(args) -> int:
     out = writable_file(args.json) if args.json else None
     try:
         v = verify(chosen, device=where, allow_tf32=args.allow_tf32, jobs=args.jobs)
-        if not args.quiet:
+        v.shard = shard_text(args)
+        if args.verbose:
             print(v.table())
         if not v.ok:
             print(failures_text(v))
+        if not args.quiet:
+            print(group_table(v.records()))
         print(v.summary())
         if out:
             out.write(json.dumps(v.to_json(), indent=1))

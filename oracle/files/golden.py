@@ -19,7 +19,6 @@ Reading never runs code: every file goes through ``oracle.files.readers`` first.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -99,7 +98,7 @@ def case_from_spec(spec: object, path, kind: str = "seed"):
 
 def spec_of(case) -> dict:
     """The metadata's ``case`` object: every field of the case."""
-    return {f.name: getattr(case, f.name) for f in dataclasses.fields(case)}
+    return case.spec()
 
 
 def load_golden(path) -> tuple[Case, dict, Truth, dict]:

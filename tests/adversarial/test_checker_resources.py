@@ -104,7 +104,7 @@ def test_a_worker_that_dies_between_cases_fails_its_last_case_and_the_run_goes_o
     code, out, err, _, _ = bptt(golden, "checker_attacks:closes_task_pipe", "--jobs", jobs)
     assert code == 1 and "could not be loaded" not in out + err, out + err
     assert out.count("the worker process died after answering this case") == len(CASES), out
-    assert "the worker's task pipe is closed" in out and f"{len(CASES)} cases, 0 passed" in out, out
+    assert "the worker's task pipe is closed" in out and f"{len(CASES)} cases: 0 passed" in out, out
 
 
 # ---------------------------------------------------------------- 4. replies checked completely
@@ -197,7 +197,7 @@ def test_a_worker_that_dies_before_its_first_case_ends_the_run(golden, tmp_path)
         "    if isinstance(c, Connection) and not c.closed and c.readable:\n        c.close()\n")
     code, out, err, took, _ = bptt(golden, "closes_at_import:right", "--jobs", "1",
                                    env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{TESTS}"}, timeout=60)
-    assert code == 1 and f"{len(CASES)} cases, 0 passed, {len(CASES)} failed" in out, out + err
+    assert code == 1 and f"{len(CASES)} cases: 0 passed, {len(CASES)} failed" in out, out + err
 
 
 def test_sigterm_to_the_checker_stops_every_worker_at_once(golden, tmp_path):

@@ -43,7 +43,7 @@ def bptt_check(golden, candidate, capsys, *more):
 
 def test_the_right_candidate_passes_in_every_dtype(golden, capsys):
     code, out, _ = bptt_check(golden, "wrong_candidates:right", capsys)
-    assert code == 0 and f"{len(CASES)} cases, {len(CASES)} passed, 0 failed" in out, out
+    assert code == 0 and f"{len(CASES)} cases: {len(CASES)} passed, 0 failed" in out, out
 
 
 FAST = ("raises", "sign_flip_Whh", "segfaults")  # one wrong number, one exception, one crash: the rest are slow
@@ -54,14 +54,14 @@ def test_wrong_candidate_fails_with_its_reason(name, golden, capsys):
     _, words = wrong_candidates.WRONG[name]
     code, out, _ = bptt_check(golden, f"wrong_candidates:{name}", capsys)
     assert code == 1, out
-    assert f"{len(CASES)} cases, 0 passed, {len(CASES)} failed" in out, out
+    assert f"{len(CASES)} cases: 0 passed, {len(CASES)} failed" in out, out
     assert words in out, out
 
 
 @pytest.mark.slow
 def test_float32_computation_fails_a_float64_case(golden, capsys):
     code, out, _ = bptt_check(golden, "wrong_candidates:float32_computation", capsys, "-k", "float64")
-    assert code == 1 and "2 cases, 0 passed, 2 failed" in out, out
+    assert code == 1 and "2 cases: 0 passed, 2 failed" in out, out
 
 
 @pytest.mark.slow

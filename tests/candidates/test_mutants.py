@@ -43,7 +43,7 @@ def report_of(out: str, tensor: str) -> str:
 
 def test_an_independent_correct_implementation_passes(golden, capsys):
     assert main(["check", str(golden), "--candidate", "mutants:correct"]) == 0
-    assert "36 cases, 36 passed, 0 failed" in capsys.readouterr().out
+    assert "36 cases: 36 passed, 0 failed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("mutant", first_fast(list(CATALOGUE)))
@@ -51,7 +51,7 @@ def test_mutant_is_caught(mutant, golden, capsys):
     selector, wrong = CATALOGUE[mutant]
     assert main(["check", str(golden), "--candidate", f"mutants:{mutant}", "-k", selector]) == 1
     out = capsys.readouterr().out
-    assert "1 cases, 0 passed, 1 failed" in out, out
+    assert "1 cases: 0 passed, 1 failed" in out, out
     for tensor, step in wrong.items():
         block = report_of(out, tensor)
         assert " FAIL " in block.splitlines()[0], f"{mutant}: {tensor} not named as failing:\n{out}"
@@ -83,7 +83,7 @@ def module_golden(tmp_path_factory):
 
 def test_an_independent_module_implementation_passes(module_golden, capsys):
     assert main(["check", str(module_golden), "--candidate", "module_mutants:correct"]) == 0
-    assert "1 cases, 1 passed, 0 failed" in capsys.readouterr().out
+    assert "1 cases: 1 passed, 0 failed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("mutant", first_fast(list(MODULE_CATALOGUE)))
@@ -130,7 +130,7 @@ def cell_golden(tmp_path_factory):
 
 def test_an_independent_lstm_gru_and_indrnn_implementation_passes(cell_golden, capsys):
     assert main(["check", str(cell_golden), "--candidate", "cell_mutants:correct"]) == 0
-    assert "3 cases, 3 passed, 0 failed" in capsys.readouterr().out
+    assert "3 cases: 3 passed, 0 failed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("mutant", first_fast(list(CELL_CATALOGUE)))

@@ -1,6 +1,7 @@
 """The `bptt` command: exit codes 0 / 1 / 2, help, tables, JSON, and the console script itself."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -19,15 +20,22 @@ def test_help(sub, capsys):
     assert "usage: bptt" in capsys.readouterr().out
 
 
-def test_verify_subset_prints_table_and_summary(capsys, tmp_path):
+def test_verify_subset_prints_group_summary_table_with_v_and_json(capsys, tmp_path):
     out_json = tmp_path / "v.json"
     assert main(["verify", "-k", "/tanh/mse/T17", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
-    assert "many-to-one/tanh/mse/T17-B3-D4-H5-O3/float64" in out and "verdict" in out
+    assert "many-to-one/tanh/mse/T17-B3-D4-H5-O3/float64" not in out, "the full table is -v's"
+    assert re.search(r"^seed model +float64 +3 +3 +0 +0 +\d\.\de-\d\d$", out, re.M), out
     assert "PASS: 6 cases" in out and "TF32 off" in out and "device cpu" in out
     data = json.loads(out_json.read_text())
-    assert data["ok"] and len(data["cases"]) == 6
-    assert {"autograd", "nn.RNN"} == set(data["cases"][0]["reports"])
+    assert data["ok"] and data["command"] == "verify" and len(data["cases"]) == 6
+    first = data["cases"][0]
+    assert first["status"] == "passed" and first["group"] == "seed model" and first["worst"] < 1e-12
+    assert {"autograd", "nn.RNN"} == set(first["reports"])
+    assert {t["status"] for t in first["reports"]["nn.RNN"]} == {"judged"}
+    assert main(["verify", "-k", "/tanh/mse/T17", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "many-to-one/tanh/mse/T17-B3-D4-H5-O3/float64" in out and "verdict" in out
 
 
 @pytest.mark.slow
