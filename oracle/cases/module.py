@@ -474,5 +474,5 @@ def all_module_cases(dtypes=DTYPES) -> list[ModuleCase]:
     return out
 
 
-__all__ = ["SWEEP", "VARIANTS", "ModuleCase", "size_sweep", "all_module_cases", "bound_size", "map_arrays", "module_truth", "parity_matrix",
-           "run_module", "time_orders", "to_time_major"]
+__all__ = ["SWEEP", "VARIANTS", "ModuleCase", "all_module_cases", "bound_size", "map_arrays", "module_truth",
+           "parity_matrix", "run_module", "size_sweep", "time_orders", "to_time_major"]

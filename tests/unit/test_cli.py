@@ -1,8 +1,8 @@
 """The `bptt` command: exit codes 0 / 1 / 2, help, tables, JSON, and the console script itself."""
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
