@@ -136,7 +136,7 @@ class Report:
     def __str__(self) -> str:
         head = f"{self.title}: " if self.title else ""
         verdict = "pass" if self.ok else f"FAIL ({', '.join(t.name for t in self.failures)})"
-        width = max((len(t.name) for t in self.tensors), default=4)
+        width = max([4, *(len(t.name) for t in self.tensors)])
         return "\n".join([f"{head}{verdict}", *(f"  note: {n}" for n in self.notes),
                           *(t.line(width) for t in self.tensors)])
 

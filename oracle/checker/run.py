@@ -50,6 +50,7 @@ class CaseResult:
     report: Report | None = None
     error: str = ""  # the candidate raised, crashed, hung, changed its inputs, or returned something unusable
     skipped: str = ""  # the candidate does not support the case (oracle.Unsupported): neither passed nor failed
+    output: str = ""  # what its worker process printed (check_prepared only; a run keeps it on CheckResult)
 
     @property
     def ok(self) -> bool:
@@ -132,7 +133,7 @@ class Prepared:
         return {k: list(dict.fromkeys([tuple(v.shape), *given.get(k, [])])) for k, v in self.want.grads.items()}
 
 
-def _golden_truth(path, case, inputs: dict, stored: Truth) -> Truth:
+def golden_truth(path, case, inputs: dict, stored: Truth) -> Truth:
     """The truth a golden case is judged by: recomputed from the file's own inputs, never read from the file (its
     SHA-256 digests prove integrity, not origin: anyone can recompute them). The file's stored gradients must
     agree with it, or the file is refused; its stored sens and amp are for readers in other languages."""
@@ -252,6 +253,16 @@ def _runner(candidate, isolate: bool, jobs: int | None = None, timeout: float = 
     return lambda n, task, done, stream: _in_process(fn, n, task, done, stream)
 
 
+def check_prepared(candidate: Callable | str, p: Prepared, *, isolate: bool = False,
+                   timeout: float = DEFAULT_TIMEOUT) -> CaseResult:
+    """One prepared case judged (``oracle.assert_gradients``): the candidate run in this process, or in a worker
+    (``isolate``); the worker's output, if any, kept on the result as ``output``."""
+    result = _drive(1, lambda i: p, _runner(candidate, isolate, 1, timeout), progress=False)
+    one = result.results[0]
+    one.output = result.output
+    return one
+
+
 def golden_cases(folder: str | Path, pattern: str | None = None, layout: str | None = None,
                  shard: tuple[int, int] | None = None) -> list:
     """(case, inputs, truth, layout) of every golden file in ``folder`` whose case name the expression ``pattern``
@@ -278,7 +289,7 @@ def golden_cases(folder: str | Path, pattern: str | None = None, layout: str | N
     chosen = [(p, case, inputs, stored, layout or info.get("layout", "torch"))
               for p, case, inputs, stored, info in loaded if case.name in keep]
     _layouts_possible((case, lay) for _, case, _, _, lay in chosen)
-    return [(case, inputs, _golden_truth(p, case, inputs, stored), lay) for p, case, inputs, stored, lay in chosen]
+    return [(case, inputs, golden_truth(p, case, inputs, stored), lay) for p, case, inputs, stored, lay in chosen]
 
 
 def golden_names(folder: str | Path, pattern: str | None = None, shard: tuple[int, int] | None = None) -> list[str]:

@@ -1,0 +1,91 @@
+"""oracle.assert_gradients and the pytest plugin, as a kernel project uses them (examples/kernel_project)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import SLOW, export_golden
+
+import manual
+import oracle
+from oracle.assertions import Selected
+from oracle.cases import parse_case
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "kernel_project"
+LSTM = "module/LSTM/L1/T5-B3-I3-H4/lengths-full/up-both/float64"
+
+
+def test_assert_gradients_returns_the_report_for_a_name_a_case_and_a_golden_file(tmp_path):
+    export_golden(tmp_path, [LSTM])
+    path = tmp_path / f"{parse_case(LSTM).file_stem}.safetensors"
+    for case in (LSTM, parse_case(LSTM), path, str(path), Selected(parse_case(LSTM))):
+        report = oracle.assert_gradients(manual.module_gradients, case)
+        assert report.ok and report["cx"].status == "pass" and report["h_l0"].status == "pass"
+
+
+def test_assert_gradients_raises_the_report_naming_tensor_and_step():
+    def drops_a_step(*args, **kw):
+        g = manual.module_gradients(*args, **kw)
+        g["gate_f_l0"][2] = 0  # step t = 3 wrong
+        return g
+
+    with pytest.raises(AssertionError) as e:
+        oracle.assert_gradients(drops_a_step, LSTM)
+    text = str(e.value)
+    assert f"{LSTM}: FAIL (gate_f_l0)" in text and "first mismatch gate_f_l0[t=3" in text, text
+
+
+def test_assert_gradients_raises_unsupported_and_refuses_what_is_no_case():
+    with pytest.raises(oracle.Unsupported, match="a kernel for another cell"):
+        oracle.assert_gradients("partial_candidates:supports_nothing", LSTM)
+    with pytest.raises(TypeError, match="case must be a case name"):
+        oracle.assert_gradients(manual.module_gradients, 42)
+    with pytest.raises(ValueError, match="module case name must read"):
+        oracle.assert_gradients(manual.module_gradients, "module/LSTM/oops")
+
+
+@SLOW
+def test_assert_gradients_isolated_fails_a_crash_as_the_case():
+    with pytest.raises(AssertionError, match="FAIL"):
+        oracle.assert_gradients("wrong_candidates:hard_exit", "many-to-one/tanh/mse/T2-B3-D4-H5-O3/float64",
+                                isolate=True)
+
+
+def run_example(tmp_path, kernel: str | None = None, *args) -> subprocess.CompletedProcess:
+    """The example project copied, its kernel replaced by ``kernel`` (a module's source), its tests run."""
+    project = tmp_path / "kernel_project"
+    shutil.copytree(EXAMPLE, project)
+    if kernel is not None:
+        (project / "my_lstm.py").write_text(kernel)
+    env = {**os.environ, "PYTHONPATH": ""}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=project,
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+@SLOW
+def test_the_example_kernel_project_passes_and_skips_what_it_does_not_support(tmp_path):
+    out = run_example(tmp_path, None, "-rs")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "40 passed, 40 skipped" in out.stdout and "unsupported: lengths" in out.stdout, out.stdout[-2000:]
+
+
+@SLOW
+def test_the_example_run_against_manual_passes_every_case(tmp_path):
+    out = run_example(tmp_path, "from manual import module_gradients as lstm_gradients  # noqa: F401\n")
+    assert out.returncode == 0 and "80 passed" in out.stdout, out.stdout[-3000:] + out.stderr[-2000:]
+
+
+@SLOW
+def test_the_example_run_against_a_wrong_kernel_fails_one_test_per_case_with_the_report(tmp_path):
+    wrong = (EXAMPLE / "my_lstm.py").read_text().replace('"cx": dc_next[None]', '"cx": 0 * dc_next[None]')
+    assert wrong != (EXAMPLE / "my_lstm.py").read_text()
+    out = run_example(tmp_path, wrong, "-k", "T17 and float64")
+    assert out.returncode == 1, out.stdout[-3000:]
+    assert "FAILED tests/test_my_lstm.py::test_lstm_backward[module/LSTM/L1/T17-B3-I5-H8/lengths-full/up-both/" \
+           "float64]" in out.stdout, out.stdout[-3000:]
+    assert "FAIL (cx)" in out.stdout and "cx           FAIL" in out.stdout, out.stdout[-3000:]
+    assert "failed" in out.stdout.splitlines()[-1] and "passed" not in out.stdout.splitlines()[-1]
