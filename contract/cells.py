@@ -23,6 +23,7 @@ class Cell:
     nonlinearities: tuple[str, ...] = ("tanh",)  # config["nonlinearity"]: the choices, the first the default
     torch_module: str | None = None  # torch.nn's module for it; None: none (its reference is the unrolled step)
     onnx_gates: tuple[int, ...] | None = None  # ONNX's gate order, as indices of ours; None: no ONNX operator
+    onnx_letters: str = ""  # ONNX's names of its gate blocks, in its order (a report in ONNX's layout says them)
     recurrent: str = "matrix"  # weight_hh: "matrix" (G·H, P), or "diagonal" (G·H,): each unit sees its own past
     cell_state: bool = False  # a second state c beside h (hx is then the pair (h0, c0))
     options: tuple[str, ...] = ()  # config keys beyond torch.nn.RNN's that this cell takes
@@ -60,11 +61,11 @@ CELLS = {c.mode: c for c in (
     Cell("RNN_TANH", "elman", 1, _ELMAN, ("tanh",), "RNN", (0,), full_matrix=True, benchmark=False),
     Cell("RNN_RELU", "elman", 1, _ELMAN, ("relu",), "RNN", (0,), full_matrix=True, benchmark=False),
     Cell("LSTM", "lstm", 4, ("h", "c", "gate_i", "gate_f", "gate_g", "gate_o"), ("tanh",), "LSTM", (0, 3, 1, 2),
-         cell_state=True, options=("proj_size",), forms=({}, {"proj_size": 2}), size_sweep=True,
+         onnx_letters="iofc", cell_state=True, options=("proj_size",), forms=({}, {"proj_size": 2}), size_sweep=True,
          equations=LSTM_EQUATIONS,
          totals=(("weight_hh", "dW_hh = Σ_t dL/da_tᵀ h_{t−1}"), ("weight_ih", "dW_ih = Σ_t dL/da_tᵀ x_t"),
                  ("bias_hh", "db_hh = Σ_t dL/da_t (= db_ih)"))),
-    Cell("GRU", "gru", 3, ("h", "gate_r", "gate_z", "gate_n"), ("tanh",), "GRU", (1, 0, 2),
+    Cell("GRU", "gru", 3, ("h", "gate_r", "gate_z", "gate_n"), ("tanh",), "GRU", (1, 0, 2), onnx_letters="zrh",
          options=("linear_before_reset",), forms=({}, {"linear_before_reset": False}), size_sweep=True,
          equations=GRU_EQUATIONS,
          totals=(("weight_hh", "dW_hh = Σ_t dL/da_tᵀ h_{t−1}   (the n rows pair with r ⊙ ah_n's h)"),

@@ -33,6 +33,10 @@ class Selected:
     def __str__(self) -> str:
         return self.case.name
 
+    def __repr__(self) -> str:
+        return f"Selected({self.case.name!r}" + (f", path={self.path!r}" if self.path else "") + \
+            (f", layout={self.layout!r}" if self.layout else "") + ")"
+
 
 def _resolve(case, layout: str | None) -> tuple:
     """(case, path or None, layout) of whatever names a case."""
@@ -70,6 +74,7 @@ def assert_gradients(fn: Callable | str, case, *, layout: str | None = None, iso
     """
     from oracle.checker.run import check_prepared, golden_truth, prepare
 
+    __tracebackhide__ = True  # pytest shows the test's line and the report, not this function's source
     the_case, path, layout = _resolve(case, layout)
     if path is not None:
         from oracle.files.golden import load_golden

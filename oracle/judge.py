@@ -11,7 +11,8 @@ import numpy as np
 
 from contract import GRAD_NAMES
 from contract.errors import BadType, BadValue
-from oracle.policy import COND_FACTOR, EPS, MAX_TOL, REF_FACTOR, C
+from oracle.policy import COND_FACTOR, EPS, LOW_CAP, LOW_FACTOR, LOW_FLOOR, MAX_TOL, REF_FACTOR, C
+from oracle.precision import LOW
 
 TIME_AXIS = ("h", "z")  # always (T, B, H); "x" too when it is (T, B, D)
 
@@ -184,6 +185,11 @@ def allowed_error(want: np.ndarray, scale: np.ndarray, dtype: str, tol: float, *
     autograd overflowed: it then vouches for nothing); ``sens``, ``amp``: the
     truth's sensitivity and amplification.
     """
+    if dtype in LOW:  # bfloat16, float16: relative to autograd in the dtype (oracle.policy, LOW_FACTOR)
+        rel = LOW_FLOOR * EPS[dtype]
+        if ref_err is not None and np.isfinite(ref_err):
+            rel = max(rel, LOW_FACTOR * ref_err)
+        return np.broadcast_to(min(rel, LOW_CAP) * scale, want.shape)
     rel = tol * (1.0 if amp is None else to_numpy(amp))  # C·eps·√(T·K)·amp
     if ref_err is not None and np.isfinite(ref_err):
         rel = np.maximum(rel, REF_FACTOR * ref_err)
@@ -268,13 +274,16 @@ def compare_tensor(name: str, got, want, *, tol: float, dtype: str = "float64", 
 
 def compare(got: dict, want: dict, *, dtype: str = "float64", ref: dict | None = None, sens: dict | None = None,
             amp: dict | None = None, tol: float | None = None, optional: tuple[str, ...] = (),
-            title: str = "", steps: dict | None = None, size: tuple[int, int] | None = None) -> Report:
+            title: str = "", steps: dict | None = None, size: tuple[int, int] | None = None,
+            skip: tuple[str, ...] = ()) -> Report:
     """Judge the gradient set ``got`` against the float64 truth ``want``.
 
     ``dtype``: the precision the candidate was asked to compute in (the
     case's dtype); the bound is that dtype's, whatever dtypes ``got`` holds.
     Every name in ``want`` is compared; a name of ``optional`` that ``got``
-    lacks is reported "not given" instead of failing. ``ref`` is autograd's
+    lacks is reported "not given" instead of failing; a name of ``skip`` (a
+    gradient the case did not ask for) is reported "not needed", never
+    judged. ``ref`` is autograd's
     gradient set in ``dtype`` on the same inputs (reduced precision), ``tol``
     overrides C·eps·√(T·K) of :func:`tolerance`; ``sens`` and ``amp`` are the
     truth's sensitivity and amplification (:func:`oracle.groundtruth.truth`), which
@@ -305,6 +314,9 @@ def compare(got: dict, want: dict, *, dtype: str = "float64", ref: dict | None =
     report = Report(title=title)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):  # huge values are verdicts
         for name in order:
+            if name in skip:
+                report.tensors.append(TensorReport(name, "not needed"))
+                continue
             _compare_one(report, name, got, want, dtype, tol, ref, sens, amp, optional, steps)
     return report
 

@@ -35,6 +35,9 @@ is a different model and fails there, as it should).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import numpy as np
 
 from contract.cells import CELLS
@@ -191,3 +194,59 @@ def _expect(a, name: str, lead: tuple, ndim: int, form: str = "") -> None:
         raise LayoutError(f"{name} has shape {shape}; ONNX's layout needs {ndim} axes beginning {lead}"
                           + (f", {form}" if form else "") + ". Remedy: stack both directions on the direction "
                           "axis and the gates in ONNX's order (see `oracle.layouts`).")
+
+
+# ---------------------------------------------------------------- a report in ONNX's names
+
+def _onnx_place(config: RNNConfig, name: str) -> tuple[str, Callable] | None:
+    """(ONNX name, index map torch → ONNX) of a torch-named gradient, or None for one that keeps its name."""
+    m = re.fullmatch(r"(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?", name)
+    H, cell = config.hidden_size, CELLS[config.mode]
+    order, letters = ONNX_FROM_TORCH[config.mode], cell.onnx_letters
+    if m:
+        kind, k, d = m.group(1), int(m.group(2)), int(bool(m.group(3)))
+        shift = H * cell.gates if kind == "bias_hh" else 0  # B = [Wb; Rb]
+
+        def move(idx: tuple) -> tuple[tuple, str]:
+            block, i = divmod(idx[0], H)
+            row = order.index(block) * H + i
+            gate = f" (gate {letters[order.index(block)]})" if letters else ""
+            return (d, shift + row, *idx[1:]), gate
+
+        onnx = {"weight_ih": "W", "weight_hh": "R", "bias_ih": "B", "bias_hh": "B"}[kind]
+        return f"{onnx}_l{k}[{d}]" + (" (Rb)" if kind == "bias_hh" else " (Wb)" if kind == "bias_ih" else ""), move
+    if name in ("hx", "cx"):
+        theirs = "initial_h" if name == "hx" else "initial_c"
+
+        def state(idx: tuple) -> tuple[tuple, str]:
+            k, d = divmod(idx[0], config.dirs)
+            lead = (idx[1], d) if config.batch_first else (d, idx[1])
+            return (*lead, *idx[2:]), f" in {theirs}_l{k}"
+
+        return f"{theirs}_l*", state
+    if name == "input":
+        return "X", lambda idx: (idx, "")
+    return None
+
+
+def _relabel(label: str, old: str, new: str, move: Callable) -> str:
+    """``weight_ih_l0[5, 2]`` → ``W_l0[0, 1, 2] (gate o)``; a per-step label (``t=…``) keeps its indices."""
+    m = re.fullmatch(rf"{re.escape(old)}\[(.*)\]", label)
+    if not m or "=" in m.group(1):
+        return label.replace(old, new.split("[")[0], 1) if label.startswith(old) else label
+    idx, said = move(tuple(int(v) for v in m.group(1).split(", ")))
+    return f"{new.split('[')[0].split(' ')[0]}[{', '.join(map(str, idx))}]{said}"
+
+
+def onnx_report(config: RNNConfig, report):
+    """``report`` (``oracle.judge.Report``, torch's names) in ONNX's names, rows and gate letters: what a
+    candidate that answers in ONNX's layout reads."""
+    for t in report.tensors:
+        place = _onnx_place(config, t.name)
+        if place is None:
+            continue
+        new, move = place
+        for attr in ("first", "max_abs_at", "max_rel_at"):
+            setattr(t, attr, _relabel(getattr(t, attr), t.name, new, move))
+        t.name = new
+    return report

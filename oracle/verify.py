@@ -21,6 +21,8 @@ from oracle.cases.module import ModuleCase, module_truth, run_module, to_time_ma
 from oracle.cases.seed import Case, run
 from oracle.checker.isolate import default_jobs
 from oracle.groundtruth import Truth, truth
+from oracle.judge import to_numpy
+from oracle.precision import LOW
 from oracle.progress import Progress
 from oracle.summary import record
 
@@ -124,7 +126,7 @@ class Verification:
 
     def summary(self) -> str:
         fails = sum(not v.ok for v in self.verdicts)
-        worst = ", ".join(f"{d} {self.worst(d):.1e}" for d in ("float64", "float32")
+        worst = ", ".join(f"{d} {self.worst(d):.1e}" for d in ("float64", "float32", *LOW)
                           if any(v.case.dtype == d for v in self.verdicts))
         return (f"{'PASS' if self.ok else 'FAIL'}: {len(self.verdicts)} cases, {self.tensors} tensor comparisons, "
                 f"{fails} failed; worst normalised error {worst or '-'}; device {self.device}, "
@@ -149,13 +151,13 @@ def verify_case(case, device: str = "cpu") -> CaseVerdict:
 def verify_module_case(case: ModuleCase, device: str = "cpu") -> CaseVerdict:
     """manual.module_gradients against unrolled autograd (every tensor) and torch.nn.RNN (its tensors)."""
     want = module_truth(case.inputs("float64"))
-    here = on_device(case, case.inputs(), device)
+    here = case.in_dtype(case.inputs(), device)  # NumPy on the CPU; torch on CUDA, and in bfloat16 and float16
     got = to_time_major(case, to_numpy_all(run_module(manual.module_gradients, here)))
     low = case.dtype != "float64"
     ref = to_time_major(case, to_numpy_all(run_module(reference.unrolled_module_gradients, here))) if low else None
     reports = {"autograd": want.compare(got, dtype=case.dtype, ref=ref, title=f"{case.name} vs autograd")}
-    if not case.config.has_torch_module:  # the GRU's paper form: torch has no module for it
-        return CaseVerdict(case, reports)
+    if not case.config.has_torch_module or case.dtype in LOW:  # the GRU's paper form: torch has no module for
+        return CaseVerdict(case, reports)  # it; in low precision autograd is the rule's reference (oracle.policy)
     nn = to_time_major(case, to_numpy_all(run_module(reference.nn_module_gradients, case.inputs("float64"))))
     nn_ref = to_time_major(case, to_numpy_all(run_module(reference.nn_module_gradients, here))) if low else None
     nn_truth = Truth({**want.grads, **nn}, want.sens, want.amp, want.steps, want.size)
@@ -166,7 +168,8 @@ def verify_module_case(case: ModuleCase, device: str = "cpu") -> CaseVerdict:
 
 
 def to_numpy_all(g: dict) -> dict:
-    return {k: v.detach().cpu().numpy() if hasattr(v, "detach") else v for k, v in g.items()}
+    """Every tensor as NumPy (bfloat16 widened to float64, exactly)."""
+    return {k: to_numpy(v) if hasattr(v, "detach") else v for k, v in g.items()}
 
 
 @verify_case.register

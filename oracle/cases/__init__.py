@@ -16,7 +16,7 @@ differences (``fd_small``, ``fd_errors``).
 from __future__ import annotations
 
 from contract.errors import BadValue
-from oracle.cases.module import ModuleCase, all_module_cases
+from oracle.cases.module import ALL_DTYPES, ModuleCase, all_module_cases
 from oracle.cases.seed import DTYPES, Case, all_cases, select
 
 CLASSES = (ModuleCase, Case)  # every class of case, the one whose name prefix a name has first
@@ -38,9 +38,9 @@ def parse_case(name: str):
     return case
 
 
-def builtin_cases(dtypes=DTYPES) -> list:
-    """The seed model's matrix, then the module matrix."""
-    return [*all_cases(dtypes=dtypes), *all_module_cases(dtypes=dtypes)]
+def builtin_cases(dtypes=ALL_DTYPES) -> list:
+    """The seed model's matrix (float64, float32), then the module matrix (and its bfloat16 and float16 cases)."""
+    return [*all_cases(dtypes=tuple(d for d in dtypes if d in DTYPES)), *all_module_cases(dtypes=dtypes)]
 
 
 __all__ = ["CLASSES", "builtin_cases", "parse_case", "select"]

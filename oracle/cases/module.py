@@ -27,13 +27,17 @@ from contract.errors import BadValue
 from contract.spec import MODES, RNNConfig, config_from, grad_shapes, param_shapes, step_names
 from oracle.cases.seed import Named
 from oracle.groundtruth import Truth, finite_truth, sensitivity
+from oracle.policy import AMP_CAP
+from oracle.precision import LOW, container, round_to
 
 UPSTREAMS = ("output", "hn", "both")
 LENGTHS = ("full", "mixed")
-DTYPES = ("float64", "float32")
+DTYPES = ("float64", "float32")  # the default matrix's; a name may also carry a low precision (oracle.precision)
+ALL_DTYPES = (*DTYPES, *LOW)
 ACTS = tuple(dict.fromkeys(a for c in CELLS.values() for a in c.nonlinearities[1:]))  # a name's -<act> flags
 ACT_FLAGS = "".join(f"|-{a}" for a in ACTS)
 MAX_LAYERS = 16  # layers of a case named or read from a file: a typo is not a hundred thousand layers
+MAX_SCALE = 64  # -sat<int>: past it every tanh and sigmoid is flat to the last bit anyway
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class ModuleCase(Named):
     proj_size: int = 0  # LSTM only
     linear_before_reset: bool = True  # GRU only; False: the original paper's form
     nonlinearity: str = ""  # "" the mode's own; a cell with a choice (contract.cells) may take another
+    scale: int = 1  # input and every weight_ih multiplied by it: pre-activations toward saturation
+    input_grad: bool = True  # False: dL/dinput not asked for (a kernel may skip it), never judged
+    hx_grad: bool = True  # False: dL/dhx (and dL/dcx) not asked for, never judged
 
     kind = "module"  # the golden schema's word for this class; nothing branches on it
     prefix = "module/"  # the start of every name of this class (oracle.cases.parse_case)
@@ -73,23 +80,27 @@ class ModuleCase(Named):
         flags = "".join(f"-{f}" for f, on in (("bi", self.bidirectional), ("bf", self.batch_first),
                                               ("nobias", not self.bias), (f"p{self.proj_size}", self.proj_size),
                                               ("paper", not self.linear_before_reset),
-                                              (self.nonlinearity, other)) if on)
+                                              (self.nonlinearity, other), (f"sat{self.scale}", self.scale != 1),
+                                              ("noinputgrad", not self.input_grad), ("nohxgrad", not self.hx_grad))
+                        if on)
         return (f"module/{self.mode}/L{self.num_layers}{flags}/T{self.T}-B{self.B}-I{self.I}-H{self.H}/"
                 f"lengths-{self.lengths}/up-{self.upstream}/{self.dtype}")
 
     @classmethod
     def parse(cls, name: str) -> ModuleCase:
         """The case a full name describes (see the module's docstring)."""
-        m = re.fullmatch(rf"module/(\w+)/L(\d+)((?:-bi|-bf|-nobias|-p\d+|-paper{ACT_FLAGS})*)/"
+        flag = rf"-bi|-bf|-nobias|-p\d+|-paper{ACT_FLAGS}|-sat\d+|-noinputgrad|-nohxgrad"
+        m = re.fullmatch(rf"module/(\w+)/L(\d+)((?:{flag})*)/"
                          r"T(\d+)-B(\d+)-I(\d+)-H(\d+)/lengths-(\w+)/up-(\w+)/(\w+)", name)
-        form = "module/MODE/L<int>[-bi][-bf][-nobias][-p<int>][-paper][-relu]/T<int>-B<int>-I<int>-H<int>/" \
+        form = "module/MODE/L<int>[-bi][-bf][-nobias][-p<int>][-paper][-relu][-sat<int>][-noinputgrad][-nohxgrad]/" \
+               "T<int>-B<int>-I<int>-H<int>/" \
                "lengths-full|mixed/up-output|hn|both/dtype"
         if not m:
             raise BadValue(f"module case name must read {form}; got {name!r}. Remedy: e.g. "
                              "module/RNN_TANH/L2-bi/T5-B3-I3-H4/lengths-mixed/up-both/float64")
         mode, L, flags, T, B, I, H, lengths, up, dtype = m.groups()  # noqa: E741
         for what, value, choices in (("mode", mode, MODES), ("lengths", lengths, LENGTHS),
-                                     ("upstream", up, UPSTREAMS), ("dtype", dtype, DTYPES)):
+                                     ("upstream", up, UPSTREAMS), ("dtype", dtype, ALL_DTYPES)):
             if value not in choices:
                 raise BadValue(f"module case {what} must be one of {choices}; got {value!r} in {name!r}. "
                                  "Remedy: pick one of the names listed.")
@@ -97,21 +108,24 @@ class ModuleCase(Named):
         proj = re.search(r"-p(\d+)", flags)
         P = int(proj.group(1)) if proj else 0
         act = next((a for a in ACTS if f"-{a}" in flags), "")
+        sat = re.search(r"-sat(\d+)", flags)
+        S = int(sat.group(1)) if sat else 1
         if act and (mode not in CELLS or act not in CELLS[mode].nonlinearities[1:]):
             raise BadValue(f"module case {name!r}: -{act} names another nonlinearity than mode {mode!r}'s own, "
                            f"and {mode!r} " + (f"takes {CELLS[mode].nonlinearities[1:]}" if mode in CELLS and
                                                CELLS[mode].nonlinearities[1:] else "has no other") +
                            ". Remedy: drop the flag (a name carries only a nonlinearity that is not the default).")
-        order = "".join(f for f in ("-bi", "-bf", "-nobias", f"-p{P}" if P else "", "-paper", f"-{act}" if act else "")
-                        if f and f in flags)
-        if min(sizes) < 1 or flags != order:
-            raise BadValue(f"module case name must read {form}; got {name!r} (sizes ≥ 1, flags in that order)")
+        order = "".join(f for f in ("-bi", "-bf", "-nobias", f"-p{P}" if P else "", "-paper", f"-{act}" if act else "",
+                                    f"-sat{S}" if sat else "", "-noinputgrad", "-nohxgrad") if f and f in flags)
+        if min(sizes) < 1 or flags != order or not 2 <= S <= MAX_SCALE and sat:
+            raise BadValue(f"module case name must read {form}; got {name!r} (sizes ≥ 1, flags in that order, "
+                           f"-sat from 2 to {MAX_SCALE})")
         if sizes[0] > MAX_LAYERS:  # before anything is built for them
             raise BadValue(f"case {name!r} asks for {sizes[0]} layers, at most {MAX_LAYERS}. Remedy: fewer layers "
                            "(the derivation does not change with depth).")
         case = cls(mode, sizes[0], "-bi" in flags, "-bf" in flags, "-nobias" not in flags, *sizes[1:],
                    lengths=lengths, upstream=up, dtype=dtype, proj_size=P, linear_before_reset="-paper" not in flags,
-                   nonlinearity=act)
+                   nonlinearity=act, scale=S, input_grad="-noinputgrad" not in flags, hx_grad="-nohxgrad" not in flags)
         try:
             config_from(case.config.as_dict())
         except (TypeError, ValueError) as e:
@@ -135,14 +149,15 @@ class ModuleCase(Named):
             sd[k] = rng.normal(0, (0.9 if "weight_hh" in k else 1.0) / np.sqrt(fan), shape) if "weight" in k \
                 else rng.normal(0, 0.1, shape)
         T, B, P = self.T, self.B, c.out_size
-        x = rng.normal(0, 1, (B, T, self.I) if self.batch_first else (T, B, self.I))
+        x = rng.normal(0, 1, (B, T, self.I) if self.batch_first else (T, B, self.I)) * self.scale
+        sd = {k: v * self.scale if k.startswith("weight_ih") else v for k, v in sd.items()}  # toward saturation
         hx = rng.normal(0, 0.5, (c.num_layers * c.dirs, B, P))
         out_shape = (B, T, P * c.dirs) if self.batch_first else (T, B, P * c.dirs)
         g_out = rng.normal(0, 1, out_shape) if self.upstream in ("output", "both") else None
         g_hn = rng.normal(0, 1, hx.shape) if self.upstream in ("hn", "both") else None
 
         def cast(a):
-            return None if a is None else a.astype(self.dtype).astype(dtype or self.dtype)
+            return None if a is None else round_to(a, self.dtype).astype(container(dtype or self.dtype))
 
         out = {"config": c.as_dict(), "state_dict": {k: cast(v) for k, v in sd.items()}, "input": cast(x),
                "hx": cast(hx), "grad_output": cast(g_out), "grad_hn": cast(g_hn), "lengths": self.length_list()}
@@ -160,12 +175,29 @@ class ModuleCase(Named):
         return map_arrays(f, inputs)
 
     def cast(self, inputs: dict, dtype: str | None = None) -> dict:
-        """Float inputs in ``dtype`` (the case's by default), NumPy."""
-        return map_arrays(lambda a: a.astype(dtype or self.dtype), inputs)
+        """Float inputs in ``dtype`` (the case's by default), NumPy (bfloat16's in float32, oracle.precision)."""
+        return map_arrays(lambda a: a.astype(container(dtype or self.dtype)), inputs)
+
+    def in_dtype(self, inputs: dict, device: str = "cpu") -> dict:
+        """The inputs as the case's dtype computes on them: NumPy on the CPU, torch tensors of the dtype on
+        ``device`` (and for bfloat16, which NumPy lacks, always torch)."""
+        if device == "cpu" and self.dtype not in LOW:
+            return self.cast(inputs)
+        import torch
+
+        from oracle.precision import torch_dtype
+
+        return map_arrays(lambda a: torch.from_numpy(a).to(device, torch_dtype(self.dtype)), self.cast(inputs))
 
     def call(self, fn, inputs: dict) -> dict:
-        """``fn`` with ``manual.module_gradients``' signature on this case's inputs."""
-        return run_module(fn, inputs)
+        """``fn`` with ``manual.module_gradients``' signature on this case's inputs; told which gradients are
+        asked for (``needs_input_grad``) when it names that parameter."""
+        return run_module(fn, inputs, {"input": self.input_grad, "hx": self.hx_grad})
+
+    @property
+    def not_needed(self) -> tuple[str, ...]:
+        """The gradients this case does not ask for: never judged, whatever the candidate returns."""
+        return (("input",) if not self.input_grad else ()) + (("hx", "cx") if not self.hx_grad else ())
 
     def truth(self, inputs: dict) -> Truth:
         """The float64 truth on ``inputs`` cast to the case's dtype, as judged (time-major)."""
@@ -215,9 +247,9 @@ class ModuleCase(Named):
                                       f"{' or '.join(map(str, allowed[name]))}")
             grads = from_onnx(self.config, grads, notes)
             if notes is not None:
-                notes.insert(0, "read in ONNX's layout, reported in torch's names: W_l{k}[d] is weight_ih_l{k} "
-                                "(d = 1: _reverse), R weight_hh, B bias_ih then bias_hh, X input, initial_h_l{k} "
-                                "rows of hx, gates reordered (oracle.layouts)")
+                notes.insert(0, "read in ONNX's layout and reported in it: rows and gate letters ONNX's, "
+                                "B_l{k}[d] (Wb) its first half, (Rb) its second, per-step tensors in torch's names "
+                                "(oracle.layouts)")
         if not self.batch_first or grads.get("input") is None:
             return grads, {}
         caller = (self.B, self.T, self.I)  # (B, T, input_size)
@@ -226,6 +258,12 @@ class ModuleCase(Named):
             return to_time_major(self, grads), {}
         # reported in the caller's layout, not the judged time-major one
         return grads, {"input": f"shape {shape}, expected {caller} (batch_first: (B, T, input_size))"} if shape else {}
+
+    def report_in(self, report, layout: str):
+        """``report`` as a candidate answering in ``layout`` reads it: ONNX's names, rows and gate letters."""
+        from oracle.layouts import onnx_report
+
+        return onnx_report(self.config, report) if layout == "onnx" else report
 
     def grad_shapes(self) -> dict:
         """name → shape of every gradient (``input`` in the caller's layout)."""
@@ -299,7 +337,7 @@ class ModuleCase(Named):
         """The case a golden file's metadata describes; ValueError naming the field that is wrong."""
         from oracle.cases.seed import spec_choices, spec_int
 
-        spec_choices(spec, {"mode": MODES, "lengths": LENGTHS, "upstream": UPSTREAMS, "dtype": DTYPES})
+        spec_choices(spec, {"mode": MODES, "lengths": LENGTHS, "upstream": UPSTREAMS, "dtype": ALL_DTYPES})
         for key in ("bidirectional", "batch_first", "bias"):
             if not isinstance(spec.get(key), bool):
                 raise BadValue(f"metadata case.{key} is {spec.get(key)!r}, expected true or false")
@@ -311,9 +349,13 @@ class ModuleCase(Named):
         if type(proj) is not int or not isinstance(lbr, bool) or act not in ("", *CELLS[spec["mode"]].nonlinearities):
             raise BadValue(f"metadata case.proj_size {proj!r} / linear_before_reset {lbr!r} / nonlinearity {act!r} "
                            "malformed")
+        scale, needs = spec.get("scale", 1), (spec.get("input_grad", True), spec.get("hx_grad", True))
+        if type(scale) is not int or not 1 <= scale <= MAX_SCALE or not all(isinstance(b, bool) for b in needs):
+            raise BadValue(f"metadata case.scale {scale!r} / input_grad, hx_grad {needs!r} malformed")
         case = cls(spec["mode"], dims["num_layers"], spec["bidirectional"], spec["batch_first"], spec["bias"],
                    dims["T"], dims["B"], dims["I"], dims["H"], lengths=spec["lengths"], upstream=spec["upstream"],
-                   dtype=spec["dtype"], proj_size=proj, linear_before_reset=lbr, nonlinearity=act)
+                   dtype=spec["dtype"], proj_size=proj, linear_before_reset=lbr, nonlinearity=act, scale=scale,
+                   input_grad=needs[0], hx_grad=needs[1])
         try:
             config_from(case.config.as_dict())
         except (TypeError, ValueError) as e:
@@ -341,17 +383,34 @@ class ModuleCase(Named):
         return to_time_major(self, run_module(manual.module_gradients, inputs))
 
     def autograd(self, inputs: dict) -> dict:
-        """Unrolled autograd in the inputs' own dtype and device, time-major."""
+        """Unrolled autograd in the case's dtype (the inputs' dtype and device; a low precision's in torch),
+        time-major."""
         import reference
 
+        if self.dtype in LOW and not hasattr(inputs["input"], "detach"):
+            inputs = self.in_dtype(inputs)
         return to_time_major(self, run_module(reference.unrolled_module_gradients, inputs))
 
 
-def run_module(fn, inputs: dict) -> dict:
-    """``fn`` (manual.module_gradients' signature) on a module case's inputs (``grad_cn`` only for the LSTM)."""
+def run_module(fn, inputs: dict, needs: dict | None = None) -> dict:
+    """``fn`` (manual.module_gradients' signature) on a module case's inputs (``grad_cn`` only for the LSTM);
+    ``needs``: {"input": bool, "hx": bool}, passed as ``needs_input_grad`` to a function that names it."""
     more = {"grad_cn": inputs["grad_cn"]} if "grad_cn" in inputs else {}
+    if needs is not None and takes(fn, "needs_input_grad"):
+        more["needs_input_grad"] = dict(needs)
     return fn(inputs["config"], inputs["state_dict"], inputs["input"], inputs["hx"],
               grad_output=inputs["grad_output"], grad_hn=inputs["grad_hn"], lengths=inputs["lengths"], **more)
+
+
+def takes(fn, name: str) -> bool:
+    """Whether ``fn``'s signature names the parameter ``name`` (a ``**kwargs`` does not count: it may forward
+    everything to a function that does not)."""
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin or a callable without a signature
+        return False
 
 
 def time_orders(config: RNNConfig) -> dict:
@@ -419,7 +478,9 @@ def module_truth(inputs: dict, draws: int = 2, seed: int = 0) -> Truth:
             if kind in c.cell.states or c.nonlinearity == "relu":  # relu' is exactly 0 or 1: nothing cancels
                 continue
             dpre = np.abs(want[name]).reshape(T, -1).max(axis=1)
-            k_act = np.maximum(k_act, np.divide(dh, dpre, out=np.ones(T), where=dpre > 0))
+            with np.errstate(over="ignore"):  # a subnormal gate gradient (a saturated gate): AMP_CAP holds it
+                ratio = np.divide(dh, dpre, out=np.ones(T), where=dpre > 0)
+            k_act = np.minimum(np.maximum(k_act, ratio), AMP_CAP)
         for name in names.values():
             amp[name] = np.broadcast_to(k_act[:, None, None], want[name].shape).copy()
         worst = max(worst, float(k_act.max()))
@@ -459,12 +520,22 @@ def size_sweep(mode: str, dtype: str = "float64") -> list:
             for (T, H), ln in itertools.product(SWEEP, LENGTHS)]
 
 
-def all_module_cases(dtypes=DTYPES) -> list[ModuleCase]:
+def low_precision_cases(dtype: str) -> list:
+    """Every cell in every form, one layer and two bidirectional, mixed lengths, driven through everything, in a
+    low precision (``oracle.precision``): judged against autograd in that dtype."""
+    return [ModuleCase(mode, L, bi, False, True, 5, 3, 3, 4, lengths="mixed", upstream="both", dtype=dtype, **form)
+            for mode, form in VARIANTS for L, bi in ((1, False), (2, True))]
+
+
+def all_module_cases(dtypes=ALL_DTYPES) -> list[ModuleCase]:
     """The built-in module matrix for ``bptt verify``: every cell in every form, its whole parity matrix when its
     row says so (the Elman cell's, tanh and relu), else the part with B = 3 driven through h_n (and c_n) or
     through everything; and the size sweep of the cells whose row asks for it."""
     out = []
     for dt in dtypes:
+        if dt in LOW:
+            out += low_precision_cases(dt)
+            continue
         for mode, form in VARIANTS:
             cases = parity_matrix(mode, dt, **form)
             if not CELLS[mode].full_matrix:
@@ -475,4 +546,4 @@ def all_module_cases(dtypes=DTYPES) -> list[ModuleCase]:
 
 
 __all__ = ["SWEEP", "VARIANTS", "ModuleCase", "all_module_cases", "bound_size", "map_arrays", "module_truth",
-           "parity_matrix", "run_module", "size_sweep", "time_orders", "to_time_major"]
+           "low_precision_cases", "parity_matrix", "run_module", "size_sweep", "time_orders", "to_time_major"]

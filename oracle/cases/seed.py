@@ -126,6 +126,7 @@ class Case(Named):
     group = "seed model"  # its group in a run's summary (oracle.summary)
     prefix = ""  # the start of every name of this class (oracle.cases.parse_case)
     optional = ("h", "z")  # per-step internals: judged when a candidate gives them
+    not_needed = ()  # gradients the case does not ask for (the seed model asks for every one)
 
     @staticmethod
     def map_arrays(f, inputs: dict, every: bool = False) -> dict:
@@ -164,6 +165,10 @@ class Case(Named):
     def expected_grads(self, layout: str = "torch") -> dict:
         """name → the shapes a candidate's gradient may have (the same in every layout)."""
         return {k: [v] for k, v in self.grad_shapes().items()}
+
+    def report_in(self, report, layout: str):
+        """``report`` as the candidate reads it (the seed model has one layout)."""
+        return report
 
     def from_candidate(self, grads: dict, layout: str, notes: list | None = None) -> tuple[dict, dict]:
         """(a candidate's gradient set as the truth holds it, {name: why} of tensors to fail by their shape)."""

@@ -180,11 +180,13 @@ def judge(p: Prepared, outcome: Outcome) -> CaseResult:
             return CaseResult(p.case, error=f"its gradients are not in ONNX's layout: {e}")
         title = p.case.name if i == 0 else (f"{p.case.name} (call {i + 1} of {len(outcome.grads)} on the same "
                                             "inputs; the first call passed: state kept between calls?)")
-        report = p.want.compare(got, dtype=p.case.dtype, ref=p.ref, optional=p.case.optional, title=title)
+        report = p.want.compare(got, dtype=p.case.dtype, ref=p.ref, optional=p.case.optional, title=title,
+                                skip=p.case.not_needed)
         report.notes = notes + outcome.notes
         for name, why in bad.items():  # a tensor of a shape the case's layout does not have, said in its terms
             if name in {t.name for t in report.tensors}:
                 report[name].status, report[name].why = "FAIL", why
+        report = p.case.report_in(report, p.layout)
         if not report.ok:
             break
     return CaseResult(p.case, report)
@@ -194,7 +196,7 @@ def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: Callable, *,
            shard: str | None = None) -> CheckResult:
     """Prepare, run and judge cases 0 … n−1; results in case order.
 
-    ``runner(n, task, done, stream)``: :func:`_runner`'s, which runs the candidate on each task.
+    ``runner(n, task, done, stream)``: :func:`make_runner`'s, which runs the candidate on each task.
     """
     if n == 0:
         raise NothingToCheckError("no case selected. Remedy: `bptt verify --list` shows the built-in names; "
@@ -225,7 +227,7 @@ def _in_process(fn: Callable, n: int, task: Callable, done: Callable, stream) ->
         done(i, call(fn, case, inputs, expect=expect))
 
 
-def _runner(candidate, isolate: bool, jobs: int | None = None, timeout: float = DEFAULT_TIMEOUT,
+def make_runner(candidate, isolate: bool, jobs: int | None = None, timeout: float = DEFAULT_TIMEOUT,
             ray: str | None = None, num_gpus: float = 0) -> Callable:
     """How the candidate will run, ``runner(n, task, done, stream)``, settled before any case is loaded (so a bad
     spec fails first): worker processes here (``isolate``), Ray tasks (``ray``: "local" or an address), or this
@@ -257,7 +259,7 @@ def check_prepared(candidate: Callable | str, p: Prepared, *, isolate: bool = Fa
                    timeout: float = DEFAULT_TIMEOUT) -> CaseResult:
     """One prepared case judged (``oracle.assert_gradients``): the candidate run in this process, or in a worker
     (``isolate``); the worker's output, if any, kept on the result as ``output``."""
-    result = _drive(1, lambda i: p, _runner(candidate, isolate, 1, timeout), progress=False)
+    result = _drive(1, lambda i: p, make_runner(candidate, isolate, 1, timeout), progress=False)
     one = result.results[0]
     one.output = result.output
     return one
@@ -387,7 +389,7 @@ def check(candidate: Callable | str, cases: str | Iterable[Case] | None = None, 
         check_layout(layout)
     cases = _check_args(cases, golden, timeout, jobs)
     part = None if shard is None else parse_shard(shard)
-    runner = _runner(candidate, isolate, jobs, timeout, ray, num_gpus)
+    runner = make_runner(candidate, isolate, jobs, timeout, ray, num_gpus)
     if golden is not None:
         items = golden_cases(golden, cases if isinstance(cases, str) else None, layout, part)
         prep = lambda i: prepare(*items[i])  # noqa: E731

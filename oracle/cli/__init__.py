@@ -7,10 +7,10 @@ import argparse
 import os
 import sys
 
-from oracle.cli import check, derive, export, merge, verify
+from oracle.cli import check, derive, export, fuzz, merge, verify
 from oracle.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
-SUBCOMMANDS = (verify, derive, export, check, merge)
+SUBCOMMANDS = (verify, derive, export, check, fuzz, merge)
 
 
 def parser() -> argparse.ArgumentParser:

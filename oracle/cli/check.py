@@ -11,8 +11,12 @@ from oracle.cli.common import EXIT_OK, jobs, narrowing, seconds, shard_text, usa
 
 def add(sub) -> None:
     """The `bptt check` subcommand's arguments."""
-    c = sub.add_parser("check", help="check a candidate's gradients against golden cases")
-    c.add_argument("dir", help="folder of golden cases from `bptt export`")
+    c = sub.add_parser("check", help="check a candidate's gradients against golden cases or built-in ones")
+    c.add_argument("dir", nargs="?", help="folder of golden cases from `bptt export` (default: the built-in cases, "
+                                          "or those named by --case)")
+    c.add_argument("--case", action="append", metavar="NAME",
+                   help="a case by full name, built-in or not (repeatable; without DIR), e.g. one `bptt fuzz` "
+                        "printed")
     who = c.add_mutually_exclusive_group()
     who.add_argument("--candidate", metavar="MODULE:FUNCTION",
                      help="a function with manual.gradients' signature (seed-model cases) or "
@@ -50,12 +54,20 @@ def cmd_check(args) -> int:
     sys.path.insert(0, str(Path.cwd()))  # the candidate's module, from the folder the command runs in
     if not args.list and not (args.candidate or args.grads):
         return usage("check needs --candidate MODULE:FUNCTION or --grads DIR2. Remedy: e.g. "
-                     f"`bptt check {args.dir} --candidate mykernel:gradients`.")
+                     f"`bptt check {args.dir or 'golden/'} --candidate mykernel:gradients`.")
+    if args.dir is None and args.grads or args.dir is not None and args.case:
+        return usage("--grads reads a golden folder (DIR), and --case names cases without one. Remedy: "
+                     "`bptt check DIR --grads DIR2`, or `bptt check --candidate M:F --case NAME`.")
+    if args.dir is None:
+        return check_builtin(args)
+    if args.list:
+        try:
+            print("\n".join(golden_names(args.dir, args.k, args.shard)))
+        except (NothingToCheckError, GoldenFileError, ValueError) as e:
+            return usage(str(e))
+        return EXIT_OK
     out = writable_file(args.json) if args.json else None
     try:
-        if args.list:
-            print("\n".join(golden_names(args.dir, args.k, args.shard)))
-            return EXIT_OK
         if args.candidate:
             result = check(args.candidate, args.k, golden=args.dir, jobs=args.jobs, timeout=args.timeout,
                            isolate=not args.in_process, layout=args.layout, shard=shard_text(args),
@@ -63,10 +75,40 @@ def cmd_check(args) -> int:
         else:
             result = check_files(args.dir, args.grads, args.k, layout=args.layout, shard=shard_text(args))
     except (NothingToCheckError, GoldenFileError, CandidateError, LayoutError) as e:
-        return usage(str(e))
-    finally:
-        if out and args.list:
+        if out:
             out.close()
+        return usage(str(e))
+    return report(result, args, out)
+
+
+def check_builtin(args) -> int:
+    """`bptt check --candidate M:F [-k EXPR | --case NAME …]`: built-in or named cases, no golden folder."""
+    from oracle.cases import builtin_cases, parse_case
+    from oracle.cases.select import select, shard_of
+    from oracle.checker.candidate import CandidateError
+    from oracle.checker.run import NothingToCheckError, check
+
+    try:
+        cases = [parse_case(n) for n in args.case] if args.case else select(builtin_cases(), args.k)
+    except ValueError as e:
+        return usage(str(e))
+    cases = shard_of(cases, args.shard)
+    if args.list:
+        print("\n".join(c.name for c in cases))
+        return EXIT_OK
+    out = writable_file(args.json) if args.json else None
+    try:
+        result = check(args.candidate, cases, jobs=args.jobs, timeout=args.timeout, isolate=not args.in_process,
+                       layout=args.layout, shard=shard_text(args), ray=args.ray, num_gpus=args.num_gpus)
+    except (NothingToCheckError, CandidateError, ValueError) as e:
+        if out:
+            out.close()
+        return usage(str(e))
+    return report(result, args, out)
+
+
+def report(result, args, out) -> int:
+    """Print the result, write its JSON, and give the exit status."""
     show(result, args.verbose, args.quiet)
     if out:
         import json

@@ -28,14 +28,14 @@ def usage(msg: str) -> int:
 def selected(args):
     """The built-in cases (or ``--case`` names) that -k, --dtype and --shard pick."""
     from oracle.cases import builtin_cases, parse_case
-    from oracle.cases.seed import DTYPES
+    from oracle.cases.module import ALL_DTYPES
     from oracle.cases.select import select, shard_of
 
     try:
         if getattr(args, "case", None):
             chosen = [parse_case(n) for n in args.case]
         else:
-            dtypes = DTYPES if args.dtype == "all" else (args.dtype,)
+            dtypes = ALL_DTYPES if args.dtype == "all" else (args.dtype,)
             chosen = select(builtin_cases(dtypes=dtypes), args.k)
     except ValueError as e:
         raise SystemExit(usage(str(e))) from None
@@ -126,7 +126,8 @@ def shard_text(args) -> str | None:
 def selection(sp) -> None:
     """-k, --shard, --dtype and --case: which cases a subcommand takes."""
     narrowing(sp)
-    sp.add_argument("--dtype", choices=("float64", "float32", "all"), default="all")
+    sp.add_argument("--dtype", choices=("float64", "float32", "bfloat16", "float16", "all"), default="all",
+                    help="only cases of this dtype (bfloat16 and float16: module cases only)")
     sp.add_argument("--case", action="append", metavar="NAME",
                     help="a case by full name, built-in or not (repeatable), e.g. "
                          "many-to-many/tanh/mse/T4-B2-D3-H4-O2/float64")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from oracle.files.golden import environment, write_golden
 from oracle.layouts import LayoutError, check_layout
-from oracle.policy import BOUND, COND_FACTOR, EPS, FD_TOL, MAX_TOL, REF_FACTOR, C
+from oracle.policy import BOUND, COND_FACTOR, EPS, FD_TOL, LOW_CAP, LOW_FACTOR, LOW_FLOOR, MAX_TOL, REF_FACTOR, C
 from oracle.progress import Progress
 
 
@@ -27,7 +27,8 @@ def export(folder: Path, cases: list, layout: str = "torch") -> tuple[int, list[
     folder.mkdir(parents=True, exist_ok=True)
     env = environment()
     policy = {"bound": BOUND,
-              "C": C, "eps": EPS, "COND_FACTOR": COND_FACTOR, "REF_FACTOR": REF_FACTOR, "MAX_TOL": MAX_TOL}
+              "C": C, "eps": EPS, "COND_FACTOR": COND_FACTOR, "REF_FACTOR": REF_FACTOR, "MAX_TOL": MAX_TOL,
+              "LOW_FACTOR": LOW_FACTOR, "LOW_FLOOR": LOW_FLOOR, "LOW_CAP": LOW_CAP}
     written, refused = 0, []
     bar = Progress(len(cases), "export")
     for case in cases:

@@ -33,6 +33,7 @@ from oracle.cases.seed import Case
 from oracle.files.readers import MAX_DIM, GoldenFileError, parse_json, read_header, read_tensors, sha256
 from oracle.groundtruth import Truth
 from oracle.layouts import LAYOUTS, LayoutError, from_onnx, onnx_names, to_onnx
+from oracle.precision import round_to
 
 SCHEMA = 2  # 2: a "kind" ("seed" or "module"); 1: the seed model's files before it, still read
 SCHEMA_LAYOUT = 3  # 3: a "layout" ("onnx"), written only for ONNX-layout files, so older readers refuse them
@@ -161,7 +162,7 @@ def _inputs_valid(path, case, inputs: dict) -> None:
     pass the contract's checks (finite, classes in range, lengths in 1…T), or the file is refused."""
     for name, a in case.float_tensors(inputs).items():
         with np.errstate(over="ignore"):
-            if not np.array_equal(a.astype(case.dtype).astype(np.float64), a):
+            if not np.array_equal(round_to(a, case.dtype).astype(np.float64), a):
                 raise GoldenFileError(path, f"tensor {name!r} holds numbers that are not {case.dtype} numbers, "
                                             f"which a {case.dtype} case's inputs are")
     try:

@@ -23,6 +23,7 @@ from oracle.checker.candidate import CandidateError
 from oracle.checker.run import NothingToCheckError, check, prepare
 from oracle.cli import main
 from oracle.judge import MAX_TOL, bounds, compare, sizes, tolerance
+from oracle.policy import LOW_CAP
 
 CASES = ["many-to-many/tanh/mse/T6-B2-D3-H4-O2/float64", "one-to-many/sigmoid/bce/T5-B2-D3-H4-O2/float64",
          "many-to-one/relu/cross_entropy/T7-B3-D3-H4-O3/float32"]
@@ -158,12 +159,14 @@ def test_each_tensor_scaled_by_one_plus_ten_bounds_fails(name, prepared):
         assert not report[t.name].ok, f"{name}: {t.name} scaled by 1 + 10·{t.tol:.1e} passed:\n{report}"
 
 
-def test_bound_never_exceeds_max_tol_whatever_the_allowances():
+@pytest.mark.parametrize("dtype, cap", [("float32", MAX_TOL), ("float64", MAX_TOL), ("bfloat16", LOW_CAP),
+                                        ("float16", LOW_CAP)])
+def test_bound_never_exceeds_its_cap_whatever_the_allowances(dtype, cap):
     want = np.array([1.0, -2.0, 0.5])
     huge = {"amp": np.full(3, 1e9), "sens": np.full(3, 1e30), "ref": want * 3}
-    allowed, scale, _ = bounds("bh", want, dtype="bfloat16", tol=1.0, **huge)
-    assert np.all(allowed <= MAX_TOL * scale)
-    assert not compare({"bh": want * 1.02}, {"bh": want}, dtype="bfloat16", ref={"bh": want * 3}).ok
+    allowed, scale, _ = bounds("bh", want, dtype=dtype, tol=1.0, **huge)
+    assert np.all(allowed <= cap * scale)
+    assert not compare({"bh": want * (1 + 2 * cap)}, {"bh": want}, dtype=dtype, ref={"bh": want * 3}).ok
 
 
 def test_dtype_of_the_case_not_of_the_candidate():

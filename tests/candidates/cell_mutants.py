@@ -11,6 +11,8 @@ from functools import partial
 
 import numpy as np
 
+import oracle
+
 
 def sigmoid(a):
     return 1 / (1 + np.exp(-a))
@@ -162,7 +164,10 @@ def _indrnn(c, W, x, h0, g_out, g_hn, mistake):
 def cell_bptt(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None, lengths=None, grad_cn=None,
               mistake=None):
     c = config
-    assert c.get("num_layers", 1) == 1 and not c.get("bidirectional") and not c.get("batch_first") and not lengths
+    for what, ok in (("num_layers", c.get("num_layers", 1) == 1), ("bidirectional", not c.get("bidirectional")),
+                     ("batch_first", not c.get("batch_first")), ("lengths", not lengths)):
+        if not ok:
+            raise oracle.Unsupported(what)  # one layer, one direction, time-major, whole sequences
     W = {k: np.asarray(v) for k, v in state_dict.items()}
     x = np.asarray(input)
     T, B, _ = x.shape

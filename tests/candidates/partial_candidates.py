@@ -53,3 +53,12 @@ def required_only(config, state_dict, input, hx=None, **kw):
     """manual's answer without the optional per-step tensors (h_l0, c_l0, gates): what most kernels return."""
     g = manual.module_gradients(config, state_dict, input, hx, **kw)
     return {k: v for k, v in g.items() if k.startswith(("weight_", "bias_")) or k in ("input", "hx", "cx")}
+
+
+def honours_needs(config, state_dict, input, hx=None, *, needs_input_grad=None, **kw):
+    """Returns garbage for the gradients the case says it does not need, as a kernel that skips them may."""
+    g = manual.module_gradients(config, state_dict, input, hx, **kw)
+    for name, key in (("input", "input"), ("hx", "hx"), ("cx", "hx")):
+        if needs_input_grad is not None and not needs_input_grad[key] and name in g:
+            g[name] = g[name] * 0 + 7.0
+    return g

@@ -231,7 +231,8 @@ def test_torch_candidate_on_onnx_golden_needs_layout_torch(golden):
 
 def test_swapped_gates_fail_named(golden):
     r = check(swapped_gates_candidate, "LSTM", golden=golden[0], isolate=False, progress=False)
-    assert not r.ok and "weight_ih_l0" in str(r) and re.search(r"weight_hh_l0 +pass", str(r))
+    assert not r.ok and "FAIL (W_l0[0], W_l0[1]" in str(r) and re.search(r"R_l0\[0\] +pass", str(r))
+    assert "first mismatch W_l0[0, 8, 0] (gate f)" in str(r)  # ONNX's rows and gate letters
 
 
 def test_merged_bias_judged_as_the_summed_bias(golden):
@@ -240,8 +241,8 @@ def test_merged_bias_judged_as_the_summed_bias(golden):
     assert by["LSTM"].ok and by["RNN_TANH"].ok and by["GRU-paper"].ok, str(r)
     gru = by["GRU"]
     assert not gru.ok and "merged bias" in str(gru.report)
-    assert {t.name for t in gru.report.failures} == {"bias_hh_l0", "bias_hh_l0_reverse", "bias_hh_l1",
-                                                      "bias_hh_l1_reverse"}
+    assert {t.name for t in gru.report.failures} == {"B_l0[0] (Rb)", "B_l0[1] (Rb)", "B_l1[0] (Rb)", "B_l1[1] (Rb)"}
+    assert all(t.first.endswith("(gate h)") for t in gru.report.failures)  # the rows r multiplies: ONNX's h gate
 
 
 def test_gradient_files_in_onnx_layout(golden, tmp_path, capsys):

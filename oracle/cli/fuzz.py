@@ -1,0 +1,80 @@
+"""`bptt fuzz`: random configurations against a candidate; a failure shrunk to the smallest case, named."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from oracle.checker.isolate import DEFAULT_TIMEOUT
+from oracle.cli.common import jobs, seconds, shard, shard_text, usage, writable_file
+
+
+def budget(value: str) -> float:
+    from oracle.fuzz import parse_budget
+
+    try:
+        return parse_budget(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add(sub) -> None:
+    """The `bptt fuzz` subcommand's arguments."""
+    from contract.cells import CELLS
+    from oracle.fuzz import DEFAULT_BUDGET, DEFAULT_EXAMPLES, MODELS
+
+    f = sub.add_parser("fuzz", help="random configurations against a candidate; a failure shrunk and named")
+    f.add_argument("--candidate", required=True, metavar="MODULE:FUNCTION",
+                   help="manual.module_gradients' signature (or manual.gradients' with --model seed)")
+    f.add_argument("--model", choices=MODELS, default="module", help="module cases (default) or the seed model's")
+    f.add_argument("--cell", choices=tuple(CELLS), help="only this cell (default: every cell)")
+    f.add_argument("--layout", choices=("torch", "onnx"), default="torch")
+    f.add_argument("--dtype", choices=("float64", "float32", "all"), default="all")
+    f.add_argument("--max-examples", type=jobs, default=DEFAULT_EXAMPLES, metavar="N",
+                   help=f"at most N configurations (default {DEFAULT_EXAMPLES})")
+    f.add_argument("--budget", type=budget, default=DEFAULT_BUDGET, metavar="TIME",
+                   help=f"search time, e.g. 90s, 10m (default {DEFAULT_BUDGET / 60:g}m); a failure found is "
+                        "always shrunk")
+    f.add_argument("--seed", type=int, help="hypothesis's seed, for a repeatable search (hypothesis then keeps no "
+                                            "failure in its database)")
+    f.add_argument("--shard", type=shard, metavar="i/N", help="only configurations whose names fall in shard i/N")
+    f.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"per case, for the candidate's calls (default {DEFAULT_TIMEOUT:g})")
+    f.add_argument("--in-process", action="store_true", help="run the candidate in this process (no isolation)")
+    db = f.add_mutually_exclusive_group()
+    db.add_argument("--database", metavar="DIR", help="hypothesis's example database (default: "
+                                                      ".hypothesis/bptt-fuzz/<candidate-model-cell-layout>)")
+    db.add_argument("--no-database", action="store_true", help="keep no failing examples between runs")
+    f.add_argument("--json", metavar="PATH", help="write the result as JSON (for bptt merge)")
+    f.set_defaults(fn=cmd_fuzz)
+
+
+def cmd_fuzz(args) -> int:
+    from oracle.checker.candidate import CandidateError
+    from oracle.fuzz import fuzz
+
+    sys.path.insert(0, str(Path.cwd()))  # the candidate's module, from the folder the command runs in
+    if args.model == "seed" and (args.cell or args.layout != "torch"):
+        return usage("--model seed has one cell and one layout: leave out --cell and --layout. Remedy: "
+                     f"`bptt fuzz --candidate {args.candidate} --model seed`.")
+    out = writable_file(args.json) if args.json else None
+    dtypes = ("float64", "float32") if args.dtype == "all" else (args.dtype,)
+    database = False if args.no_database else (args.database or True)
+    try:
+        result = fuzz(args.candidate, model=args.model, cell=args.cell, layout=args.layout, dtypes=dtypes,
+                      max_examples=args.max_examples, budget=args.budget, seed=args.seed, shard=shard_text(args),
+                      isolate=not args.in_process, timeout=args.timeout, database=database)
+    except (CandidateError, ValueError) as e:
+        if out:
+            out.close()
+        return usage(str(e))
+    if result.failure:
+        print(result.failure)
+    print(result.summary())
+    if out:
+        import json
+
+        with out:
+            out.write(json.dumps(result.to_json(), indent=1))
+    return result.exit_status

@@ -1,0 +1,324 @@
+"""`bptt fuzz` and ``oracle.fuzz``: random configurations judged like any case, a failure shrunk by hypothesis.
+
+Each example is a case with a name (``oracle.cases``), drawn from hypothesis
+strategies: T from 1 to long, B, and sizes from 1, odd, and one either side
+of the block widths kernels tile by; layers, directions, batch_first, bias,
+projection, the cell's forms; lengths with rows of length 1; which upstream
+gradients drive it; which inputs need a gradient (``-noinputgrad``,
+``-nohxgrad``: a candidate that names ``needs_input_grad`` is told); inputs
+scaled toward saturation (``-sat4``); float64 or float32. It is judged by
+the same truth, bound and isolation as ``bptt check``. A candidate's
+``Unsupported`` rejects the example (the search moves away from it). On a
+failure hypothesis shrinks the case, smaller sizes and fewer features first,
+to the smallest configuration that still fails, and the run prints its name:
+``bptt export --case NAME`` makes it a golden case, ``bptt check --case NAME``
+replays it. Failures are kept in hypothesis's example database (one folder
+per candidate, model, cell and layout), so a rerun starts from them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from contract.cells import CELLS
+from contract.errors import BadValue
+from oracle.cases.module import LENGTHS, ModuleCase
+from oracle.cases.select import in_shard, parse_shard
+from oracle.checker.candidate import Outcome
+from oracle.checker.isolate import DEFAULT_TIMEOUT, run_isolated
+from oracle.checker.run import CaseResult, judge, make_runner, prepare
+
+BLOCKS = (16, 32, 64, 128)  # the widths kernels tile sizes by
+EDGES = tuple(sorted({b + d for b in BLOCKS for d in (-1, 0, 1)}))  # one either side of each block, and the block
+# Each dimension is drawn from an ascending list, so that hypothesis, which shrinks a choice toward the list's
+# start, shrinks every size toward 1 (an either-or of two strategies does not cross from one to the other).
+SIZES = (*range(1, 10), *EDGES)
+STEPS = (*range(1, 9), 16, 17, 33, 64, 65, 128, 129, 256)  # one step, a few, block edges, long
+BATCH = (1, 2, 3, 4, 16, 17, 33)
+MAX_ELEMENTS = 50_000  # gradient entries of one example: the truth's cost (autograd, unrolled) grows with it
+DEFAULT_EXAMPLES = 200
+DEFAULT_BUDGET = 600.0  # seconds of searching (shrinking a failure found in it always finishes)
+DATABASE = Path(".hypothesis") / "bptt-fuzz"
+MODELS = ("module", "seed")
+
+
+def case_size(case) -> int:
+    """How large a case is: its gradients' entries (what "no larger than" compares)."""
+    return sum(math.prod(s) for s in case.grad_shapes().values())
+
+
+def _sizes(choices: tuple = SIZES):
+    from hypothesis import strategies as st
+
+    return st.sampled_from(choices)
+
+
+def module_cases(modes: tuple[str, ...], dtypes: tuple[str, ...]):
+    """A hypothesis strategy of module cases of ``modes`` (see the module's docstring)."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def draw(d):
+        mode = d(st.sampled_from(modes))
+        form = dict(d(st.sampled_from(CELLS[mode].forms)))
+        shape = dict(num_layers=d(st.integers(1, 3)), bidirectional=d(st.booleans()), batch_first=d(st.booleans()),
+                     bias=not d(st.booleans()), T=d(_sizes(STEPS)), B=d(_sizes(BATCH)), I=d(_sizes()),
+                     H=d(_sizes()))
+        form.pop("proj_size", None)  # drawn whole instead: any P in 0 … H − 1
+        if "proj_size" in CELLS[mode].options and shape["H"] > 1:
+            form["proj_size"] = d(st.integers(0, shape["H"] - 1))
+        more = dict(lengths=d(st.sampled_from(LENGTHS)), upstream=d(st.sampled_from(("both", "output", "hn"))),
+                    dtype=d(st.sampled_from(dtypes)), scale=d(st.sampled_from((1, 4))),
+                    input_grad=not d(st.booleans()), hx_grad=not d(st.booleans()))
+        return ModuleCase(mode, **shape, **more, **form)
+
+    return draw()
+
+
+def seed_cases(dtypes: tuple[str, ...]):
+    """A hypothesis strategy of the seed model's cases."""
+    from hypothesis import strategies as st
+
+    from contract import ACTIVATIONS, LOSSES, TOPOLOGIES
+    from oracle.cases.seed import Case
+
+    return st.builds(Case, st.sampled_from(TOPOLOGIES), st.sampled_from(ACTIVATIONS), st.sampled_from(LOSSES),
+                     _sizes(STEPS), _sizes(BATCH), _sizes(), _sizes(), _sizes(), dtype=st.sampled_from(dtypes))
+
+
+@dataclass
+class FuzzResult:
+    examples: int = 0  # configurations judged or declined
+    judged: int = 0
+    skipped: int = 0  # the candidate's Unsupported
+    ill_posed: int = 0  # configurations the reference itself cannot pass in their dtype: they judge nothing
+    failure: CaseResult | None = None  # the smallest failing case hypothesis shrank to
+    first_failing: str = ""  # the first failing case found, before shrinking
+    seconds: float = 0.0
+    found_after: float = 0.0  # seconds until the first failure
+    shard: str | None = None
+    records: list = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        """0 no failure found, 1 a failure, 2 nothing judged (the candidate supported no example)."""
+        return 1 if self.failure else 0 if self.judged else 2
+
+    def summary(self) -> str:
+        said = (f"{self.examples} examples ({self.judged} judged, {self.skipped} unsupported, {self.ill_posed} "
+                f"past the dtype's resolution) in {self.seconds:.1f} s")
+        if not self.failure:
+            return f"fuzz: no failure in {said}"
+        name = self.failure.case.name
+        return (f"fuzz: FAIL after {self.found_after:.1f} s; {said}\n"
+                f"first failing: {self.first_failing}\nshrunk to:     {name}\n"
+                f"make it a golden case: bptt export golden/ --case {name}\n"
+                f"replay it:             bptt check --candidate MODULE:FUNCTION --case {name}")
+
+    def to_json(self) -> dict:
+        return {"command": "fuzz", "ok": self.exit_status == 0, "shard": self.shard, "examples": self.examples,
+                "judged": self.judged, "skipped": self.skipped, "seconds": self.seconds,
+                "first_failing": self.first_failing, "cases": [self.failure.record()] if self.failure else []}
+
+
+class _Failed(Exception):
+    def __init__(self, result: CaseResult):
+        super().__init__(result.case.name)
+        self.result = result
+
+
+class _Done(Exception):
+    """The search has ended: the isolated runner stops."""
+
+
+def _settings(max_examples: int, database):
+    from hypothesis import HealthCheck, Verbosity, settings
+
+    return settings(max_examples=max_examples, deadline=None, database=database, report_multiple_bugs=False,
+                    suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, print_blob=False)
+
+
+def _search(strategy, judge_case: Callable, out: FuzzResult, *, max_examples: int, budget: float, seed, part,
+            database) -> None:
+    """Run hypothesis over ``strategy``; ``out`` gets the counts and the shrunk failure."""
+    import hypothesis
+    from hypothesis import errors, given, reject
+
+    start = time.monotonic()
+
+    @_settings(max_examples, database)
+    @given(strategy)
+    def probe(case):
+        if part is not None and not in_shard(case.name, part) or case_size(case) > MAX_ELEMENTS:
+            reject()
+        if not out.first_failing and time.monotonic() - start > budget:
+            return  # past the budget: the search stops judging (a failure found in it is still shrunk)
+        out.examples += 1
+        result = judge_case(case)
+        if result is None:  # past the format's resolution: no implementation can be told right from wrong here
+            out.ill_posed += 1
+            reject()
+        if result.skipped:
+            out.skipped += 1
+            reject()  # unsupported: steer away, not a failure
+        out.judged += 1
+        if not result.ok:
+            if not out.first_failing:
+                out.first_failing, out.found_after = case.name, time.monotonic() - start
+            raise _Failed(result)
+
+    if seed is not None:
+        probe = hypothesis.seed(seed)(probe)
+    try:
+        probe()
+    except _Failed as e:  # hypothesis replays the smallest failing example last
+        out.failure = e.result
+    except (errors.Unsatisfiable, errors.FailedHealthCheck):
+        pass  # nothing judged: exit status 2
+
+
+def fuzz(candidate: Callable | str, *, model: str = "module", cell: str | None = None, layout: str = "torch",
+         dtypes: tuple[str, ...] = ("float64", "float32"), max_examples: int = DEFAULT_EXAMPLES,
+         budget: float = DEFAULT_BUDGET, seed: int | None = None, shard: str | None = None, isolate: bool = True,
+         timeout: float = DEFAULT_TIMEOUT, database: str | Path | None | bool = True) -> FuzzResult:
+    """Search configurations for one where ``candidate`` is wrong; shrink it (see the module's docstring).
+
+    ``model``: "module" (``manual.module_gradients``' signature; ``cell`` one
+    mode, or every cell when None) or "seed" (``manual.gradients``').
+    ``budget``: seconds of searching; ``max_examples``: at most this many
+    examples. ``database``: True for ``.hypothesis/bptt-fuzz/<candidate…>``,
+    a folder, or False/None for none.
+    """
+    strategy, db = _arguments(candidate, model, cell, layout, dtypes, max_examples, budget, database)
+    part = None if shard is None else parse_shard(shard)
+    out = FuzzResult(shard=shard)
+    start = time.monotonic()
+
+    def search(judge_case):
+        _search(strategy, judge_case, out, max_examples=max_examples, budget=budget, seed=seed, part=part,
+                database=db)
+
+    def prep(case):
+        p = prepare(case, case.inputs(), layout=layout)
+        return p if well_posed(p) else None
+
+    if isolate:
+        _isolated(candidate, timeout, prep, search)
+    else:
+        fn = make_runner(candidate, False)  # loads it, with the in-process remedy on failure
+        search(lambda case: _one_in_process(fn, prep(case)))
+    out.seconds = time.monotonic() - start
+    return out
+
+
+def well_posed(p) -> bool:
+    """Whether a prepared case can tell a right answer from a wrong one: the reference computation in the case's
+    dtype passes it (autograd in float32 and below; manual in float64, whose truth is autograd's). Saturated
+    units make gradients that vanish below a format's resolution (σ'(a) rounds to 0 in float32 past a ≈ 16); on
+    such a case every implementation is as far off as a wrong one, so it judges nothing and the search moves on."""
+    reference = p.ref if p.ref is not None else p.case.manual(p.inputs)  # both as judged (time-major)
+    report = p.want.compare(reference, dtype=p.case.dtype, ref=p.ref, optional=p.case.optional,
+                            skip=p.case.not_needed)  # autograd passes its own allowance unless MAX_TOL caps it
+    return report.ok
+
+
+def _one_in_process(runner: Callable, p) -> CaseResult | None:
+    if p is None:
+        return None
+    got: list[CaseResult] = []
+    runner(1, lambda i: (p.case, p.inputs, p.expect), lambda i, o: got.append(judge(p, o)), None)
+    return got[0]
+
+
+def _isolated(candidate, timeout: float, prep: Callable, search: Callable) -> None:
+    """``search(judge_case)`` in a thread, its cases run by one worker process of ``run_isolated`` here."""
+    from oracle.checker.candidate import reference_to
+    from oracle.checker.processes import stop_if_importing_main
+
+    stop_if_importing_main()
+    ref = reference_to(candidate)
+    todo, answers, failed = queue.Queue(), queue.Queue(), []
+    prepared: dict = {}
+
+    def judge_case(case) -> CaseResult | None:
+        p = prep(case)
+        if p is None:
+            return None
+        todo.put(p)
+        return answers.get()
+
+    def searching() -> None:
+        try:
+            search(judge_case)
+        except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
+            failed.append(e)
+        finally:
+            todo.put(None)
+
+    def task(i: int) -> tuple:
+        p = todo.get()
+        if p is None:
+            raise _Done
+        prepared[i] = p
+        return p.case, p.inputs, p.expect
+
+    def done(i: int, outcome: Outcome) -> None:
+        if i in prepared:  # (a worker that dies after answering fails that case again: already answered)
+            answers.put(judge(prepared.pop(i), outcome))
+
+    thread = threading.Thread(target=searching, daemon=True)
+    thread.start()
+    try:
+        run_isolated(ref, 10**5, task, done, jobs=1, timeout=timeout, stream=io.StringIO())
+    except _Done:
+        pass
+    thread.join()
+    if failed:
+        raise failed[0]
+
+
+def _arguments(candidate, model, cell, layout, dtypes, max_examples, budget, database) -> tuple:
+    """(strategy, hypothesis database) for fuzz's arguments, or the ValueError naming the wrong one."""
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    if model not in MODELS:
+        raise BadValue(f"model must be one of {MODELS}; got {model!r}. Remedy: model='module'.")
+    modes = tuple(CELLS) if cell is None else (cell,)
+    if model == "module" and any(m not in CELLS for m in modes):
+        raise BadValue(f"cell must be one of {tuple(CELLS)} or None; got {cell!r}. Remedy: e.g. cell='LSTM'.")
+    if model == "seed" and (cell is not None or layout != "torch"):
+        raise BadValue(f"the seed model has one cell and one layout; got cell={cell!r}, layout={layout!r}. "
+                       "Remedy: leave them out with model='seed'.")
+    if not dtypes or any(d not in ("float64", "float32") for d in dtypes):
+        raise BadValue(f"dtypes must be float64 and/or float32; got {dtypes!r}. Remedy: dtypes=('float64',).")
+    if not (isinstance(max_examples, int) and max_examples >= 1) or not (budget > 0):
+        raise BadValue(f"max_examples must be a positive int and budget positive seconds; got {max_examples!r}, "
+                       f"{budget!r}. Remedy: max_examples=200, budget=600.")
+    strategy = module_cases(modes, tuple(dtypes)) if model == "module" else seed_cases(tuple(dtypes))
+    if layout == "onnx":
+        strategy = strategy.filter(lambda c: c.proj_size == 0)  # a projected LSTM has no ONNX form
+    if database is True:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{candidate if isinstance(candidate, str) else candidate.__module__}"
+                                                f"-{model}-{cell or 'all'}-{layout}")
+        database = DATABASE / slug
+    db = DirectoryBasedExampleDatabase(str(database)) if database else None
+    return strategy, db
+
+
+def parse_budget(text: str) -> float:
+    """``"10m"``, ``"90s"``, ``"1h"`` or plain seconds → seconds; ValueError with a remedy."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text) if isinstance(text, str) else None
+    if not m or float(m.group(1)) <= 0:
+        raise BadValue(f"budget must read like 90s, 10m or 1h; got {text!r}. Remedy: --budget 10m.")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+__all__ = ["FuzzResult", "case_size", "fuzz", "module_cases", "parse_budget", "seed_cases"]
