@@ -23,9 +23,10 @@ from oracle.cases.seed import Case, all_cases, select
 from oracle.checker.candidate import CandidateError, Unsupported
 from oracle.checker.run import CheckResult, NothingToCheckError, check, check_files
 from oracle.files.readers import GoldenFileError
+from oracle.fuzzing import fuzz
 from oracle.groundtruth import Truth, truth
 from oracle.judge import Report, compare, tolerance
 
 __all__ = ["CandidateError", "Case", "CheckResult", "GoldenFileError", "ModuleCase", "NothingToCheckError", "Report",
-           "Truth", "Unsupported", "all_cases", "assert_gradients", "check", "check_files", "compare", "select",
-           "tolerance", "truth"]
+           "Truth", "Unsupported", "all_cases", "assert_gradients", "check", "check_files", "compare", "fuzz",
+           "select", "tolerance", "truth"]

@@ -3,8 +3,9 @@
 An expression is words joined by ``and``, ``or``, ``not`` and parentheses
 (``LSTM and L1 and not bi``). A case name splits at ``/`` and ``-`` into
 parts (``module``, ``LSTM``, ``L1``, ``bi``, ``T5``, ``lengths``, ``full`` …).
-A word that is a part of some case name in the set being selected matches
-exactly the names that have that part (``T5`` does not match ``T50``);
+A word that is a part of some case name (of the set being selected, or of
+the built-in matrix) matches exactly the names that have that part (``T5``
+does not match ``T50``, ``float16`` does not match ``bfloat16``);
 any other word matches as a substring of the name (``module/LSTM``,
 ``many-to-one``, ``T17-B3``), as a plain ``-k`` always did. Matching is
 case-sensitive, as the names are.
@@ -15,6 +16,7 @@ crc32(name) mod N = i − 1, whatever else is selected or on which machine.
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from collections.abc import Callable, Iterable
@@ -99,11 +101,19 @@ def compile_expression(expr: str, vocabulary: set[str]) -> Callable[[str], bool]
     return lambda name: tree(name, parts(name))
 
 
+@functools.cache
+def builtin_parts() -> frozenset[str]:
+    """The parts of every built-in case's name: words an expression means as parts in any set."""
+    from oracle.cases import builtin_cases  # here: oracle.cases imports this module
+
+    return frozenset().union(*(parts(c.name) for c in builtin_cases()))
+
+
 def select(cases: list, expr: str | None) -> list:
     """The cases whose names ``expr`` selects (all when it is empty or None)."""
     if not expr:
         return list(cases)
-    vocabulary = set().union(*(parts(c.name) for c in cases)) if cases else set()
+    vocabulary = builtin_parts().union(*(parts(c.name) for c in cases))
     keep = compile_expression(expr, vocabulary)
     return [c for c in cases if keep(c.name)]
 

@@ -47,9 +47,8 @@ def add(sub) -> None:
 
 def cmd_check(args) -> int:
     from oracle.checker.candidate import CandidateError
-    from oracle.checker.run import NothingToCheckError, check, check_files, golden_names
+    from oracle.checker.run import NothingToCheckError, check, check_files
     from oracle.files.readers import GoldenFileError
-    from oracle.layouts import LayoutError
 
     sys.path.insert(0, str(Path.cwd()))  # the candidate's module, from the folder the command runs in
     if not args.list and not (args.candidate or args.grads):
@@ -58,53 +57,42 @@ def cmd_check(args) -> int:
     if args.dir is None and args.grads or args.dir is not None and args.case:
         return usage("--grads reads a golden folder (DIR), and --case names cases without one. Remedy: "
                      "`bptt check DIR --grads DIR2`, or `bptt check --candidate M:F --case NAME`.")
-    if args.dir is None:
-        return check_builtin(args)
-    if args.list:
-        try:
-            print("\n".join(golden_names(args.dir, args.k, args.shard)))
-        except (NothingToCheckError, GoldenFileError, ValueError) as e:
-            return usage(str(e))
-        return EXIT_OK
-    out = writable_file(args.json) if args.json else None
+    out = None
     try:
-        if args.candidate:
-            result = check(args.candidate, args.k, golden=args.dir, jobs=args.jobs, timeout=args.timeout,
+        cases = args.k if args.dir or not args.case else [_parse(n) for n in args.case]
+        if args.list:
+            print("\n".join(_names(args, cases)))
+            return EXIT_OK
+        out = writable_file(args.json) if args.json else None
+        if args.grads:
+            result = check_files(args.dir, args.grads, args.k, layout=args.layout, shard=shard_text(args))
+        else:
+            result = check(args.candidate, cases, golden=args.dir, jobs=args.jobs, timeout=args.timeout,
                            isolate=not args.in_process, layout=args.layout, shard=shard_text(args),
                            ray=args.ray, num_gpus=args.num_gpus)
-        else:
-            result = check_files(args.dir, args.grads, args.k, layout=args.layout, shard=shard_text(args))
-    except (NothingToCheckError, GoldenFileError, CandidateError, LayoutError) as e:
+    except (NothingToCheckError, GoldenFileError, CandidateError, ValueError) as e:  # LayoutError is one
         if out:
             out.close()
         return usage(str(e))
     return report(result, args, out)
 
 
-def check_builtin(args) -> int:
-    """`bptt check --candidate M:F [-k EXPR | --case NAME …]`: built-in or named cases, no golden folder."""
-    from oracle.cases import builtin_cases, parse_case
+def _parse(name: str):
+    from oracle.cases import parse_case
+
+    return parse_case(name)
+
+
+def _names(args, cases) -> list[str]:
+    """What --list shows: the golden folder's selection, or the built-in or named cases'."""
+    from oracle.cases import builtin_cases
     from oracle.cases.select import select, shard_of
-    from oracle.checker.candidate import CandidateError
-    from oracle.checker.run import NothingToCheckError, check
+    from oracle.checker.run import golden_names
 
-    try:
-        cases = [parse_case(n) for n in args.case] if args.case else select(builtin_cases(), args.k)
-    except ValueError as e:
-        return usage(str(e))
-    cases = shard_of(cases, args.shard)
-    if args.list:
-        print("\n".join(c.name for c in cases))
-        return EXIT_OK
-    out = writable_file(args.json) if args.json else None
-    try:
-        result = check(args.candidate, cases, jobs=args.jobs, timeout=args.timeout, isolate=not args.in_process,
-                       layout=args.layout, shard=shard_text(args), ray=args.ray, num_gpus=args.num_gpus)
-    except (NothingToCheckError, CandidateError, ValueError) as e:
-        if out:
-            out.close()
-        return usage(str(e))
-    return report(result, args, out)
+    if args.dir is not None:
+        return golden_names(args.dir, args.k, args.shard)
+    chosen = cases if isinstance(cases, list) else select(builtin_cases(), cases)
+    return [c.name for c in shard_of(chosen, args.shard)]
 
 
 def report(result, args, out) -> int:

@@ -11,7 +11,7 @@ from oracle.cli.common import jobs, seconds, shard, shard_text, usage, writable_
 
 
 def budget(value: str) -> float:
-    from oracle.fuzz import parse_budget
+    from oracle.fuzzing import parse_budget
 
     try:
         return parse_budget(value)
@@ -22,7 +22,7 @@ def budget(value: str) -> float:
 def add(sub) -> None:
     """The `bptt fuzz` subcommand's arguments."""
     from contract.cells import CELLS
-    from oracle.fuzz import DEFAULT_BUDGET, DEFAULT_EXAMPLES, MODELS
+    from oracle.fuzzing import DEFAULT_BUDGET, DEFAULT_EXAMPLES, MODELS
 
     f = sub.add_parser("fuzz", help="random configurations against a candidate; a failure shrunk and named")
     f.add_argument("--candidate", required=True, metavar="MODULE:FUNCTION",
@@ -41,7 +41,11 @@ def add(sub) -> None:
     f.add_argument("--shard", type=shard, metavar="i/N", help="only configurations whose names fall in shard i/N")
     f.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"per case, for the candidate's calls (default {DEFAULT_TIMEOUT:g})")
-    f.add_argument("--in-process", action="store_true", help="run the candidate in this process (no isolation)")
+    where = f.add_mutually_exclusive_group()
+    where.add_argument("--in-process", action="store_true", help="run the candidate in this process (no isolation)")
+    where.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                       help="each example a Ray task (the ray extra): a local instance, or the cluster at ADDRESS")
+    f.add_argument("--num-gpus", type=float, default=0, metavar="G", help="GPUs per Ray task (with --ray)")
     db = f.add_mutually_exclusive_group()
     db.add_argument("--database", metavar="DIR", help="hypothesis's example database (default: "
                                                       ".hypothesis/bptt-fuzz/<candidate-model-cell-layout>)")
@@ -52,7 +56,7 @@ def add(sub) -> None:
 
 def cmd_fuzz(args) -> int:
     from oracle.checker.candidate import CandidateError
-    from oracle.fuzz import fuzz
+    from oracle.fuzzing import fuzz
 
     sys.path.insert(0, str(Path.cwd()))  # the candidate's module, from the folder the command runs in
     if args.model == "seed" and (args.cell or args.layout != "torch"):
@@ -64,7 +68,8 @@ def cmd_fuzz(args) -> int:
     try:
         result = fuzz(args.candidate, model=args.model, cell=args.cell, layout=args.layout, dtypes=dtypes,
                       max_examples=args.max_examples, budget=args.budget, seed=args.seed, shard=shard_text(args),
-                      isolate=not args.in_process, timeout=args.timeout, database=database)
+                      isolate=not args.in_process, timeout=args.timeout, database=database, ray=args.ray,
+                      num_gpus=args.num_gpus)
     except (CandidateError, ValueError) as e:
         if out:
             out.close()

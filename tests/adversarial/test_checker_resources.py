@@ -169,8 +169,11 @@ def test_a_candidate_that_kills_its_warden_leaves_nothing_behind(golden, tmp_pat
     assert started and all(gone(p) for p in started), started
 
 
-def test_what_a_worker_writes_is_kept_bounded(golden, tmp_path):
+def test_what_a_worker_writes_is_kept_bounded_and_shown_only_when_asked(golden, tmp_path):
     code, out, err, _, _ = bptt(golden, "checker_attacks:stderr_flood", "--jobs", "1", "-k", "float64",
+                                env={"BPTT_FLOOD_MIB": "1", "TMPDIR": str(tmp_path)})
+    assert code == 0 and "worker process" not in err, "a passing run does not show what its workers printed"
+    code, out, err, _, _ = bptt(golden, "checker_attacks:stderr_flood", "--jobs", "1", "-k", "float64", "-v",
                                 env={"BPTT_FLOOD_MIB": "64", "TMPDIR": str(tmp_path)})
     assert code == 0 and "bytes not kept" in err and len(err) < 2**20, (len(err), err[-300:])
     assert not list(tmp_path.glob("bptt-worker-*.log")), "a worker's log was left behind"

@@ -10,7 +10,7 @@ from test_mutants import CATALOGUE, CELL_CATALOGUE, MODULE_CATALOGUE
 from oracle.cases import builtin_cases, parse_case
 from oracle.checker.run import check
 from oracle.cli import main
-from oracle.fuzz import case_size, fuzz, parse_budget
+from oracle.fuzzing import case_size, fuzz, parse_budget
 
 MUTANTS = ([("seed", None, f"mutants:{m}") for m in CATALOGUE]
            + [("module", "RNN_TANH", f"module_mutants:{m}") for m in MODULE_CATALOGUE]

@@ -187,3 +187,9 @@ def test_merge_refuses_missing_or_mixed_shards(tmp_path, capsys):
     assert main(["merge", d]) == 2 and "a case record lacks" in capsys.readouterr().err
     (tmp_path / "e.json").write_text("{")
     assert main(["merge", str(tmp_path / "e.json")]) == 2 and "not a readable JSON" in capsys.readouterr().err
+
+
+def test_a_word_that_is_a_built_in_part_is_a_part_in_any_set():
+    bf16 = [parse_case("module/GRU/L1/T5-B3-I3-H4/lengths-mixed/up-both/bfloat16")]
+    assert select(bf16, "float16") == [] and select(bf16, "bfloat16") == bf16
+    assert select(bf16, "float") == bf16  # no part of any name: a substring

@@ -188,14 +188,16 @@ def _search(strategy, judge_case: Callable, out: FuzzResult, *, max_examples: in
 def fuzz(candidate: Callable | str, *, model: str = "module", cell: str | None = None, layout: str = "torch",
          dtypes: tuple[str, ...] = ("float64", "float32"), max_examples: int = DEFAULT_EXAMPLES,
          budget: float = DEFAULT_BUDGET, seed: int | None = None, shard: str | None = None, isolate: bool = True,
-         timeout: float = DEFAULT_TIMEOUT, database: str | Path | None | bool = True) -> FuzzResult:
+         timeout: float = DEFAULT_TIMEOUT, database: str | Path | None | bool = True, ray: str | None = None,
+         num_gpus: float = 0) -> FuzzResult:
     """Search configurations for one where ``candidate`` is wrong; shrink it (see the module's docstring).
 
     ``model``: "module" (``manual.module_gradients``' signature; ``cell`` one
     mode, or every cell when None) or "seed" (``manual.gradients``').
     ``budget``: seconds of searching; ``max_examples``: at most this many
     examples. ``database``: True for ``.hypothesis/bptt-fuzz/<candidate…>``,
-    a folder, or False/None for none.
+    a folder, or False/None for none. ``ray``: "local" or a Ray address: each
+    example a Ray task (``oracle.checker.cluster``), isolated the same way.
     """
     strategy, db = _arguments(candidate, model, cell, layout, dtypes, max_examples, budget, database)
     part = None if shard is None else parse_shard(shard)
@@ -210,7 +212,9 @@ def fuzz(candidate: Callable | str, *, model: str = "module", cell: str | None =
         p = prepare(case, case.inputs(), layout=layout)
         return p if well_posed(p) else None
 
-    if isolate:
+    if ray is not None:
+        _by_ray(candidate, ray, timeout, num_gpus, prep, search)
+    elif isolate:
         _isolated(candidate, timeout, prep, search)
     else:
         fn = make_runner(candidate, False)  # loads it, with the in-process remedy on failure
@@ -236,6 +240,28 @@ def _one_in_process(runner: Callable, p) -> CaseResult | None:
     got: list[CaseResult] = []
     runner(1, lambda i: (p.case, p.inputs, p.expect), lambda i, o: got.append(judge(p, o)), None)
     return got[0]
+
+
+def _by_ray(candidate, address: str, timeout: float, num_gpus: float, prep: Callable, search: Callable) -> None:
+    """``search(judge_case)``, each example one Ray task, all in one Ray session."""
+    from oracle.checker.candidate import reference_to
+    from oracle.checker.cluster import run_ray, session
+    from oracle.checker.processes import stop_if_importing_main
+
+    stop_if_importing_main()
+    ref = reference_to(candidate)
+
+    def judge_case(case) -> CaseResult | None:
+        p = prep(case)
+        if p is None:
+            return None
+        got: list[CaseResult] = []
+        run_ray(ref, 1, lambda i: (p.case, p.inputs, p.expect), lambda i, o: got.append(judge(p, o)),
+                address=address, jobs=1, timeout=timeout, num_gpus=num_gpus, stream=io.StringIO())
+        return got[-1]
+
+    with session(address, 1):
+        search(judge_case)
 
 
 def _isolated(candidate, timeout: float, prep: Callable, search: Callable) -> None:
