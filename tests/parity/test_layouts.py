@@ -173,6 +173,11 @@ def onnx_candidate(config, state_dict, input, hx=None, **kw):
     return to_onnx(config_from(config), manual.module_gradients(config, state_dict, input, hx, **kw))
 
 
+def initial_h_l1_dropped(config, state_dict, input, hx=None, **kw):
+    g = onnx_candidate(config, state_dict, input, hx, **kw)
+    return {**g, "initial_h_l1": g["initial_h_l1"] * 0} if "initial_h_l1" in g else g
+
+
 def merged_bias_candidate(config, state_dict, input, hx=None, **kw):
     """As a fused kernel that keeps one bias per gate row answers: B_l{k} [dirs, G·H]."""
     g = onnx_candidate(config, state_dict, input, hx, **kw)
@@ -335,3 +340,12 @@ def test_to_onnx_takes_the_dict_config_and_copies():
     o["initial_h_l0"][...] = 1
     assert not x.any() and not hx.any()
     assert from_onnx(cfg, o)["hx"].shape == hx.shape
+
+
+def test_a_state_gradient_is_reported_by_its_onnx_layer_and_direction(golden):
+    r = check(initial_h_l1_dropped, "GRU", golden=golden[0], isolate=False, progress=False)
+    bad = [res for res in r.results if not res.ok]
+    assert bad and {res.case.num_layers for res in bad} == {2}, str(r)
+    assert all(res.report.failures[0].name == "initial_h_l*" for res in bad), str(r)
+    first = bad[0].report.failures[0].first
+    assert re.fullmatch(r"initial_h_l\*\[\d, \d, \d\] in initial_h_l1", first), first
