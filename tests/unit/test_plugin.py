@@ -13,6 +13,7 @@ import manual
 import oracle
 from oracle.assertions import Selected
 from oracle.cases import parse_case
+from oracle.cases.select import in_shard
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "kernel_project"
@@ -89,3 +90,38 @@ def test_the_example_run_against_a_wrong_kernel_fails_one_test_per_case_with_the
            "float64]" in out.stdout, out.stdout[-3000:]
     assert "FAIL (cx)" in out.stdout and "cx           FAIL" in out.stdout, out.stdout[-3000:]
     assert "failed" in out.stdout.splitlines()[-1] and "passed" not in out.stdout.splitlines()[-1]
+
+
+@SLOW
+def test_the_marker_reads_a_golden_folder_in_onnx_layout_and_a_shard(tmp_path):
+    from oracle.cli import main
+
+    names = ["module/LSTM/L1/T5-B3-I3-H4/lengths-full/up-both/float64",
+             "module/GRU/L2-bi/T5-B3-I3-H4/lengths-mixed/up-hn/float64"]
+    (tmp_path / "tests").mkdir()
+    argv = ["export", str(tmp_path / "tests" / "golden"), "--layout", "onnx"]
+    for n in names:
+        argv += ["--case", n]
+    assert main(argv) == 0
+    (tmp_path / "tests" / "test_onnx_kernel.py").write_text(
+        "import pytest\nimport manual\nimport oracle\nfrom oracle.layouts import to_onnx\n\n\n"
+        "def kernel(config, *args, **kw):\n"
+        "    return to_onnx(config, manual.module_gradients(config, *args, **kw))\n\n\n"
+        "@pytest.mark.bptt_cases('module', golden='golden', layout='onnx')\n"
+        "def test_all(bptt_case):\n    oracle.assert_gradients(kernel, bptt_case)\n\n\n"
+        "@pytest.mark.bptt_cases('module', golden='golden', layout='onnx', shard='1/2')\n"
+        "def test_half(bptt_case):\n    oracle.assert_gradients(kernel, bptt_case)\n\n\n"
+        "@pytest.mark.bptt_cases('LSTM and', golden='golden')\n"
+        "def test_bad_expression(bptt_case):\n    pass\n")
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests",
+                          "--deselect", "tests/test_onnx_kernel.py::test_bad_expression", "--co"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "ends where a word was expected" in out.stdout + out.stderr, out.stdout[-2000:]  # a usage error
+    (tmp_path / "tests" / "test_onnx_kernel.py").write_text(
+        (tmp_path / "tests" / "test_onnx_kernel.py").read_text().split("@pytest.mark.bptt_cases('LSTM and'")[0])
+    out = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "tests"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert all(f"test_all[{n}] PASSED" in out.stdout for n in names), out.stdout[-3000:]
+    halves = [n for n in names if f"test_half[{n}] PASSED" in out.stdout]
+    assert len(halves) == sum(in_shard(n, (1, 2)) for n in names), out.stdout[-3000:]
