@@ -25,12 +25,12 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from contract.cells import CELLS
 from contract.errors import BadValue
-from oracle.cases.module import LENGTHS, ModuleCase
+from oracle.cases.module import ALL_DTYPES, LENGTHS, ModuleCase
 from oracle.cases.select import in_shard, parse_shard
 from oracle.checker.candidate import Outcome
 from oracle.checker.isolate import DEFAULT_TIMEOUT, run_isolated
@@ -105,7 +105,7 @@ class FuzzResult:
     seconds: float = 0.0
     found_after: float = 0.0  # seconds until the first failure
     shard: str | None = None
-    records: list = field(default_factory=list)
+    candidate: str = "MODULE:FUNCTION"  # as `bptt check --candidate` takes it
 
     @property
     def exit_status(self) -> int:
@@ -121,7 +121,7 @@ class FuzzResult:
         return (f"fuzz: FAIL after {self.found_after:.1f} s; {said}\n"
                 f"first failing: {self.first_failing}\nshrunk to:     {name}\n"
                 f"make it a golden case: bptt export golden/ --case {name}\n"
-                f"replay it:             bptt check --candidate MODULE:FUNCTION --case {name}")
+                f"replay it:             bptt check --candidate {self.candidate} --case {name}")
 
     def to_json(self) -> dict:
         return {"command": "fuzz", "ok": self.exit_status == 0, "shard": self.shard, "examples": self.examples,
@@ -201,7 +201,8 @@ def fuzz(candidate: Callable | str, *, model: str = "module", cell: str | None =
     """
     strategy, db = _arguments(candidate, model, cell, layout, dtypes, max_examples, budget, database)
     part = None if shard is None else parse_shard(shard)
-    out = FuzzResult(shard=shard)
+    out = FuzzResult(shard=shard, candidate=candidate if isinstance(candidate, str) else
+                     f"{getattr(candidate, '__module__', 'MODULE')}:{getattr(candidate, '__qualname__', 'FUNCTION')}")
     start = time.monotonic()
 
     def search(judge_case):
@@ -323,8 +324,14 @@ def _arguments(candidate, model, cell, layout, dtypes, max_examples, budget, dat
     if model == "seed" and (cell is not None or layout != "torch"):
         raise BadValue(f"the seed model has one cell and one layout; got cell={cell!r}, layout={layout!r}. "
                        "Remedy: leave them out with model='seed'.")
-    if not dtypes or any(d not in ("float64", "float32") for d in dtypes):
-        raise BadValue(f"dtypes must be float64 and/or float32; got {dtypes!r}. Remedy: dtypes=('float64',).")
+    allowed = ALL_DTYPES if model == "module" else ("float64", "float32")
+    if not dtypes or any(d not in allowed for d in dtypes):
+        raise BadValue(f"dtypes must be some of {allowed} for {model} cases; got {dtypes!r}. Remedy: "
+                       "dtypes=('float64',).")
+    if layout == "onnx":
+        modes = tuple(m for m in modes if CELLS[m].onnx_gates is not None)
+        if not modes:
+            raise BadValue(f"cell {cell!r} has no ONNX operator. Remedy: --layout torch for it.")
     if not (isinstance(max_examples, int) and max_examples >= 1) or not (budget > 0):
         raise BadValue(f"max_examples must be a positive int and budget positive seconds; got {max_examples!r}, "
                        f"{budget!r}. Remedy: max_examples=200, budget=600.")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from contract.errors import BadValue
+
 MARKER = "bptt_cases"
 
 
@@ -28,41 +30,66 @@ def pytest_configure(config) -> None:
                                        "parametrise the test's bptt_case over the cases selected (bptt-reference)")
 
 
+KEYWORDS = ("expression", "golden", "layout", "shard")
+
+
 def _selected(expression, golden, layout, shard, here: Path) -> list:
-    """The Selected cases a marker asks for."""
+    """The Selected cases a marker asks for (ValueError naming what is wrong with it)."""
     from oracle.assertions import Selected
     from oracle.cases import builtin_cases
     from oracle.cases.select import parse_shard, select, shard_of
+    from oracle.layouts import check_layout
 
     part = None if shard is None else parse_shard(shard)
+    if layout is not None:
+        check_layout(layout)
     if golden is None:
         return [Selected(c, None, layout) for c in shard_of(select(builtin_cases(), expression), part)]
     from oracle.files.golden import load_golden
 
     folder = Path(golden) if Path(golden).is_absolute() else here / golden
-    loaded = {load_golden(p)[0].name: p for p in sorted(folder.glob("*.safetensors"))}
-    from oracle.cases import parse_case
+    paths = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not paths:
+        raise BadValue(f"golden={golden!r} (resolved relative to the test file: {folder}) "
+                       f"{'holds no .safetensors golden cases' if folder.is_dir() else 'is not a folder'}",
+                       f"`bptt export {folder}` writes golden cases there, or give the folder's path")
+    loaded = {case.name: (case, str(p)) for p in paths for case in (load_golden(p)[0],)}
+    cases = shard_of(select([c for c, _ in loaded.values()], expression), part)
+    return [Selected(c, loaded[c.name][1], layout) for c in cases]
 
-    cases = shard_of(select([parse_case(n) for n in loaded], expression), part)
-    return [Selected(c, str(loaded[c.name]), layout) for c in cases]
+
+def _marker_arguments(marker, nodeid: str) -> dict:
+    """The marker's arguments by name; a collection error for an unknown keyword or an extra argument (which
+    would otherwise select other cases than the user meant, silently)."""
+    unknown = sorted(set(marker.kwargs) - set(KEYWORDS))
+    if len(marker.args) > 1 or unknown or (marker.args and "expression" in marker.kwargs):
+        pytest.fail(f"{nodeid}: @pytest.mark.{MARKER} takes one expression and the keywords {KEYWORDS}; got "
+                    f"{len(marker.args)} positional argument(s)" + (f" and {unknown}" if unknown else "") +
+                    ". Remedy: one expression joined with and/or/not, e.g. "
+                    f"@pytest.mark.{MARKER}(\"GRU and H8 and float64\", golden=\"golden\")", pytrace=False)
+    args = {k: marker.kwargs.get(k) for k in KEYWORDS}
+    if marker.args:
+        args["expression"] = marker.args[0]
+    return args
 
 
 def pytest_generate_tests(metafunc) -> None:
     if "bptt_case" not in metafunc.fixturenames:
         return
+    nodeid = metafunc.definition.nodeid
     marker = metafunc.definition.get_closest_marker(MARKER)
     if marker is None:
-        pytest.fail(f"{metafunc.definition.nodeid} takes bptt_case but has no @pytest.mark.{MARKER}(...) saying "
-                    f"which cases. Remedy: e.g. @pytest.mark.{MARKER}(\"module and LSTM and L1\")", pytrace=False)
-    expression = marker.args[0] if marker.args else marker.kwargs.get("expression")
+        pytest.fail(f"{nodeid} takes bptt_case but has no @pytest.mark.{MARKER}(...) saying which cases. Remedy: "
+                    f"e.g. @pytest.mark.{MARKER}(\"module and LSTM and L1\")", pytrace=False)
+    args = _marker_arguments(marker, nodeid)
     try:
-        chosen = _selected(expression, marker.kwargs.get("golden"), marker.kwargs.get("layout"),
-                           marker.kwargs.get("shard"), Path(metafunc.definition.fspath).parent)
-    except ValueError as e:  # a malformed expression, a refused golden file
-        pytest.fail(f"{metafunc.definition.nodeid}: {e}", pytrace=False)
-    if not chosen and marker.kwargs.get("shard") is None:  # (a shard may be empty: its test is then skipped)
-        pytest.fail(f"{metafunc.definition.nodeid}: @pytest.mark.{MARKER}({expression!r}) selects no case. "
-                    "Remedy: `bptt verify --list -k EXPRESSION` shows what an expression picks.", pytrace=False)
+        chosen = _selected(**args, here=Path(metafunc.definition.fspath).parent)
+    except ValueError as e:  # a malformed expression or shard, an unknown layout, a missing or refused golden file
+        pytest.fail(f"{nodeid}: {e}", pytrace=False)
+    if not chosen and args["shard"] is None:  # (a shard may be empty: its test is then skipped)
+        pytest.fail(f"{nodeid}: @pytest.mark.{MARKER}({args['expression']!r}) selects no case. Remedy: "
+                    "`bptt verify --list -k EXPRESSION` (or `bptt check DIR --list -k …`) shows what it picks; "
+                    "words are case-sensitive.", pytrace=False)
     metafunc.parametrize("bptt_case", chosen, ids=[str(s) for s in chosen])
 
 

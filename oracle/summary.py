@@ -44,7 +44,7 @@ def record(case, reports: dict[str, Report], *, skipped: str = "", error: str = 
 def counts(records: list[dict]) -> str:
     """``30 cases: 24 passed, 6 skipped (unsupported: proj_size), 0 failed``."""
     by = Counter(r["status"] for r in records)
-    line = f"{len(records)} cases: {by['passed']} passed"
+    line = f"{len(records)} case{'' if len(records) == 1 else 's'}: {by['passed']} passed"
     if by["skipped"]:
         why = Counter(r["reason"] for r in records if r["status"] == "skipped")
         said = ", ".join(w if len(why) == 1 else f"{w} ×{n}" for w, n in why.most_common(3))

@@ -521,10 +521,10 @@ def size_sweep(mode: str, dtype: str = "float64") -> list:
 
 
 def low_precision_cases(dtype: str) -> list:
-    """Every cell in every form, one layer and two bidirectional, mixed lengths, driven through everything, in a
-    low precision (``oracle.precision``): judged against autograd in that dtype."""
-    return [ModuleCase(mode, L, bi, False, True, 5, 3, 3, 4, lengths="mixed", upstream="both", dtype=dtype, **form)
-            for mode, form in VARIANTS for L, bi in ((1, False), (2, True))]
+    """Every cell in every form, one layer (full and mixed lengths) and two bidirectional (mixed), driven through
+    everything, in a low precision (``oracle.precision``): judged against autograd in that dtype."""
+    return [ModuleCase(mode, L, bi, False, True, 5, 3, 3, 4, lengths=ln, upstream="both", dtype=dtype, **form)
+            for mode, form in VARIANTS for L, bi, ln in ((1, False, "full"), (1, False, "mixed"), (2, True, "mixed"))]
 
 
 def all_module_cases(dtypes=ALL_DTYPES) -> list[ModuleCase]:

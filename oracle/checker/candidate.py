@@ -98,7 +98,7 @@ def call(fn: Callable, case, inputs: dict, calls: int = CALLS, in_worker: bool =
     try:
         out.skipped = declined(fn, case)
     except Exception as e:  # noqa: BLE001 - a declaration that breaks is the candidate's failure
-        return Outcome(error=f"the candidate's supports() {describe(e)}")
+        return Outcome(error=f"the candidate's supports() {describe(e)}{signature_hint(e, KeyError)}")
     if out.skipped:
         return out
     for i in range(calls):
@@ -119,7 +119,7 @@ def call(fn: Callable, case, inputs: dict, calls: int = CALLS, in_worker: bool =
                                  "call on the same inputs", notes=out.notes)
         except BaseException as e:  # noqa: BLE001 - a candidate's failure, sys.exit included, is a result
             _never_in_a_fork(pid)
-            return Outcome(error=f"the candidate {describe(e)}{when}", notes=out.notes)
+            return Outcome(error=f"the candidate {describe(e)}{when}{signature_hint(e)}", notes=out.notes)
         _never_in_a_fork(pid)
         changed = _changed(inputs, mine)
         if changed:
@@ -134,6 +134,20 @@ def call(fn: Callable, case, inputs: dict, calls: int = CALLS, in_worker: bool =
         out.grads.append(arrays if in_worker else restore(arrays))
         out.notes += [n for n in notes if n not in out.notes]
     return out
+
+
+SIGNATURES = ("; is it a case of its kind? A seed-model case calls it as manual.gradients(params, x, target, "
+              "h0=…, …), a module case as manual.module_gradients(config, state_dict, input, hx, …). Remedy: "
+              "select one kind, -k module or -k 'not module'")
+
+
+def signature_hint(e: BaseException, kind: type = TypeError) -> str:
+    """A remedy for a candidate called with the other kind of case's arguments (an unexpected keyword, a missing
+    positional argument; for ``supports``, a field the other kind has not)."""
+    said = str(e)
+    if isinstance(e, kind) and (kind is KeyError or "argument" in said):
+        return SIGNATURES
+    return ""
 
 
 def declined(fn: Callable, case) -> str:

@@ -172,7 +172,7 @@ def judge(p: Prepared, outcome: Outcome) -> CaseResult:
         return CaseResult(p.case, error="; ".join([outcome.error, *outcome.notes]))
     if not outcome.grads:
         return CaseResult(p.case, error="the candidate returned nothing")
-    report, notes = None, []
+    first, notes = None, []
     for i, got in enumerate(outcome.grads):
         try:
             got, bad = p.case.from_candidate(got, p.layout, notes if i == 0 else None)
@@ -188,8 +188,9 @@ def judge(p: Prepared, outcome: Outcome) -> CaseResult:
                 report[name].status, report[name].why = "FAIL", why
         report = p.case.report_in(report, p.layout)
         if not report.ok:
-            break
-    return CaseResult(p.case, report)
+            return CaseResult(p.case, report)
+        first = first or report
+    return CaseResult(p.case, first)  # every call passed: the first call's report
 
 
 def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: Callable, *, progress: bool | None,

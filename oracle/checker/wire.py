@@ -92,13 +92,14 @@ def plain(got, expect: Mapping | None = None) -> tuple[dict, list[str]]:
     """
     if not isinstance(got, Mapping):
         raise BadType(f"returned {type(got).__name__}, expected a dict name → array")
-    out, bf16, ignored = {}, [], {}
+    out, bf16, ignored, unknown = {}, [], {}, []
     for k in list(got.keys()):
         if type(k) is not str:
             ignored.setdefault(f"{type(k).__module__}.{type(k).__name__}".removeprefix("builtins."),
                                []).append(repr(str(k))[:40])
             continue
         if expect is not None and k not in expect:
+            unknown.append(k[:40])
             continue
         v = got[k]
         if v is None:
@@ -110,6 +111,9 @@ def plain(got, expect: Mapping | None = None) -> tuple[dict, list[str]]:
         out[BF16_LABEL] = bf16
     notes = [f"{len(ks)} key(s) of type {t} ignored ({', '.join(ks[:3])}{', …' if len(ks) > 3 else ''}): "
              "use str keys" for t, ks in ignored.items()]
+    if unknown:
+        notes.append(f"{len(unknown)} key(s) that name no gradient of this case ignored ({', '.join(unknown[:3])}"
+                     f"{', …' if len(unknown) > 3 else ''}): in the other layout? (--layout torch | onnx)")
     return out, notes
 
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from oracle.checker.isolate import DEFAULT_TIMEOUT
-from oracle.cli.common import EXIT_OK, jobs, narrowing, seconds, shard_text, usage, writable_file
+from oracle.cli.common import EXIT_OK, jobs, narrowing, seconds, setup, shard_text, usage, writable_file
 
 
 def add(sub) -> None:
@@ -15,8 +15,8 @@ def add(sub) -> None:
     c.add_argument("dir", nargs="?", help="folder of golden cases from `bptt export` (default: the built-in cases, "
                                           "or those named by --case)")
     c.add_argument("--case", action="append", metavar="NAME",
-                   help="a case by full name, built-in or not (repeatable; without DIR), e.g. one `bptt fuzz` "
-                        "printed")
+                   help="a case by full name (repeatable): without DIR any case, e.g. one `bptt fuzz` printed; "
+                        "with DIR that case of the folder")
     who = c.add_mutually_exclusive_group()
     who.add_argument("--candidate", metavar="MODULE:FUNCTION",
                      help="a function with manual.gradients' signature (seed-model cases) or "
@@ -54,11 +54,14 @@ def cmd_check(args) -> int:
     if not args.list and not (args.candidate or args.grads):
         return usage("check needs --candidate MODULE:FUNCTION or --grads DIR2. Remedy: e.g. "
                      f"`bptt check {args.dir or 'golden/'} --candidate mykernel:gradients`.")
-    if args.dir is None and args.grads or args.dir is not None and args.case:
-        return usage("--grads reads a golden folder (DIR), and --case names cases without one. Remedy: "
-                     "`bptt check DIR --grads DIR2`, or `bptt check --candidate M:F --case NAME`.")
+    if args.dir is None and args.grads:
+        return usage("--grads reads the golden cases of a folder: give it. Remedy: `bptt check DIR --grads DIR2`.")
+    if args.k and args.case:
+        return usage("-k and --case both select cases: give one. Remedy: -k EXPRESSION, or --case NAME (repeatable).")
     out = None
     try:
+        if args.dir is not None and args.case:  # those names among the folder's cases
+            args.k = " or ".join(args.case)  # a full name is no part of a name: it matches as a substring
         cases = args.k if args.dir or not args.case else [_parse(n) for n in args.case]
         if args.list:
             print("\n".join(_names(args, cases)))
@@ -101,8 +104,9 @@ def report(result, args, out) -> int:
     if out:
         import json
 
+        doc = {**result.to_json(), "setup": setup(args, "candidate", "k", "case", "layout")}
         with out:
-            out.write(json.dumps(result.to_json(), indent=1))
+            out.write(json.dumps(doc, indent=1))
     return result.exit_status
 
 

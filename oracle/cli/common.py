@@ -31,6 +31,9 @@ def selected(args):
     from oracle.cases.module import ALL_DTYPES
     from oracle.cases.select import select, shard_of
 
+    if getattr(args, "case", None) and args.k:
+        raise SystemExit(usage("-k and --case both select cases: give one. Remedy: -k EXPRESSION, or --case NAME "
+                               "(repeatable)."))
     try:
         if getattr(args, "case", None):
             chosen = [parse_case(n) for n in args.case]
@@ -117,6 +120,12 @@ def narrowing(sp) -> None:
     sp.add_argument("--shard", type=shard, metavar="i/N",
                     help="only the i-th of N stable parts of the selection (split by case name); "
                          "`bptt merge` combines the parts' --json reports")
+
+
+def setup(args, *keys: str) -> dict:
+    """What a run was asked (for its --json): `bptt merge` refuses shards of runs that were asked different
+    things."""
+    return {k: getattr(args, k, None) for k in keys}
 
 
 def shard_text(args) -> str | None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from oracle.checker.isolate import DEFAULT_TIMEOUT
-from oracle.cli.common import jobs, seconds, shard, shard_text, usage, writable_file
+from oracle.cli.common import seconds, setup, shard, shard_text, usage, writable_file
 
 
 def budget(value: str) -> float:
@@ -19,6 +19,16 @@ def budget(value: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value!r} (e.g. --max-examples 200)")
+    return n
+
+
 def add(sub) -> None:
     """The `bptt fuzz` subcommand's arguments."""
     from contract.cells import CELLS
@@ -28,11 +38,13 @@ def add(sub) -> None:
     f.add_argument("--candidate", required=True, metavar="MODULE:FUNCTION",
                    help="manual.module_gradients' signature (or manual.gradients' with --model seed)")
     f.add_argument("--model", choices=MODELS, default="module", help="module cases (default) or the seed model's")
-    f.add_argument("--cell", choices=tuple(CELLS), help="only this cell (default: every cell)")
+    f.add_argument("--cell", type=str.upper, choices=tuple(CELLS), help="only this cell (default: every cell); "
+                                                                          "any case, e.g. lstm")
     f.add_argument("--layout", choices=("torch", "onnx"), default="torch")
-    f.add_argument("--dtype", choices=("float64", "float32", "all"), default="all")
-    f.add_argument("--max-examples", type=jobs, default=DEFAULT_EXAMPLES, metavar="N",
-                   help=f"at most N configurations (default {DEFAULT_EXAMPLES})")
+    f.add_argument("--dtype", choices=("float64", "float32", "bfloat16", "float16", "all"), default="all",
+                   help="the cases' dtype (default all: float64 and float32; the low precisions, module cases only)")
+    f.add_argument("--max-examples", type=positive, default=DEFAULT_EXAMPLES, metavar="N",
+                   help=f"at most N judged configurations (default {DEFAULT_EXAMPLES}; declined ones not counted)")
     f.add_argument("--budget", type=budget, default=DEFAULT_BUDGET, metavar="TIME",
                    help=f"search time, e.g. 90s, 10m (default {DEFAULT_BUDGET / 60:g}m); a failure found is "
                         "always shrunk")
@@ -80,6 +92,8 @@ def cmd_fuzz(args) -> int:
     if out:
         import json
 
+        doc = {**result.to_json(), "setup": setup(args, "candidate", "model", "cell", "layout", "dtype",
+                                                  "max_examples", "budget", "seed")}
         with out:
-            out.write(json.dumps(result.to_json(), indent=1))
+            out.write(json.dumps(doc, indent=1))
     return result.exit_status

@@ -81,12 +81,28 @@ def merge(paths: list[str]) -> dict:
     names = [r["name"] for r in cases]
     if len(set(names)) != len(names):
         raise MergeError("a case appears in two shards: were they split from different selections?")
-    return {"command": commands.pop(), "shard": None, "merged": len(docs),
-            "cases": sorted(cases, key=lambda r: r["name"])}
+    setups = {json.dumps(d.get("setup"), sort_keys=True) for d in docs}
+    if len(setups) > 1:
+        raise MergeError(f"the shards were run with different setups ({' / '.join(sorted(setups))}): merge the "
+                         "shards of one run")
+    merged = {"command": commands.pop(), "shard": None, "merged": len(docs), "setup": docs[0].get("setup"),
+              "cases": sorted(cases, key=lambda r: r["name"])}
+    if merged["command"] == "fuzz":  # a fuzz report lists its failure alone: the examples judged are counted
+        merged["judged"] = sum(d.get("judged", 0) if type(d.get("judged", 0)) is int else 0 for d in docs)
+    return merged
+
+
+def status(merged: dict) -> int:
+    """The merged run's exit status: a fuzz run passed when no shard failed and one judged an example."""
+    from oracle.summary import exit_status
+
+    if merged["command"] == "fuzz":
+        return 1 if merged["cases"] else 0 if merged["judged"] else 2
+    return exit_status(merged["cases"])
 
 
 def cmd_merge(args) -> int:
-    from oracle.summary import counts, exit_status, group_table
+    from oracle.summary import counts, group_table
 
     out = writable_file(args.json) if args.json else None
     try:
@@ -94,13 +110,18 @@ def cmd_merge(args) -> int:
     except MergeError as e:
         if out:
             out.close()
-        return usage(f"{e}. Remedy: `bptt merge shard-1.json … shard-N.json`, each from the same command with "
-                     "--shard i/N --json.")
-    merged["ok"] = exit_status(merged["cases"]) == EXIT_OK
-    if not args.quiet:
+        return usage(f"{str(e).rstrip('.')}. Remedy: `bptt merge shard-1.json … shard-N.json`, each from the same "
+                     "command with --shard i/N --json.")
+    code = status(merged)
+    merged["ok"] = code == EXIT_OK
+    if not args.quiet and merged["cases"]:
         print(group_table(merged["cases"]))
-    print(counts(merged["cases"]))
+    if merged["command"] == "fuzz":
+        print(f"fuzz: {merged['judged']} examples judged over {merged['merged']} shards; "
+              f"{len(merged['cases'])} failing: " + (", ".join(r["name"] for r in merged["cases"]) or "none"))
+    else:
+        print(counts(merged["cases"]))
     if out:
         with out:
             out.write(json.dumps(merged, indent=1))
-    return exit_status(merged["cases"])
+    return code

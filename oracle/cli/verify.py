@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import json
 
-from oracle.cli.common import EXIT_MISMATCH, EXIT_OK, device, jobs, selected, selection, shard_text, writable_file
+from oracle.cli.common import (
+    EXIT_MISMATCH,
+    EXIT_OK,
+    device,
+    jobs,
+    selected,
+    selection,
+    setup,
+    shard_text,
+    writable_file,
+)
 
 
 def add(sub) -> None:
@@ -45,7 +55,7 @@ def cmd_verify(args) -> int:
             print(group_table(v.records()))
         print(v.summary())
         if out:
-            out.write(json.dumps(v.to_json(), indent=1))
+            out.write(json.dumps({**v.to_json(), "setup": setup(args, "k", "case", "dtype", "device")}, indent=1))
     finally:
         if out:
             out.close()

@@ -67,7 +67,7 @@ def test_round_trip_keeps_everything(golden):
 
 def test_check_manual_passes(golden, capsys):
     assert main(["check", str(golden), "--candidate", "manual:gradients"]) == 0
-    assert "1 cases: 1 passed, 0 failed" in capsys.readouterr().out
+    assert "1 case: 1 passed, 0 failed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fmt", ["npz", "safetensors"])

@@ -21,7 +21,7 @@ def test_builtin_low_precision_cases_exist_for_every_cell_and_form():
     for dtype in ("bfloat16", "float16"):
         cases = select(builtin_cases(), dtype)
         assert {c.mode for c in cases} == {"RNN_TANH", "RNN_RELU", "LSTM", "GRU", "INDRNN"}
-        assert all(c.dtype == dtype for c in cases) and len(cases) == 16
+        assert all(c.dtype == dtype for c in cases) and len(cases) == 24
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -37,7 +37,7 @@ def test_inputs_are_exactly_numbers_of_the_dtype(dtype):
 def test_manual_in_bfloat16_and_a_float32_computation_pass(candidate):
     spec = candidate if ":" in candidate else f"low_precision:{candidate}"
     result = check(spec, "bfloat16", isolate=False)
-    assert result.ok and len(result.results) == 16, str(result)
+    assert result.ok and len(result.results) == 24, str(result)
 
 
 def test_manual_in_float16_passes():

@@ -51,7 +51,7 @@ def test_mutant_is_caught(mutant, golden, capsys):
     selector, wrong = CATALOGUE[mutant]
     assert main(["check", str(golden), "--candidate", f"mutants:{mutant}", "-k", selector]) == 1
     out = capsys.readouterr().out
-    assert "1 cases: 0 passed, 1 failed" in out, out
+    assert "1 case: 0 passed, 1 failed" in out, out
     for tensor, step in wrong.items():
         block = report_of(out, tensor)
         assert " FAIL " in block.splitlines()[0], f"{mutant}: {tensor} not named as failing:\n{out}"
@@ -83,7 +83,7 @@ def module_golden(tmp_path_factory):
 
 def test_an_independent_module_implementation_passes(module_golden, capsys):
     assert main(["check", str(module_golden), "--candidate", "module_mutants:correct"]) == 0
-    assert "1 cases: 1 passed, 0 failed" in capsys.readouterr().out
+    assert "1 case: 1 passed, 0 failed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("mutant", first_fast(list(MODULE_CATALOGUE)))

@@ -103,7 +103,7 @@ def test_all_unsupported_is_no_verdict(capsys, tmp_path):
     assert not result.ok and result.exit_status == 2 and not result.failures
     assert main(["export", str(tmp_path), "--case", "module/LSTM/L1/T2-B1-I2-H3/lengths-full/up-both/float64"]) == 0
     assert main(["check", str(tmp_path), "--candidate", "partial_candidates:supports_nothing", "--in-process"]) == 2
-    assert "1 cases: 0 passed, 1 skipped (unsupported: a kernel for another cell), 0 failed" in capsys.readouterr().out
+    assert "1 case: 0 passed, 1 skipped (unsupported: a kernel for another cell), 0 failed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fn, says", [("unsupported_on_second_call", "after supporting the first call"),
@@ -193,3 +193,33 @@ def test_a_word_that_is_a_built_in_part_is_a_part_in_any_set():
     bf16 = [parse_case("module/GRU/L1/T5-B3-I3-H4/lengths-mixed/up-both/bfloat16")]
     assert select(bf16, "float16") == [] and select(bf16, "bfloat16") == bf16
     assert select(bf16, "float") == bf16  # no part of any name: a substring
+
+
+def test_merged_fuzz_shards_pass_when_none_failed_and_refuse_other_setups(tmp_path, capsys):
+    def write(name, judged, setup="a", cases=()):
+        doc = {"command": "fuzz", "shard": name, "judged": judged, "setup": {"candidate": setup}, "cases": list(cases)}
+        (tmp_path / f"{name[0]}.json").write_text(json.dumps(doc))
+        return str(tmp_path / f"{name[0]}.json")
+
+    assert main(["merge", write("1/2", 5), write("2/2", 0)]) == 0
+    assert "fuzz: 5 examples judged over 2 shards; 0 failing: none" in capsys.readouterr().out
+    assert main(["merge", write("1/2", 0), write("2/2", 0)]) == 2  # nothing judged anywhere
+    assert main(["merge", write("1/2", 5), write("2/2", 5, setup="b")]) == 2
+    assert "different setups" in capsys.readouterr().err
+
+
+def test_a_passing_case_is_reported_by_its_first_call():
+    result = check("manual:module_gradients", [parse_case(NAMES[0])], isolate=False)
+    assert result.ok and "call 2 of 2" not in str(result.results[0])
+
+
+def test_k_and_case_together_are_a_usage_error(capsys):
+    assert main(["verify", "--case", NAMES[0], "-k", "float32"]) == 2
+    assert "-k and --case both select cases" in capsys.readouterr().err
+
+
+def test_keys_of_another_layout_are_noted_and_a_signature_mismatch_has_a_remedy():
+    onnx = check("manual:module_gradients", [parse_case(NAMES[0])], isolate=False, layout="onnx")
+    assert not onnx.ok and any("in the other layout?" in n for n in onnx.results[0].report.notes)
+    seed = check("manual:module_gradients", [parse_case(NAMES[4])], isolate=False)
+    assert "select one kind, -k module or -k 'not module'" in seed.results[0].error
