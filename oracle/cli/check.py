@@ -64,7 +64,9 @@ def cmd_check(args) -> int:
             args.k = " or ".join(args.case)  # a full name is no part of a name: it matches as a substring
         cases = args.k if args.dir or not args.case else [_parse(n) for n in args.case]
         if args.list:
-            print("\n".join(_names(args, cases)))
+            names = _names(args, cases)
+            if names:  # (an empty selection lists nothing)
+                print("\n".join(names))
             return EXIT_OK
         out = writable_file(args.json) if args.json else None
         if args.grads:
