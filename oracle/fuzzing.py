@@ -106,6 +106,7 @@ class FuzzResult:
     found_after: float = 0.0  # seconds until the first failure
     shard: str | None = None
     candidate: str = "MODULE:FUNCTION"  # as `bptt check --candidate` takes it
+    layout: str = "torch"
 
     @property
     def exit_status(self) -> int:
@@ -118,10 +119,11 @@ class FuzzResult:
         if not self.failure:
             return f"fuzz: no failure in {said}"
         name = self.failure.case.name
+        lay = "" if self.layout == "torch" else f" --layout {self.layout}"
         return (f"fuzz: FAIL after {self.found_after:.1f} s; {said}\n"
                 f"first failing: {self.first_failing}\nshrunk to:     {name}\n"
-                f"make it a golden case: bptt export golden/ --case {name}\n"
-                f"replay it:             bptt check --candidate {self.candidate} --case {name}")
+                f"make it a golden case: bptt export golden/{lay} --case {name}\n"
+                f"replay it:             bptt check --candidate {self.candidate}{lay} --case {name}")
 
     def to_json(self) -> dict:
         return {"command": "fuzz", "ok": self.exit_status == 0, "shard": self.shard, "examples": self.examples,
@@ -201,7 +203,7 @@ def fuzz(candidate: Callable | str, *, model: str = "module", cell: str | None =
     """
     strategy, db = _arguments(candidate, model, cell, layout, dtypes, max_examples, budget, database)
     part = None if shard is None else parse_shard(shard)
-    out = FuzzResult(shard=shard, candidate=candidate if isinstance(candidate, str) else
+    out = FuzzResult(shard=shard, layout=layout, candidate=candidate if isinstance(candidate, str) else
                      f"{getattr(candidate, '__module__', 'MODULE')}:{getattr(candidate, '__qualname__', 'FUNCTION')}")
     start = time.monotonic()
 
