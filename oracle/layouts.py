@@ -198,14 +198,15 @@ def _expect(a, name: str, lead: tuple, ndim: int, form: str = "") -> None:
 
 # ---------------------------------------------------------------- a report in ONNX's names
 
-def _onnx_place(config: RNNConfig, name: str) -> tuple[str, Callable] | None:
-    """(ONNX name, index map torch → ONNX) of a torch-named gradient, or None for one that keeps its name."""
+def _onnx_place(config: RNNConfig, name: str, merged: set = frozenset()) -> tuple[str, Callable] | None:
+    """(ONNX name, index map torch → ONNX) of a torch-named gradient, or None for one that keeps its name;
+    ``merged``: the layers whose B the candidate gave merged, [dirs, G·H] (no Rb half)."""
     m = re.fullmatch(r"(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?", name)
     H, cell = config.hidden_size, CELLS[config.mode]
     order, letters = ONNX_FROM_TORCH[config.mode], cell.onnx_letters
     if m:
         kind, k, d = m.group(1), int(m.group(2)), int(bool(m.group(3)))
-        shift = H * cell.gates if kind == "bias_hh" else 0  # B = [Wb; Rb]
+        shift = H * cell.gates if kind == "bias_hh" and k not in merged else 0  # B = [Wb; Rb]
 
         def move(idx: tuple) -> tuple[tuple, str]:
             block, i = divmod(idx[0], H)
@@ -214,7 +215,9 @@ def _onnx_place(config: RNNConfig, name: str) -> tuple[str, Callable] | None:
             return (d, shift + row, *idx[1:]), gate
 
         onnx = {"weight_ih": "W", "weight_hh": "R", "bias_ih": "B", "bias_hh": "B"}[kind]
-        return f"{onnx}_l{k}[{d}]" + (" (Rb)" if kind == "bias_hh" else " (Wb)" if kind == "bias_ih" else ""), move
+        half = "" if k in merged else " (Rb)" if kind == "bias_hh" else " (Wb)" if kind == "bias_ih" else ""
+        return f"{onnx}_l{k}[{d}]" + (" as bias_hh" if kind == "bias_hh" and k in merged else
+                                      " as bias_ih" if kind == "bias_ih" and k in merged else half), move
     if name in ("hx", "cx"):
         theirs = "initial_h" if name == "hx" else "initial_c"
 
@@ -241,8 +244,9 @@ def _relabel(label: str, old: str, new: str, move: Callable) -> str:
 def onnx_report(config: RNNConfig, report):
     """``report`` (``oracle.judge.Report``, torch's names) in ONNX's names, rows and gate letters: what a
     candidate that answers in ONNX's layout reads."""
+    merged = {int(m) for n in report.notes for m in re.findall(r"B_l(\d+) is a merged bias", n)}
     for t in report.tensors:
-        place = _onnx_place(config, t.name)
+        place = _onnx_place(config, t.name, merged)
         if place is None:
             continue
         new, move = place

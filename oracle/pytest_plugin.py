@@ -77,15 +77,23 @@ def pytest_generate_tests(metafunc) -> None:
     if "bptt_case" not in metafunc.fixturenames:
         return
     nodeid = metafunc.definition.nodeid
-    marker = metafunc.definition.get_closest_marker(MARKER)
+    markers = list(metafunc.definition.iter_markers(MARKER))
+    if len(markers) > 1:
+        pytest.fail(f"{nodeid} has {len(markers)} @pytest.mark.{MARKER} markers (on the test, its class or its "
+                    "module); only one would count. Remedy: one marker, its expressions joined with or.",
+                    pytrace=False)
+    marker = markers[0] if markers else None
     if marker is None:
         pytest.fail(f"{nodeid} takes bptt_case but has no @pytest.mark.{MARKER}(...) saying which cases. Remedy: "
                     f"e.g. @pytest.mark.{MARKER}(\"module and LSTM and L1\")", pytrace=False)
     args = _marker_arguments(marker, nodeid)
     try:
         chosen = _selected(**args, here=Path(metafunc.definition.fspath).parent)
+        failed = ""
     except ValueError as e:  # a malformed expression or shard, an unknown layout, a missing or refused golden file
-        pytest.fail(f"{nodeid}: {e}", pytrace=False)
+        failed = f"{nodeid}: {e}"
+    if failed:  # (outside the except: pytest shows the message alone, not the exception it came from)
+        pytest.fail(failed, pytrace=False)
     if not chosen and args["shard"] is None:  # (a shard may be empty: its test is then skipped)
         pytest.fail(f"{nodeid}: @pytest.mark.{MARKER}({args['expression']!r}) selects no case. Remedy: "
                     "`bptt verify --list -k EXPRESSION` (or `bptt check DIR --list -k …`) shows what it picks; "

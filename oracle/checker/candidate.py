@@ -114,7 +114,7 @@ def call(fn: Callable, case, inputs: dict, calls: int = CALLS, in_worker: bool =
         except Unsupported as e:
             _never_in_a_fork(pid)
             if i == 0:
-                return Outcome(skipped=str(e) or "unsupported", notes=out.notes)
+                return Outcome(skipped=str(e) or "no reason given", notes=out.notes)
             return Outcome(error=f"the candidate raised Unsupported({str(e)!r}){when} after supporting the first "
                                  "call on the same inputs", notes=out.notes)
         except BaseException as e:  # noqa: BLE001 - a candidate's failure, sys.exit included, is a result
@@ -145,7 +145,8 @@ def signature_hint(e: BaseException, kind: type = TypeError) -> str:
     """A remedy for a candidate called with the other kind of case's arguments (an unexpected keyword, a missing
     positional argument; for ``supports``, a field the other kind has not)."""
     said = str(e)
-    if isinstance(e, kind) and (kind is KeyError or "argument" in said):
+    if isinstance(e, kind) and (kind is KeyError or "unexpected keyword argument" in said or
+                                "required positional argument" in said):
         return SIGNATURES
     return ""
 

@@ -94,12 +94,16 @@ class CheckResult:
 
     @property
     def exit_status(self) -> int:
-        """The CLI's: 0 every judged case passed, 1 one failed, 2 nothing was judged (all skipped)."""
+        """The CLI's: 0 every judged case passed, 1 one failed, 2 nothing was judged (all skipped); a shard that
+        holds none of the selection is 0 (`bptt merge` judges the whole)."""
+        if not self.results and self.shard is not None:
+            return 0
         return exit_status(self.records())
 
     def summary(self) -> str:
         """``30 cases: 24 passed, 6 skipped (unsupported: proj_size), 0 failed``."""
-        return counts(self.records())
+        empty = f" (shard {self.shard} holds none of the selection)" if self.shard and not self.results else ""
+        return counts(self.records()) + empty
 
     def to_json(self) -> dict:
         return {"command": "check", "ok": self.ok, "shard": self.shard, "cases": self.records()}
@@ -199,6 +203,8 @@ def _drive(n: int, prepare_case: Callable[[int], Prepared], runner: Callable, *,
 
     ``runner(n, task, done, stream)``: :func:`make_runner`'s, which runs the candidate on each task.
     """
+    if n == 0 and shard is not None:  # a shard may hold none of the selection: nothing to judge, nothing wrong
+        return CheckResult(shard=shard)
     if n == 0:
         raise NothingToCheckError("no case selected. Remedy: `bptt verify --list` shows the built-in names; "
                                   "loosen -k / the cases expression.")
@@ -434,7 +440,7 @@ def check_files(golden: str | Path, grads: str | Path, pattern: str | None = Non
         check_layout(layout)
     items = golden_cases(golden, pattern, layout, None if shard is None else parse_shard(shard))
     bar = Progress(len(items), "check", enabled=progress)
-    if not items:
+    if not items and shard is None:
         raise NothingToCheckError(f"no golden case in {str(golden)!r} matches {pattern!r}. "
                                   "Remedy: loosen -k.")
     out = CheckResult(shard=shard)

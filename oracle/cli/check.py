@@ -51,6 +51,9 @@ def cmd_check(args) -> int:
     from oracle.files.readers import GoldenFileError
 
     sys.path.insert(0, str(Path.cwd()))  # the candidate's module, from the folder the command runs in
+    if args.num_gpus and args.ray is None:
+        return usage(f"--num-gpus {args.num_gpus:g} reserves GPUs for Ray tasks. Remedy: add --ray [ADDRESS], or "
+                     "leave --num-gpus out (a local worker sees every GPU of the machine).")
     if not args.list and not (args.candidate or args.grads):
         return usage("check needs --candidate MODULE:FUNCTION or --grads DIR2. Remedy: e.g. "
                      f"`bptt check {args.dir or 'golden/'} --candidate mykernel:gradients`.")

@@ -28,6 +28,9 @@ def cmd_export(args) -> int:
     if args.list:
         print("\n".join(c.name for c in chosen))
         return EXIT_OK
+    if not chosen:  # a shard that holds none of the selection
+        print("wrote 0 golden cases (this shard holds none of the selection)")
+        return EXIT_OK
     writable_folder(folder)
     try:
         written, refused, skipped = export(folder, chosen, args.layout)

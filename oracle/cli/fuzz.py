@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from oracle.checker.isolate import DEFAULT_TIMEOUT
-from oracle.cli.common import seconds, setup, shard, shard_text, usage, writable_file
+from oracle.cli.common import Once, seconds, setup, shard, shard_text, usage, writable_file
 
 
 def budget(value: str) -> float:
@@ -51,6 +51,8 @@ def add(sub) -> None:
     f.add_argument("--seed", type=int, help="hypothesis's seed, for a repeatable search (hypothesis then keeps no "
                                             "failure in its database)")
     f.add_argument("--shard", type=shard, metavar="i/N", help="only configurations whose names fall in shard i/N")
+    f.add_argument("-k", metavar="EXPRESSION", action=Once,
+                   help="only configurations whose names the expression selects, e.g. \"not bi and float64\"")
     f.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"per case, for the candidate's calls (default {DEFAULT_TIMEOUT:g})")
     where = f.add_mutually_exclusive_group()
@@ -71,6 +73,9 @@ def cmd_fuzz(args) -> int:
     from oracle.fuzzing import fuzz
 
     sys.path.insert(0, str(Path.cwd()))  # the candidate's module, from the folder the command runs in
+    if args.num_gpus and args.ray is None:
+        return usage(f"--num-gpus {args.num_gpus:g} reserves GPUs for Ray tasks. Remedy: add --ray [ADDRESS], or "
+                     "leave --num-gpus out (a local worker sees every GPU of the machine).")
     if args.model == "seed" and (args.cell or args.layout != "torch"):
         return usage("--model seed has one cell and one layout: leave out --cell and --layout. Remedy: "
                      f"`bptt fuzz --candidate {args.candidate} --model seed`.")
@@ -81,7 +86,7 @@ def cmd_fuzz(args) -> int:
         result = fuzz(args.candidate, model=args.model, cell=args.cell, layout=args.layout, dtypes=dtypes,
                       max_examples=args.max_examples, budget=args.budget, seed=args.seed, shard=shard_text(args),
                       isolate=not args.in_process, timeout=args.timeout, database=database, ray=args.ray,
-                      num_gpus=args.num_gpus)
+                      num_gpus=args.num_gpus, expression=args.k)
     except (CandidateError, ValueError) as e:
         if out:
             out.close()
@@ -92,7 +97,7 @@ def cmd_fuzz(args) -> int:
     if out:
         import json
 
-        doc = {**result.to_json(), "setup": setup(args, "candidate", "model", "cell", "layout", "dtype",
+        doc = {**result.to_json(), "setup": setup(args, "candidate", "k", "model", "cell", "layout", "dtype",
                                                   "max_examples", "budget", "seed")}
         with out:
             out.write(json.dumps(doc, indent=1))

@@ -53,8 +53,8 @@ def _report(path: str) -> dict:
 
 
 def merge(paths: list[str]) -> dict:
-    """The reports at ``paths`` as one: the same command, every shard i/N of one N exactly once (or a single
-    unsplit report), no case twice. MergeError saying which condition fails."""
+    """The reports at ``paths`` as one: the same command and setup, every shard i/N of one N exactly once, no case
+    twice. MergeError saying which condition fails."""
     from oracle.cases.select import parse_shard
 
     docs = [_report(p) for p in paths]

@@ -36,7 +36,7 @@ def add(sub) -> None:
 
 def cmd_verify(args) -> int:
     from oracle.summary import group_table
-    from oracle.verify import failures_text, verify
+    from oracle.verify import Verification, failures_text, verify
 
     chosen = selected(args)
     if args.list:
@@ -45,6 +45,12 @@ def cmd_verify(args) -> int:
     where = device(args.device)
     out = writable_file(args.json) if args.json else None
     try:
+        if not chosen:  # a shard that holds none of the selection: nothing to verify, nothing wrong
+            print(f"0 cases (shard {shard_text(args)} holds none of the selection)")
+            v = Verification(device=where, shard=shard_text(args))
+            if out:
+                out.write(json.dumps({**v.to_json(), "setup": setup(args, "k", "case", "dtype", "device")}))
+            return EXIT_OK
         v = verify(chosen, device=where, allow_tf32=args.allow_tf32, jobs=args.jobs)
         v.shard = shard_text(args)
         if args.verbose:

@@ -62,3 +62,15 @@ def honours_needs(config, state_dict, input, hx=None, *, needs_input_grad=None, 
         if needs_input_grad is not None and not needs_input_grad[key] and name in g:
             g[name] = g[name] * 0 + 7.0
     return g
+
+
+_ONCE = []
+
+
+def wrong_once(config, state_dict, input, hx=None, **kw):
+    """Wrong on its first two calls (one case) and right ever after: a race, or state kept between calls."""
+    g = manual.module_gradients(config, state_dict, input, hx, **kw)
+    _ONCE.append(1)
+    if len(_ONCE) <= 2:
+        g["hx"] = g["hx"] * 0
+    return g

@@ -82,3 +82,15 @@ def test_budget_reads_units(text, seconds):
 def test_fuzz_usage_errors(argv, says, capsys):
     assert main(["fuzz", "--candidate", "manual:module_gradients", *argv]) == 2
     assert says in capsys.readouterr().err
+
+
+def test_a_failure_that_does_not_repeat_is_reported_not_dropped():
+    result = fuzz("partial_candidates:wrong_once", cell="GRU", isolate=False, database=False, seed=1,
+                  max_examples=20)
+    assert result.exit_status == 1 and result.flaky and "flaky" in result.summary(), result.summary()
+
+
+def test_an_expression_narrows_the_search():
+    result = fuzz("module_mutants:hn_at_T", cell="RNN_TANH", expression="L2 and not bi", isolate=False,
+                  database=False, seed=0)
+    assert result.failure.case.num_layers == 2 and not result.failure.case.bidirectional, result.summary()

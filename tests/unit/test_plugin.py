@@ -131,7 +131,8 @@ def test_the_marker_reads_a_golden_folder_in_onnx_layout_and_a_shard(tmp_path):
 def test_a_marker_that_would_select_other_cases_than_meant_is_a_collection_error(tmp_path):
     (tmp_path / "tests").mkdir()
     markers = {"misspelt": "'GRU', golden_dir='golden'", "two_expressions": "'GRU and H8', 'float64'",
-               "no_folder": "'GRU', golden='nowhere'", "bad_layout": "'GRU', layout='tf'"}
+               "no_folder": "'GRU', golden='nowhere'", "bad_layout": "'GRU', layout='tf'",
+               "stacked": "'GRU')\n@pytest.mark.bptt_cases('LSTM'"}
     for name, args in markers.items():  # one file each: a collection error ends its file's collection
         (tmp_path / "tests" / f"test_{name}.py").write_text(
             f"import pytest\n\n\n@pytest.mark.bptt_cases({args})\ndef test_it(bptt_case):\n    pass\n")
@@ -141,4 +142,4 @@ def test_a_marker_that_would_select_other_cases_than_meant_is_a_collection_error
     assert out.returncode != 0 and "Traceback" not in text, text[-3000:]
     assert "['golden_dir']" in text and "2 positional argument(s)" in text, text[-3000:]
     assert f"resolved relative to the test file: {tmp_path / 'tests' / 'nowhere'}) is not a folder" in text
-    assert "layout must be one of" in text
+    assert "layout must be one of" in text and "has 2 @pytest.mark.bptt_cases markers" in text

@@ -8,7 +8,7 @@ from helpers import SLOW
 
 import oracle
 from oracle.cases import builtin_cases, parse_case
-from oracle.cases.select import compile_expression, parse_shard, parts, select, shard_of
+from oracle.cases.select import compile_expression, in_shard, parse_shard, parts, select, shard_of
 from oracle.checker.run import check
 from oracle.cli import main
 
@@ -169,7 +169,8 @@ def test_four_shards_merged_equal_the_whole_run(golden, capsys, tmp_path):
     merged = tmp_path / "merged.json"
     assert main(["merge", *(str(tmp_path / f"s{i}.json") for i in range(1, 5)), "--json", str(merged)]) == 0
     merged_out = capsys.readouterr().out
-    assert merged_out.splitlines()[-7:] == whole_out.splitlines()[-7:] or merged_out.strip() in whole_out
+    assert merged_out.splitlines() == whole_out.splitlines()[-len(merged_out.splitlines()):], (merged_out, whole_out)
+    assert merged_out.splitlines()[-1].startswith(f"{len(json.loads(whole.read_text())['cases'])} cases: ")
     by_name = lambda doc: {r["name"]: (r["status"], r["worst"]) for r in doc["cases"]}  # noqa: E731
     assert by_name(json.loads(merged.read_text())) == by_name(json.loads(whole.read_text()))
 
@@ -223,3 +224,24 @@ def test_keys_of_another_layout_are_noted_and_a_signature_mismatch_has_a_remedy(
     assert not onnx.ok and any("in the other layout?" in n for n in onnx.results[0].report.notes)
     seed = check("manual:module_gradients", [parse_case(NAMES[4])], isolate=False)
     assert "select one kind, -k module or -k 'not module'" in seed.results[0].error
+
+
+def test_a_shard_that_holds_none_of_the_selection_passes_and_merges(tmp_path, capsys):
+    name = NAMES[3]
+    empty = [i for i in range(1, 5) if not in_shard(name, (i, 4))]
+    for i in range(1, 5):
+        out = tmp_path / f"v{i}.json"
+        assert main(["verify", "--case", name, "--shard", f"{i}/4", "--json", str(out), "--jobs", "1"]) == 0
+        assert json.loads(out.read_text())["shard"] == f"{i}/4"
+        out = tmp_path / f"c{i}.json"
+        assert main(["check", "--candidate", "manual:module_gradients", "--in-process", "--case", name,
+                     "--shard", f"{i}/4", "--json", str(out)]) == 0
+    assert f"shard {empty[0]}/4 holds none of the selection" in capsys.readouterr().out
+    for kind in "vc":
+        assert main(["merge", *(str(tmp_path / f"{kind}{i}.json") for i in range(1, 5))]) == 0
+        assert "1 case: 1 passed, 0 failed" in capsys.readouterr().out
+
+
+def test_num_gpus_without_ray_is_a_usage_error(capsys):
+    assert main(["check", "--candidate", "manual:module_gradients", "--case", NAMES[0], "--num-gpus", "1"]) == 2
+    assert "add --ray" in capsys.readouterr().err
