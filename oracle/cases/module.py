@@ -260,10 +260,11 @@ class ModuleCase(Named):
         return grads, {"input": f"shape {shape}, expected {caller} (batch_first: (B, T, input_size))"} if shape else {}
 
     def report_in(self, report, layout: str):
-        """``report`` as a candidate answering in ``layout`` reads it: ONNX's names, rows and gate letters."""
-        from oracle.layouts import onnx_report
+        """``report`` as a candidate answering in ``layout`` reads it: ONNX's names, rows and gate letters, or
+        torch's, with gate letters and each state row's layer and direction."""
+        from oracle.layouts import onnx_report, torch_report
 
-        return onnx_report(self.config, report) if layout == "onnx" else report
+        return (onnx_report if layout == "onnx" else torch_report)(self.config, report)
 
     def grad_shapes(self) -> dict:
         """name → shape of every gradient (``input`` in the caller's layout)."""

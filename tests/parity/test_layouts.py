@@ -351,3 +351,18 @@ def test_a_state_gradient_is_reported_by_its_onnx_layer_and_direction(golden):
     assert all(res.report.failures[0].name == "initial_h_l*" for res in bad), str(r)
     first = bad[0].report.failures[0].first
     assert re.fullmatch(r"initial_h_l\*\[\d, \d, \d\] in initial_h_l1", first), first
+
+
+def forget_rows_off(config, state_dict, input, hx=None, **kw):
+    g = manual.module_gradients(config, state_dict, input, hx, **kw)
+    H = config["hidden_size"]
+    g["weight_hh_l0"][H:2 * H] *= 1.01
+    g["hx"][-1] *= 0
+    return g
+
+
+def test_a_torch_layout_report_names_the_gate_and_a_state_row_its_layer_and_direction():
+    r = check(forget_rows_off, "module/LSTM/L2-bi/T5-B3-I3-H4/lengths-full/up-both/float64", isolate=False)
+    report = r.results[0].report
+    assert report["weight_hh_l0"].first == "weight_hh_l0[4, 0] (gate f)", report["weight_hh_l0"].first
+    assert report["hx"].first == "hx[3, 0, 0] (layer 1, reverse)", report["hx"].first
