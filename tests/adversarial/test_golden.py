@@ -387,6 +387,10 @@ def test_inputs_that_are_not_a_valid_case_are_refused(tmp_path, capsys):
          "target classes"),
         ("many-to-one/tanh/mse/T3-B2-D3-H4-O2/float32", lambda t: t["params.Whh"].__setitem__((0, 0), 1e300),
          "not float32 numbers"),
+        ("module/GRU/L1/T3-B2-I2-H3/lengths-full/up-both/bfloat16",  # a float32 number, not a bfloat16 one
+         lambda t: t["state_dict.weight_hh_l0"].__setitem__((0, 0), 1 + 2**-10), "not bfloat16 numbers"),
+        ("module/GRU/L1/T3-B2-I2-H3/lengths-full/up-both/float16",
+         lambda t: t["inputs.input"].__setitem__((0, 0, 0), 1 + 2**-12), "not float16 numbers"),
     ]:
         folder = tmp_path / name.replace("/", "_")
         assert main(["export", str(folder), "--case", name]) == 0
@@ -483,3 +487,19 @@ def test_golden_files_written_before_the_redesign_still_load_and_check(layout, s
     assert check(manual.module_gradients, "module/", golden=folder, isolate=False, layout="torch").ok
     if layout == "torch":
         assert check(manual.gradients, "many-to-many/", golden=folder, isolate=False).ok
+
+
+@pytest.mark.parametrize("field, value, words", [("scale", 0, "case.scale 0"), ("scale", 10**6, "case.scale"),
+                                                 ("input_grad", "no", "input_grad"), ("hx_grad", 1, "hx_grad"),
+                                                 ("dtype", "float8", "case.dtype")])
+def test_fuzz_fields_and_dtypes_in_metadata_are_checked(tmp_path, capsys, field, value, words):
+    from safetensors.numpy import load_file
+    name = "module/GRU/L1-sat4-nohxgrad/T3-B2-I2-H3/lengths-full/up-both/float64"
+    assert main(["export", str(tmp_path), "--case", name]) == 0
+    path = next(tmp_path.glob("*.safetensors"))
+    header, _ = header_of(path)
+    info = json.loads(header["__metadata__"]["bptt"])
+    assert info["case"]["scale"] == 4 and info["case"]["hx_grad"] is False
+    info["case"][field] = value
+    resave(path, load_file(str(path)), info)
+    refused(["check", str(tmp_path), "--candidate", "manual:module_gradients"], capsys, words)
