@@ -30,7 +30,7 @@ from pathlib import Path
 
 from contract.cells import CELLS
 from contract.errors import BadValue
-from oracle.cases.module import ALL_DTYPES, LENGTHS, ModuleCase
+from oracle.cases.module import ALL_DTYPES, CELL_STATE_UPSTREAMS, LENGTHS, ModuleCase
 from oracle.cases.select import builtin_parts, compile_expression, in_shard, parse_shard
 from oracle.checker.candidate import Outcome
 from oracle.checker.isolate import DEFAULT_TIMEOUT, run_isolated
@@ -76,7 +76,8 @@ def module_cases(modes: tuple[str, ...], dtypes: tuple[str, ...]):
         form.pop("proj_size", None)  # drawn whole instead: any P in 0 … H − 1
         if "proj_size" in CELLS[mode].options and shape["H"] > 1:
             form["proj_size"] = d(st.integers(0, shape["H"] - 1))
-        more = dict(lengths=d(st.sampled_from(LENGTHS)), upstream=d(st.sampled_from(("both", "output", "hn"))),
+        ups = ("both", "output", "hn") + (CELL_STATE_UPSTREAMS if CELLS[mode].cell_state else ())
+        more = dict(lengths=d(st.sampled_from(LENGTHS)), upstream=d(st.sampled_from(ups)),
                     dtype=d(st.sampled_from(dtypes)), scale=d(st.sampled_from((1, 4))),
                     input_grad=not d(st.booleans()), hx_grad=not d(st.booleans()))
         return ModuleCase(mode, **shape, **more, **form)

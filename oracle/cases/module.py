@@ -8,7 +8,8 @@ A module case's name reads
 ``nobias`` without biases, ``p<int>`` an LSTM's projection, ``paper`` the
 GRU's original form, ``relu`` a cell's other nonlinearity where its row
 offers one; sizes; ``lengths-full`` or ``lengths-mixed``;
-which upstream gradients drive it: ``up-output``, ``up-hn`` or ``up-both``;
+which upstream gradients drive it: ``up-output``, ``up-hn`` or ``up-both`` (and, for the LSTM, whose h_n comes
+with c_n under ``up-hn``, ``up-hnonly``, ``up-cnonly``, ``up-outhn``, ``up-outcn``: every subset);
 dtype). Its inputs depend on the name without the dtype, as for the seed
 model's cases. Mixed lengths include 1 and T.
 """
@@ -30,7 +31,12 @@ from oracle.groundtruth import Truth, finite_truth, sensitivity
 from oracle.policy import AMP_CAP
 from oracle.precision import LOW, container, round_to
 
-UPSTREAMS = ("output", "hn", "both")
+UPSTREAMS = ("output", "hn", "both")  # the matrix's; hn drives c_n too where the cell has one
+# which of output, h_n and c_n each upstream drives; the last four only for a cell with a state c (the LSTM's),
+# so that every non-empty subset of its three outputs can drive a case (bptt fuzz draws them)
+DRIVES = {"output": {"output"}, "hn": {"hn", "cn"}, "both": {"output", "hn", "cn"}, "hnonly": {"hn"},
+          "cnonly": {"cn"}, "outhn": {"output", "hn"}, "outcn": {"output", "cn"}}
+CELL_STATE_UPSTREAMS = ("hnonly", "cnonly", "outhn", "outcn")
 LENGTHS = ("full", "mixed")
 DTYPES = ("float64", "float32")  # the default matrix's; a name may also carry a low precision (oracle.precision)
 ALL_DTYPES = (*DTYPES, *LOW)
@@ -65,6 +71,11 @@ class ModuleCase(Named):
     prefix = "module/"  # the start of every name of this class (oracle.cases.parse_case)
 
     @property
+    def drives(self) -> set[str]:
+        """Which of the module's outputs (output, hn, cn) have an upstream gradient in this case."""
+        return DRIVES[self.upstream]
+
+    @property
     def group(self) -> str:
         """Its group in a run's summary (``oracle.summary``): the cell."""
         return self.mode
@@ -94,13 +105,13 @@ class ModuleCase(Named):
                          r"T(\d+)-B(\d+)-I(\d+)-H(\d+)/lengths-(\w+)/up-(\w+)/(\w+)", name)
         form = "module/MODE/L<int>[-bi][-bf][-nobias][-p<int>][-paper][-relu][-sat<int>][-noinputgrad][-nohxgrad]/" \
                "T<int>-B<int>-I<int>-H<int>/" \
-               "lengths-full|mixed/up-output|hn|both/dtype"
+               "lengths-full|mixed/up-output|hn|both|hnonly|cnonly|outhn|outcn/dtype"
         if not m:
             raise BadValue(f"module case name must read {form}; got {name!r}. Remedy: e.g. "
                              "module/RNN_TANH/L2-bi/T5-B3-I3-H4/lengths-mixed/up-both/float64")
         mode, L, flags, T, B, I, H, lengths, up, dtype = m.groups()  # noqa: E741
         for what, value, choices in (("mode", mode, MODES), ("lengths", lengths, LENGTHS),
-                                     ("upstream", up, UPSTREAMS), ("dtype", dtype, ALL_DTYPES)):
+                                     ("upstream", up, tuple(DRIVES)), ("dtype", dtype, ALL_DTYPES)):
             if value not in choices:
                 raise BadValue(f"module case {what} must be one of {choices}; got {value!r} in {name!r}. "
                                  "Remedy: pick one of the names listed.")
@@ -128,9 +139,16 @@ class ModuleCase(Named):
                    nonlinearity=act, scale=S, input_grad="-noinputgrad" not in flags, hx_grad="-nohxgrad" not in flags)
         try:
             config_from(case.config.as_dict())
+            case.check_upstream()
         except (TypeError, ValueError) as e:
             raise BadValue(f"module case {name!r}: {e}") from None
         return case
+
+    def check_upstream(self) -> None:
+        """ValueError unless the upstream names outputs the cell has (c_n: a cell with a state c)."""
+        if self.upstream in CELL_STATE_UPSTREAMS and not CELLS[self.mode].cell_state:
+            raise BadValue(f"up-{self.upstream} drives h_n or c_n alone, and mode {self.mode!r} has no c",
+                           "up-output, up-hn or up-both")
 
     def length_list(self) -> list[int] | None:
         """Each row's length: None (all T) or a mix that holds 1 and T when B allows."""
@@ -153,8 +171,8 @@ class ModuleCase(Named):
         sd = {k: v * self.scale if k.startswith("weight_ih") else v for k, v in sd.items()}  # toward saturation
         hx = rng.normal(0, 0.5, (c.num_layers * c.dirs, B, P))
         out_shape = (B, T, P * c.dirs) if self.batch_first else (T, B, P * c.dirs)
-        g_out = rng.normal(0, 1, out_shape) if self.upstream in ("output", "both") else None
-        g_hn = rng.normal(0, 1, hx.shape) if self.upstream in ("hn", "both") else None
+        g_out = rng.normal(0, 1, out_shape) if "output" in self.drives else None
+        g_hn = rng.normal(0, 1, hx.shape) if "hn" in self.drives else None
 
         def cast(a):
             return None if a is None else round_to(a, self.dtype).astype(container(dtype or self.dtype))
@@ -164,7 +182,7 @@ class ModuleCase(Named):
         if c.has_cell_state:  # hx is the pair (h0, c0); dL/dc_n comes with dL/dh_n
             cx = rng.normal(0, 0.5, (c.num_layers * c.dirs, B, self.H))
             out["hx"] = (out["hx"], cast(cx))
-            out["grad_cn"] = cast(rng.normal(0, 1, cx.shape)) if g_hn is not None else None
+            out["grad_cn"] = cast(rng.normal(0, 1, cx.shape)) if "cn" in self.drives else None
         return out
 
     # ------------------------------------------------------------ the Case protocol (oracle.cases)
@@ -279,13 +297,13 @@ class ModuleCase(Named):
         out.update({"inputs.input": (g["input"], {"F64"}), "inputs.hx": (g["hx"], {"F64"})})
         if c.has_cell_state:
             out["inputs.cx"] = (g["cx"], {"F64"})
-        if self.upstream in ("output", "both"):
+        if "output" in self.drives:
             T, B, H2 = self.T, self.B, c.out_size * c.dirs
             out["inputs.grad_output"] = ((B, T, H2) if c.batch_first else (T, B, H2), {"F64"})
-        if self.upstream in ("hn", "both"):
+        if "hn" in self.drives:
             out["inputs.grad_hn"] = (g["hx"], {"F64"})
-            if c.has_cell_state:
-                out["inputs.grad_cn"] = (g["cx"], {"F64"})
+        if "cn" in self.drives and c.has_cell_state:
+            out["inputs.grad_cn"] = (g["cx"], {"F64"})
         if self.lengths != "full":
             out["inputs.lengths"] = ((self.B,), {"I64"})
         for prefix in ("grads", "sens", "amp"):
@@ -338,7 +356,7 @@ class ModuleCase(Named):
         """The case a golden file's metadata describes; ValueError naming the field that is wrong."""
         from oracle.cases.seed import spec_choices, spec_int
 
-        spec_choices(spec, {"mode": MODES, "lengths": LENGTHS, "upstream": UPSTREAMS, "dtype": ALL_DTYPES})
+        spec_choices(spec, {"mode": MODES, "lengths": LENGTHS, "upstream": tuple(DRIVES), "dtype": ALL_DTYPES})
         for key in ("bidirectional", "batch_first", "bias"):
             if not isinstance(spec.get(key), bool):
                 raise BadValue(f"metadata case.{key} is {spec.get(key)!r}, expected true or false")
@@ -359,6 +377,7 @@ class ModuleCase(Named):
                    input_grad=needs[0], hx_grad=needs[1])
         try:
             config_from(case.config.as_dict())
+            case.check_upstream()
         except (TypeError, ValueError) as e:
             raise BadValue(f"metadata case is not a valid configuration: {e}") from None
         return case

@@ -245,3 +245,18 @@ def test_a_shard_that_holds_none_of_the_selection_passes_and_merges(tmp_path, ca
 def test_num_gpus_without_ray_is_a_usage_error(capsys):
     assert main(["check", "--candidate", "manual:module_gradients", "--case", NAMES[0], "--num-gpus", "1"]) == 2
     assert "add --ray" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("up", ["hnonly", "cnonly", "outhn", "outcn"])
+def test_every_subset_of_an_lstm_s_outputs_drives_a_case_and_a_golden_file(up, tmp_path):
+    import manual
+    from oracle.cases.module import DRIVES
+
+    name = f"module/LSTM/L2-bi/T5-B3-I3-H4/lengths-mixed/up-{up}/float64"
+    case = parse_case(name)
+    given = {k for k in ("grad_output", "grad_hn", "grad_cn") if case.inputs()[k] is not None}
+    assert given == {f"grad_{d}" for d in DRIVES[up]}
+    assert main(["export", str(tmp_path), "--case", name]) == 0
+    assert oracle.assert_gradients(manual.module_gradients, tmp_path / f"{case.file_stem}.safetensors").ok
+    with pytest.raises(ValueError, match="has no c"):
+        parse_case(name.replace("LSTM", "GRU"))
