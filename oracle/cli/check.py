@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from oracle.checker.isolate import DEFAULT_TIMEOUT
-from oracle.cli.common import EXIT_OK, jobs, narrowing, seconds, setup, shard_text, usage, writable_file
+from oracle.cli.common import (
+    EXIT_OK,
+    jobs,
+    narrowing,
+    runs_a_candidate,
+    seconds,
+    setup,
+    shard_text,
+    usage,
+    writable_file,
+)
 
 
 def add(sub) -> None:
@@ -50,10 +59,9 @@ def cmd_check(args) -> int:
     from oracle.checker.run import NothingToCheckError, check, check_files
     from oracle.files.readers import GoldenFileError
 
-    sys.path.insert(0, str(Path.cwd()))  # the candidate's module, from the folder the command runs in
-    if args.num_gpus and args.ray is None:
-        return usage(f"--num-gpus {args.num_gpus:g} reserves GPUs for Ray tasks. Remedy: add --ray [ADDRESS], or "
-                     "leave --num-gpus out (a local worker sees every GPU of the machine).")
+    refused = runs_a_candidate(args)
+    if refused is not None:
+        return refused
     if not args.list and not (args.candidate or args.grads):
         return usage("check needs --candidate MODULE:FUNCTION or --grads DIR2. Remedy: e.g. "
                      f"`bptt check {args.dir or 'golden/'} --candidate mykernel:gradients`.")

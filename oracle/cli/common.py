@@ -71,14 +71,30 @@ def writable_folder(folder: Path) -> None:
                                 "you can write to.")) from None
 
 
-def jobs(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value!r} (e.g. --jobs 2)")
-    return n
+def positive(example: str):
+    """An argparse type: a positive integer, its error naming ``example`` (``--jobs 2``)."""
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"must be a positive integer; got {value!r} (e.g. {example})")
+        return n
+    return parse
+
+
+jobs = positive("--jobs 2")
+
+
+def runs_a_candidate(args) -> int | None:
+    """What `check` and `fuzz` do first: the candidate's module importable from the folder the command runs in,
+    and --num-gpus only with --ray; the usage error's exit code, or None."""
+    sys.path.insert(0, str(Path.cwd()))
+    if args.num_gpus and args.ray is None:
+        return usage(f"--num-gpus {args.num_gpus:g} reserves GPUs for Ray tasks. Remedy: add --ray [ADDRESS], or "
+                     "leave --num-gpus out (a local worker sees every GPU of the machine).")
+    return None
 
 
 def seconds(value: str) -> float:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from oracle.checker.isolate import DEFAULT_TIMEOUT
-from oracle.cli.common import Once, seconds, setup, shard, shard_text, usage, writable_file
+from oracle.cli.common import Once, positive, runs_a_candidate, seconds, setup, shard, shard_text, usage, writable_file
 
 
 def budget(value: str) -> float:
@@ -17,16 +15,6 @@ def budget(value: str) -> float:
         return parse_budget(value)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value!r} (e.g. --max-examples 200)")
-    return n
 
 
 def add(sub) -> None:
@@ -43,7 +31,7 @@ def add(sub) -> None:
     f.add_argument("--layout", choices=("torch", "onnx"), default="torch")
     f.add_argument("--dtype", choices=("float64", "float32", "bfloat16", "float16", "all"), default="all",
                    help="the cases' dtype (default all: float64 and float32; the low precisions, module cases only)")
-    f.add_argument("--max-examples", type=positive, default=DEFAULT_EXAMPLES, metavar="N",
+    f.add_argument("--max-examples", type=positive("--max-examples 200"), default=DEFAULT_EXAMPLES, metavar="N",
                    help=f"at most N judged configurations (default {DEFAULT_EXAMPLES}; declined ones not counted)")
     f.add_argument("--budget", type=budget, default=DEFAULT_BUDGET, metavar="TIME",
                    help=f"search time, e.g. 90s, 10m (default {DEFAULT_BUDGET / 60:g}m); a failure found is "
@@ -72,10 +60,9 @@ def cmd_fuzz(args) -> int:
     from oracle.checker.candidate import CandidateError
     from oracle.fuzzing import fuzz
 
-    sys.path.insert(0, str(Path.cwd()))  # the candidate's module, from the folder the command runs in
-    if args.num_gpus and args.ray is None:
-        return usage(f"--num-gpus {args.num_gpus:g} reserves GPUs for Ray tasks. Remedy: add --ray [ADDRESS], or "
-                     "leave --num-gpus out (a local worker sees every GPU of the machine).")
+    refused = runs_a_candidate(args)
+    if refused is not None:
+        return refused
     if args.model == "seed" and (args.cell or args.layout != "torch"):
         return usage("--model seed has one cell and one layout: leave out --cell and --layout. Remedy: "
                      f"`bptt fuzz --candidate {args.candidate} --model seed`.")
