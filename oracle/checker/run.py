@@ -108,10 +108,17 @@ class CheckResult:
     def to_json(self) -> dict:
         return {"command": "check", "ok": self.ok, "shard": self.shard, "cases": self.records()}
 
+    def reports(self, verbose: bool = False) -> str:
+        """The failing cases' reports (every case's with ``verbose``)."""
+        return "\n".join(str(r) for r in (self.results if verbose else self.failures))
+
+    def closing(self, quiet: bool = False) -> str:
+        """The summary per group (not when ``quiet``) and the count line."""
+        return self.summary() if quiet else f"{group_table(self.records())}\n{self.summary()}"
+
     def text(self, verbose: bool = False) -> str:
         """Failing reports (every report with ``verbose``), the summary per group, the counts."""
-        shown = self.results if verbose else self.failures
-        return "\n".join([*(str(r) for r in shown), group_table(self.records()), self.summary()])
+        return "\n".join(part for part in (self.reports(verbose), self.closing()) if part)
 
     def __str__(self) -> str:
         return self.text()

@@ -125,15 +125,11 @@ def report(result, args, out) -> int:
 
 def show(result, verbose: bool, quiet: bool) -> None:
     """Failing reports (every one with -v), the workers' output when a case failed (or -v), the summary."""
-    from oracle.summary import group_table
-
-    shown = result.results if verbose else result.failures
-    if shown:
-        print("\n".join(str(r) for r in shown))
+    reports = result.reports(verbose)
+    if reports:
+        print(reports)
     if result.output and (verbose or result.failures):
         sys.stdout.flush()
         print(result.output, file=sys.stderr, end="" if result.output.endswith("\n") else "\n")
         sys.stderr.flush()
-    if not quiet:
-        print(group_table(result.records()))
-    print(result.summary())
+    print(result.closing(quiet))
