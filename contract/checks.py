@@ -52,7 +52,7 @@ def _suggest(value: str, choices: tuple[str, ...]) -> str | None:
     return folded[near[0]] if near else None
 
 
-def _name(arg: str, value: object, choices: tuple[str, ...]) -> str:
+def name_arg(arg: str, value: object, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str):
         raise BadType(
             f"{arg} must be a str, one of {', '.join(map(repr, choices))}; "
@@ -162,9 +162,9 @@ def check_inputs(
     (B,) integer classes for cross_entropy, with a leading T axis unless the
     topology is many-to-one; ``h0`` (B, H) or None.
     """
-    activation = _name("activation", activation, ACTIVATIONS)
-    loss = _name("loss", loss, LOSSES)
-    topology = _name("topology", topology, TOPOLOGIES)
+    activation = name_arg("activation", activation, ACTIVATIONS)
+    loss = name_arg("loss", loss, LOSSES)
+    topology = name_arg("topology", topology, TOPOLOGIES)
 
     if not isinstance(params, Mapping):
         raise BadType(

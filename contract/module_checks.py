@@ -80,7 +80,8 @@ def _lengths(lengths, T: int, B: int) -> tuple[int, ...] | None:
     return tuple(values)
 
 
-def _same_kind(arg: str, a, ref_arg: str, ref, xp, dtype, dev, shape: tuple, meaning: str) -> None:
+def same_kind(arg: str, a, ref_arg: str, ref, xp, dtype, dev, shape: tuple, meaning: str,
+               remedy: str = "reshape or transpose it (torch.nn.RNN's layout)") -> None:
     array_arg(arg, a)
     if array_namespace(a) is not xp:
         raise BadType(f"{arg} is a {type(a).__module__}.{type(a).__name__} but {ref_arg} is a "
@@ -95,7 +96,7 @@ def _same_kind(arg: str, a, ref_arg: str, ref, xp, dtype, dev, shape: tuple, mea
     if tuple(a.shape) != shape:
         raise BadValue(f"{arg} must have shape {shape} {meaning}; got {tuple(a.shape)}. Remedy: " +
                        ("pass the vector u itself (a diagonal matrix's diagonal: numpy.diag(W))" if "vector u" in
-                        meaning else "reshape or transpose it (torch.nn.RNN's layout)") + ".")
+                        meaning else remedy) + ".")
 
 
 def split_hx(config: RNNConfig, hx) -> tuple:
@@ -136,7 +137,7 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
         arg = f"state_dict[{k!r}]"
         what = ("(the cell's recurrent vector u: its weight_hh is one number per unit, not a matrix)"
                 if k.startswith("weight_hh") and c.cell.recurrent == "diagonal" else "(torch.nn.RNN's layout)")
-        _same_kind(arg, state_dict[k], ref_arg, ref, xp, dtype, dev, shape, what)
+        same_kind(arg, state_dict[k], ref_arg, ref, xp, dtype, dev, shape, what)
         named[arg] = state_dict[k]
     array_arg("input", input)
     if input.ndim != 3:
@@ -148,17 +149,17 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
     require_nonempty("input", B, "B (batch rows)")
     layout = "(B, T, input_size)" if c.batch_first else "(T, B, input_size)"
     shape = (B, T, c.input_size) if c.batch_first else (T, B, c.input_size)
-    _same_kind("input", input, ref_arg, ref, xp, dtype, dev, shape, f"{layout}, batch_first={c.batch_first}")
+    same_kind("input", input, ref_arg, ref, xp, dtype, dev, shape, f"{layout}, batch_first={c.batch_first}")
     named["input"] = input
     p = ModuleProblem(c, T, B, _lengths(lengths, T, B), xp, dtype, dev)
     h0, c0 = split_hx(c, hx)
     if h0 is not None:
         arg = "hx[0]" if c.has_cell_state else "hx"
-        _same_kind(arg, h0, ref_arg, ref, xp, dtype, dev, p.state_shape,
+        same_kind(arg, h0, ref_arg, ref, xp, dtype, dev, p.state_shape,
                    "(num_layers·dirs, B, proj_size or hidden_size)")
         named[arg] = h0
     if c0 is not None:
-        _same_kind("hx[1]", c0, ref_arg, ref, xp, dtype, dev, p.cell_shape, "(num_layers·dirs, B, hidden_size)")
+        same_kind("hx[1]", c0, ref_arg, ref, xp, dtype, dev, p.cell_shape, "(num_layers·dirs, B, hidden_size)")
         named["hx[1]"] = c0
     if grad_cn is not None and not c.has_cell_state:
         raise BadValue(f"grad_cn is the LSTM's (dL/dc_n); mode {c.mode!r} has no cell state. Remedy: drop it.")
@@ -167,15 +168,15 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
                          "pass dL/doutput (the shape of the output) and/or dL/dh_n"
                          + (" and/or dL/dc_n." if c.has_cell_state else "."))
     if grad_output is not None:
-        _same_kind("grad_output", grad_output, ref_arg, ref, xp, dtype, dev, p.output_shape,
+        same_kind("grad_output", grad_output, ref_arg, ref, xp, dtype, dev, p.output_shape,
                    "(the module's output: T or B first as batch_first says, hidden_size·dirs last)")
         named["grad_output"] = grad_output
     if grad_hn is not None:
-        _same_kind("grad_hn", grad_hn, ref_arg, ref, xp, dtype, dev, p.state_shape,
+        same_kind("grad_hn", grad_hn, ref_arg, ref, xp, dtype, dev, p.state_shape,
                    "(num_layers·dirs, B, proj_size or hidden_size), as h_n")
         named["grad_hn"] = grad_hn
     if grad_cn is not None:
-        _same_kind("grad_cn", grad_cn, ref_arg, ref, xp, dtype, dev, p.cell_shape,
+        same_kind("grad_cn", grad_cn, ref_arg, ref, xp, dtype, dev, p.cell_shape,
                    "(num_layers·dirs, B, hidden_size), as c_n")
         named["grad_cn"] = grad_cn
     with quiet_errors(xp):

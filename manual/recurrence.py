@@ -1,48 +1,48 @@
 """Matrix-state recurrences (linear attention, gated linear attention, the delta rule and its gated forms): the
 forward pass and the BPTT, derived by hand. No autodiff.
 
-Per batch row b and head h the state is a matrix S_t (K × V). Every variant is one step of two parts:
+Per sequence and value head the state is a matrix S_t (K × V). Every variant is one step of two parts:
 
     S'_t = decay_t(S_{t−1})                       none; e^{g_t} S (one g per head); diag(e^{g_t}) S (one per key)
     S_t  = S'_t + k_t v_tᵀ                        linear_attention, gla_head, gla
-    S_t  = S'_t + β_t k_t (v_t − S'_tᵀ k_t)ᵀ       delta_rule, gated_delta_rule, kda  (= (I − β k kᵀ) S' + β k vᵀ)
+    S_t  = S'_t + k_t (β_t ⊙ u_t)ᵀ,  u_t = v_t − S'_tᵀ k_t     delta_rule, gated_delta_rule, kda
+                                                  (= (I − β k kᵀ) S' + β k vᵀ for one β per head)
     o_t  = S_tᵀ (s q_t)
 
-(gated_delta_rule: e^{g_t}(I − β kkᵀ) S_{t−1}, the scalar decay commuting with the correction; kda:
-(I − β kkᵀ) diag(e^{g_t}) S_{t−1}, the decay first.) β is one per head, or one per value channel (then β ⊙ u).
+(gated_delta_rule: e^{g_t}(I − β kkᵀ) S_{t−1} + β k vᵀ, the scalar decay commuting with the correction; kda:
+(I − β kkᵀ) diag(e^{g_t}) S_{t−1} + β k vᵀ, the decay first.) With ``use_qk_l2norm`` q and k are first
+x̂ = x / r, r = √(Σx² + ε). Value head j reads key head j // (HV/H).
 
-The backward pass, with G = dL/dS_t (from dL/dfinal_state at t = T, then carried):
+The backward pass, t = T … 1 within each sequence, with G = dL/dS_t (from dL/dfinal_state at its last step):
 
     G    += s q_t do_tᵀ ;   dq_t = s S_t do_t                       (the output)
-    u     = v_t − S'_tᵀ k_t ;  dβ_t = (Gᵀ k_t) ⊙ u (summed over V per head)
+    u     = v_t − S'_tᵀ k_t ;  dβ_t = (Gᵀ k_t) ⊙ u (summed over V for one β per head)
     du    = β_t ⊙ (Gᵀ k_t) ;  dv_t = du ;  dk_t = G (β_t ⊙ u) − S'_t du ;  dS' = G − k_t duᵀ   (delta)
     dk_t  = G v_t ;  dv_t = Gᵀ k_t ;  dS' = G                                                (no delta)
     dg_t  = Σ dS' ⊙ S'_t (over K and V per head, over V per key) ;  G ← decay_t(dS')          (the carry)
 
-and dL/dinitial_state is the last G. This first module takes unpacked input with one value head per key head
-(HV = H) and no L2 norm inside: issue 17's packing, grouped heads and the norm come next.
+dL/dinitial_state is the last G of each sequence. Then dq, dk are summed over each group of value heads, and
+through the norm: dx = (dx̂ − x̂ (x̂·dx̂)) / r. Packed sequences (cu_seqlens) each start from their own state and
+carry nothing across a boundary; the padding after the last one has zero output and exactly zero gradient.
+
+Memory: the forward pass keeps the state every c = ⌈√L⌉ steps of a sequence of L; the backward pass recomputes
+the c states of one block at a time from its checkpoint: O(√L) states held, for one more forward pass.
 """
 
 from __future__ import annotations
 
-from array_api_compat import array_namespace
+import math
 
-VARIANTS = {  # variant → (decay: None, "head" or "key"; delta rule)
-    "linear_attention": (None, False),
-    "gla_head": ("head", False),
-    "gla": ("key", False),
-    "delta_rule": (None, True),
-    "gated_delta_rule": ("head", True),
-    "kda": ("key", True),
-}
+from contract.checks import quiet_errors
+from contract.recurrence import INPUTS, L2NORM_EPS, VARIANTS, RecurrenceProblem, check_recurrence_inputs
 
 
 def _decay(xp, S, g_t, kind):
-    """S'_t = decay_t(S): S (B, H, K, V); g_t (B, H) or (B, H, K)."""
+    """S'_t = decay_t(S): S (B, HV, K, V); g_t (B, HV) or (B, HV, K)."""
     if kind is None:
         return S
     e = xp.exp(g_t)
-    return S * (e[..., None, None] if kind == "head" else e[..., :, None])  # (B, H, K, V)
+    return S * (e[..., None, None] if kind == "head" else e[..., :, None])  # (B, HV, K, V)
 
 
 def _mv(S, x):
@@ -55,77 +55,167 @@ def _tv(S, y):
     return (y[..., None, :] @ S)[..., 0, :]
 
 
-def recurrence_forward(variant: str, q, k, v, g=None, beta=None, *, scale=None, initial_state=None):
-    """(o [B, T, H, V], final_state [B, H, K, V], states [T + 1, B, H, K, V]) of ``variant``."""
-    xp = array_namespace(q)
-    decay, delta = VARIANTS[variant]
-    B, T, H, K = q.shape
-    V = v.shape[-1]
-    s = K ** -0.5 if scale is None else scale
-    S = xp.zeros((B, H, K, V), dtype=q.dtype) if initial_state is None else initial_state  # (B, H, K, V)
-    states, outs = [S], []
-    for t in range(T):
-        Sp = _decay(xp, S, None if g is None else g[:, t], decay)  # (B, H, K, V)
-        kt, vt = k[:, t], v[:, t]  # (B, H, K), (B, H, V)
-        if delta:
-            u = vt - _tv(Sp, kt)  # (B, H, V)
-            bu = beta[:, t][..., None] * u if beta.ndim == 3 else beta[:, t] * u  # (B, H, V)
-            S = Sp + kt[..., :, None] * bu[..., None, :]  # (B, H, K, V)
-        else:
-            S = Sp + kt[..., :, None] * vt[..., None, :]  # (B, H, K, V)
-        states.append(S)
-        outs.append(_tv(S, s * q[:, t]))  # (B, H, V)
-    return xp.stack(outs, axis=1), S, states
+def _beta(p: RecurrenceProblem, b_t):
+    """β_t as it multiplies u: (B, HV, 1) for one per head, (B, HV, V) for one per value channel."""
+    return b_t if p.beta_per_channel else b_t[..., None]
+
+
+def _step(xp, p: RecurrenceProblem, x: dict, t: int, S):
+    """(S'_t, u_t, S_t) from S_{t−1}: the two parts of one step (u_t None without the delta rule)."""
+    Sp = _decay(xp, S, x["g"][:, t] if p.decay else None, p.decay)  # (B, HV, K, V)
+    kt, vt = x["k"][:, t], x["v"][:, t]  # (B, HV, K), (B, HV, V)
+    if not p.delta:
+        return Sp, None, Sp + kt[..., :, None] * vt[..., None, :]  # (B, HV, K, V)
+    u = vt - _tv(Sp, kt)  # (B, HV, V)
+    return Sp, u, Sp + kt[..., :, None] * (_beta(p, x["beta"][:, t]) * u)[..., None, :]  # (B, HV, K, V)
+
+
+def _step_backward(xp, p: RecurrenceProblem, x: dict, t: int, S_prev, S_t, G, do, out: dict):
+    """dL/dS_{t−1} from G = dL/dS_t (less the output's share, added here); step t's gradients into ``out``."""
+    if do is not None:
+        G = G + (p.scale * x["q"][:, t])[..., :, None] * do[:, t][..., None, :]  # (B, HV, K, V)
+        out["q"][t] = p.scale * _mv(S_t, do[:, t])  # (B, HV, K)
+    else:
+        out["q"][t] = xp.zeros_like(x["q"][:, t])  # (B, HV, K)
+    if out["S"] is not None:
+        out["S"][t] = G  # (B, HV, K, V)
+    Sp, u, _ = _step(xp, p, x, t, S_prev)
+    kt = x["k"][:, t]  # (B, HV, K)
+    if p.delta:
+        b_t = _beta(p, x["beta"][:, t])  # (B, HV, 1) or (B, HV, V)
+        Gk = _tv(G, kt)  # (B, HV, V)
+        out["beta"][t] = Gk * u if p.beta_per_channel else xp.sum(Gk * u, axis=-1)  # (B, HV, V) or (B, HV)
+        du = b_t * Gk  # (B, HV, V)
+        out["v"][t] = du  # (B, HV, V)
+        out["k"][t] = _mv(G, b_t * u) - _mv(Sp, du)  # (B, HV, K)
+        dSp = G - kt[..., :, None] * du[..., None, :]  # (B, HV, K, V)
+    else:
+        out["k"][t] = _mv(G, x["v"][:, t])  # (B, HV, K)
+        out["v"][t] = _tv(G, kt)  # (B, HV, V)
+        dSp = G  # (B, HV, K, V)
+    if p.decay:
+        prod = dSp * Sp  # (B, HV, K, V)
+        out["g"][t] = xp.sum(prod, axis=(-2, -1)) if p.decay == "head" else xp.sum(prod, axis=-1)  # (B, HV[, K])
+    return _decay(xp, dSp, x["g"][:, t] if p.decay else None, p.decay)  # dL/dS_{t−1}  (B, HV, K, V)
+
+
+def _span_gradients(xp, p: RecurrenceProblem, x: dict, S0, G, do, per_step: bool) -> tuple[dict, object]:
+    """({name: [dL/d of step t]}, dL/dS0) of one sequence (or all B unpacked rows), its state checkpointed."""
+    L = x["k"].shape[1]
+    c = math.isqrt(L - 1) + 1  # ⌈√L⌉
+    checkpoints, S = [S0], S0
+    for t in range((L - 1) // c * c):  # the state before every block's first step
+        S = _step(xp, p, x, t, S)[2]
+        if (t + 1) % c == 0:
+            checkpoints.append(S)
+    out = {n: [None] * L for n in ("q", "k", "v", "g", "beta")}
+    out["S"] = [None] * L if per_step else None
+    for t0 in reversed(range(0, L, c)):
+        states = [checkpoints[t0 // c]]  # S_{t0−1} … S_{t1−1}, recomputed
+        for t in range(t0, min(L, t0 + c)):
+            states.append(_step(xp, p, x, t, states[-1])[2])
+        for t in reversed(range(t0, min(L, t0 + c))):
+            G = _step_backward(xp, p, x, t, states[t - t0], states[t - t0 + 1], G, do, out)
+    return {n: xp.stack(a, axis=1) for n, a in out.items() if a is not None and a[0] is not None}, G
+
+
+def _to_value_heads(xp, a, groups: int):
+    """(B, T, H, K) → (B, T, H·groups, K): value head j reads key head j // groups."""
+    if groups == 1:
+        return a
+    B, T, H, K = a.shape
+    return xp.reshape(xp.broadcast_to(a[:, :, :, None, :], (B, T, H, groups, K)), (B, T, H * groups, K))
+
+
+def _to_key_heads(xp, da, groups: int):
+    """(B, T, HV, K) → (B, T, HV/groups, K): each group's sum (the backward of ``_to_value_heads``)."""
+    if groups == 1:
+        return da
+    B, T, HV, K = da.shape
+    return xp.sum(xp.reshape(da, (B, T, HV // groups, groups, K)), axis=3)
+
+
+def _l2norm(xp, a):
+    """(a / r, r), r = √(Σa² + ε) over the last axis."""
+    r = xp.sqrt(xp.sum(a * a, axis=-1, keepdims=True) + L2NORM_EPS)  # (…, 1)
+    return a / r, r
+
+
+def _prepared(xp, p: RecurrenceProblem, q, k) -> tuple:
+    """(q̂ and k̂ on the value heads, {"q": (q̂, r), "k": (k̂, r)} when normalised)."""
+    norms = {"q": _l2norm(xp, q), "k": _l2norm(xp, k)} if p.use_qk_l2norm else {}
+    q, k = (norms[n][0] if norms else a for n, a in (("q", q), ("k", k)))
+    return _to_value_heads(xp, q, p.groups), _to_value_heads(xp, k, p.groups), norms
+
+
+def _spans(p: RecurrenceProblem, arrays: dict):
+    """(i, rows, {name: the span's slice}) per sequence: rows index initial_state and final_state."""
+    for i, (bos, eos) in enumerate(p.spans):
+        rows = slice(i, i + 1) if p.packed else slice(None)
+        yield i, rows, {n: None if a is None else a[:, bos:eos] for n, a in arrays.items()}
+
+
+def _padded(xp, p: RecurrenceProblem, pieces: list):
+    """The spans' pieces along T, and zeros for the padding after the last sequence."""
+    pad = p.T - p.spans[-1][1]
+    if pad:
+        last = pieces[-1]
+        pieces = [*pieces, xp.zeros((last.shape[0], pad, *last.shape[2:]), dtype=p.dtype, device=p.device)]
+    return pieces[0] if len(pieces) == 1 else xp.concat(pieces, axis=1)
+
+
+def recurrence_forward(variant: str, q, k, v, g=None, beta=None, *, scale=None, initial_state=None,
+                       cu_seqlens=None, use_qk_l2norm: bool = False) -> tuple:
+    """(o [B, T, HV, V], final_state [N, HV, K, V]) of ``variant`` (shapes: ``contract.recurrence``); the
+    padding after the last packed sequence has o = 0."""
+    p = check_recurrence_inputs(variant, q, k, v, g, beta, scale=scale, initial_state=initial_state,
+                                cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm, upstream=False)
+    xp = p.xp
+    qv, kv, _ = _prepared(xp, p, q, k)
+    outs, finals = [], []
+    with quiet_errors(xp):
+        for _, rows, x in _spans(p, {"q": qv, "k": kv, "v": v, "g": g, "beta": beta}):
+            S = xp.zeros((x["k"].shape[0], p.HV, p.K, p.V), dtype=p.dtype, device=p.device) \
+                if initial_state is None else initial_state[rows]  # (B or 1, HV, K, V)
+            o = []
+            for t in range(x["k"].shape[1]):
+                S = _step(xp, p, x, t, S)[2]  # (B or 1, HV, K, V)
+                o.append(_tv(S, p.scale * x["q"][:, t]))  # (B or 1, HV, V)
+            outs.append(xp.stack(o, axis=1))
+            finals.append(S)
+    return _padded(xp, p, outs), finals[0] if len(finals) == 1 else xp.concat(finals, axis=0)
 
 
 def recurrence_gradients(variant: str, q, k, v, g=None, beta=None, *, scale=None, initial_state=None,
-                         grad_o=None, grad_final_state=None) -> dict:
-    """dL/dq, dk, dv (and dg, dbeta, dinitial_state where they apply) and dL/dS_t per step (``S``,
-    [B, T, H, K, V]) for L driven by ``grad_o`` (dL/do) and ``grad_final_state``; the step order of the module's
-    docstring, t = T … 1."""
-    xp = array_namespace(q)
-    decay, delta = VARIANTS[variant]
-    B, T, H, K = q.shape
-    s = K ** -0.5 if scale is None else scale
-    _, final, states = recurrence_forward(variant, q, k, v, g, beta, scale=scale, initial_state=initial_state)
-    G = xp.zeros_like(final) if grad_final_state is None else grad_final_state  # (B, H, K, V)
-    dq, dk, dv, dg, db, dS = ([None] * T for _ in range(6))
-    for t in range(T - 1, -1, -1):
-        kt, vt = k[:, t], v[:, t]  # (B, H, K), (B, H, V)
-        if grad_o is not None:
-            G = G + (s * q[:, t])[..., :, None] * grad_o[:, t][..., None, :]  # (B, H, K, V)
-            dq[t] = s * _mv(states[t + 1], grad_o[:, t])  # (B, H, K)
-        else:
-            dq[t] = xp.zeros_like(q[:, t])
-        dS[t] = G
-        Sp = _decay(xp, states[t], None if g is None else g[:, t], decay)  # (B, H, K, V)
-        if delta:
-            u = vt - _tv(Sp, kt)  # (B, H, V)
-            per_head = beta.ndim == 3
-            b_t = beta[:, t][..., None] if per_head else beta[:, t]  # (B, H, 1) or (B, H, V)
-            Gk = _tv(G, kt)  # (B, H, V)
-            db[t] = xp.sum(Gk * u, axis=-1) if per_head else Gk * u  # (B, H) or (B, H, V)
-            du = b_t * Gk  # (B, H, V)
-            dv[t] = du
-            dk[t] = _mv(G, b_t * u) - _mv(Sp, du)  # (B, H, K)
-            dSp = G - kt[..., :, None] * du[..., None, :]  # (B, H, K, V)
-        else:
-            dk[t] = _mv(G, vt)  # (B, H, K)
-            dv[t] = _tv(G, kt)  # (B, H, V)
-            dSp = G
-        if decay is not None:
-            prod = dSp * Sp  # (B, H, K, V)
-            dg[t] = xp.sum(prod, axis=(-2, -1)) if decay == "head" else xp.sum(prod, axis=-1)
-        G = _decay(xp, dSp, None if g is None else g[:, t], decay)  # dL/dS_{t−1}
-    out = {"q": xp.stack(dq, axis=1), "k": xp.stack(dk, axis=1), "v": xp.stack(dv, axis=1),
-           "S": xp.stack(dS, axis=1)}
-    if decay is not None:
-        out["g"] = xp.stack(dg, axis=1)
-    if delta:
-        out["beta"] = xp.stack(db, axis=1)
-    if initial_state is not None:
-        out["initial_state"] = G
-    return out
+                         cu_seqlens=None, use_qk_l2norm: bool = False, grad_o=None, grad_final_state=None,
+                         wrt=None, per_step: bool = True) -> dict:
+    """dL/d of every input named in ``wrt`` (all given by default: q, k, v, g, beta, initial_state, in their own
+    shapes) and, with ``per_step``, ``S``: dL/dS_t per step [B, T, HV, K, V] (zero on padding), for L driven by
+    ``grad_o`` (dL/do) and ``grad_final_state``. Arrays of NumPy or torch (CPU or CUDA), as the inputs."""
+    p = check_recurrence_inputs(variant, q, k, v, g, beta, scale=scale, initial_state=initial_state,
+                                cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm, grad_o=grad_o,
+                                grad_final_state=grad_final_state, wrt=wrt)
+    xp = p.xp
+    qv, kv, norms = _prepared(xp, p, q, k)
+    pieces, dinit = {}, []
+    with quiet_errors(xp):
+        for _, rows, x in _spans(p, {"q": qv, "k": kv, "v": v, "g": g, "beta": beta, "do": grad_o}):
+            shape = (x["k"].shape[0], p.HV, p.K, p.V)
+            S0 = xp.zeros(shape, dtype=p.dtype, device=p.device) if initial_state is None else initial_state[rows]
+            G = xp.zeros(shape, dtype=p.dtype, device=p.device) if grad_final_state is None \
+                else grad_final_state[rows]  # (B or 1, HV, K, V)
+            grads, dS0 = _span_gradients(xp, p, x, S0, G, x["do"], per_step)
+            for n, a in grads.items():
+                pieces.setdefault(n, []).append(a)
+            dinit.append(dS0)
+        out = {n: _padded(xp, p, a) for n, a in pieces.items()}
+        for n in ("q", "k"):  # the group's sum, then the norm's backward
+            out[n] = _to_key_heads(xp, out[n], p.groups)  # (B, T, H, K)
+            if n in norms:
+                y, r = norms[n]
+                out[n] = (out[n] - y * xp.sum(y * out[n], axis=-1, keepdims=True)) / r  # (B, T, H, K)
+        out["initial_state"] = dinit[0] if len(dinit) == 1 else xp.concat(dinit, axis=0)  # (N, HV, K, V)
+    return {n: out[n] for n in (*p.wrt, *(("S",) if per_step else ())) if n in out}
 
 
-__all__ = ["VARIANTS", "recurrence_forward", "recurrence_gradients"]
+__all__ = ["INPUTS", "VARIANTS", "recurrence_forward", "recurrence_gradients"]

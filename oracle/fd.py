@@ -17,16 +17,8 @@ def fd_gradient(inputs: dict, kwargs: dict, which: str) -> np.ndarray:
 
     in_params = which in inputs["params"]
     base = inputs["params"][which] if in_params else inputs[which]
-    grad = np.zeros_like(base)  # the tensor's shape
-    for idx in np.ndindex(base.shape):
-        vals = []
-        for sign in (1, -1):
-            a = base.copy()
-            a[idx] += sign * STEP
-            inp = {**inputs, "params": {**inputs["params"], which: a}} if in_params else {**inputs, which: a}
-            vals.append(loss(inp))
-        grad[idx] = (vals[0] - vals[1]) / (2 * STEP)
-    return grad
+    return central_differences(base, lambda a: loss({**inputs, "params": {**inputs["params"], which: a}}
+                                                    if in_params else {**inputs, which: a}))
 
 
 def fd_errors(grads: dict, inputs: dict, kwargs: dict) -> dict:
@@ -75,13 +67,45 @@ def module_fd_errors(grads: dict, inputs: dict) -> dict:
     out = {}
     for name, (group, key) in targets.items():
         base = inputs[group][key] if group else inputs[key]
-        fd = np.zeros_like(base)
-        for idx in np.ndindex(base.shape):
-            vals = []
-            for sign in (1, -1):
-                a = base.copy()
-                a[idx] += sign * STEP
-                vals.append(module_scalar(moved(group, key, a)))
-            fd[idx] = (vals[0] - vals[1]) / (2 * STEP)
+        fd = central_differences(base, lambda a, group=group, key=key: module_scalar(moved(group, key, a)))
+        out[name] = float(np.abs(np.asarray(grads[name]) - fd).max() / max(np.abs(fd).max(), L, 1.0))
+    return out
+
+
+def central_differences(base: np.ndarray, loss_at) -> np.ndarray:
+    """dL/d(base) entry by entry: (L(base + h e_i) − L(base − h e_i)) / 2h, ``loss_at(a)`` the loss at ``a``."""
+    fd = np.zeros_like(base)  # base's shape
+    for idx in np.ndindex(base.shape):
+        vals = []
+        for sign in (1, -1):
+            a = base.copy()
+            a[idx] += sign * STEP
+            vals.append(loss_at(a))
+        fd[idx] = (vals[0] - vals[1]) / (2 * STEP)
+    return fd
+
+
+def recurrence_scalar(args: dict, kwargs: dict) -> float:
+    """L = Σ grad_o ⊙ o + Σ grad_final_state ⊙ final_state on manual.recurrence_forward (``args``: variant, q,
+    k, v, g, beta; ``kwargs``: scale, initial_state, cu_seqlens, use_qk_l2norm, grad_o, grad_final_state)."""
+    from manual.recurrence import recurrence_forward
+
+    fwd = {n: a for n, a in kwargs.items() if n not in ("grad_o", "grad_final_state")}
+    o, final = recurrence_forward(**args, **fwd)
+    return sum(float(np.sum(kwargs[n] * a)) for n, a in (("grad_o", o), ("grad_final_state", final))
+               if kwargs.get(n) is not None)
+
+
+def recurrence_fd_errors(grads: dict, args: dict, kwargs: dict) -> dict:
+    """name → max |grads[name] − central differences| / max(|fd|, |L|, 1), for every input in ``grads``."""
+    L = abs(recurrence_scalar(args, kwargs))
+    out = {}
+    for name in grads:
+        if name in args and args[name] is not None:
+            fd = central_differences(args[name], lambda a, n=name: recurrence_scalar({**args, n: a}, kwargs))
+        elif kwargs.get(name) is not None:  # initial_state
+            fd = central_differences(kwargs[name], lambda a, n=name: recurrence_scalar(args, {**kwargs, n: a}))
+        else:
+            continue
         out[name] = float(np.abs(np.asarray(grads[name]) - fd).max() / max(np.abs(fd).max(), L, 1.0))
     return out

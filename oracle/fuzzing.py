@@ -48,7 +48,8 @@ MAX_ELEMENTS = 50_000  # gradient entries of one example: the truth's cost (auto
 DEFAULT_EXAMPLES = 200
 DEFAULT_BUDGET = 600.0  # seconds of searching (shrinking a failure found in it always finishes)
 DATABASE = Path(".hypothesis") / "bptt-fuzz"
-MODELS = ("module", "seed")
+MODELS = ("module", "seed", "recurrence")
+WIDTHS = (*range(1, 9), 15, 16, 17, 31, 32, 33, 63, 64, 65)  # a recurrence's K and V: its state is K × V per head
 
 
 def case_size(case) -> int:
@@ -94,6 +95,27 @@ def seed_cases(dtypes: tuple[str, ...]):
 
     return st.builds(Case, st.sampled_from(TOPOLOGIES), st.sampled_from(ACTIVATIONS), st.sampled_from(LOSSES),
                      _sizes(STEPS), _sizes(BATCH), _sizes(), _sizes(), _sizes(), dtype=st.sampled_from(dtypes))
+
+
+def recurrence_cases(variants: tuple[str, ...], dtypes: tuple[str, ...]):
+    """A hypothesis strategy of recurrence cases of ``variants``: sizes, grouped value heads, β per value channel,
+    the L2 norm, the initial state given, differentiated or not, packed sequences, the upstream gradients."""
+    from hypothesis import strategies as st
+
+    from contract.recurrence import VARIANTS
+    from oracle.cases.recurrence import INITIALS, UPSTREAMS, RecurrenceCase
+
+    @st.composite
+    def draw(d):
+        variant = d(st.sampled_from(variants))
+        T, packed = d(_sizes(STEPS)), d(st.booleans())
+        B = d(st.integers(1, min(4, T - T // 16))) if packed else d(_sizes(BATCH))
+        return RecurrenceCase(variant, T, B, d(st.integers(1, 3)), d(_sizes(WIDTHS)), d(_sizes(WIDTHS)),
+                              groups=d(st.integers(1, 3)), beta_per_channel=VARIANTS[variant][1] and d(st.booleans()),
+                              l2norm=d(st.booleans()), initial=d(st.sampled_from(INITIALS)), packed=packed,
+                              upstream=d(st.sampled_from(("both", *UPSTREAMS[:2]))), dtype=d(st.sampled_from(dtypes)))
+
+    return draw()
 
 
 @dataclass
@@ -208,7 +230,9 @@ def fuzz(candidate: Callable | str, *, model: str = "module", cell: str | None =
     """Search configurations for one where ``candidate`` is wrong; shrink it (see the module's docstring).
 
     ``model``: "module" (``manual.module_gradients``' signature; ``cell`` one
-    mode, or every cell when None) or "seed" (``manual.gradients``').
+    mode, or every cell when None), "seed" (``manual.gradients``') or
+    "recurrence" (``manual.recurrence_gradients``'; ``cell`` one variant, or
+    every one when None).
     ``budget``: seconds of searching; ``max_examples``: at most this many
     examples. ``database``: True for ``.hypothesis/bptt-fuzz/<candidate…>``,
     a folder, or False/None for none. ``ray``: "local" or a Ray address: each
@@ -258,15 +282,12 @@ def well_posed(p) -> bool:
 
 
 def _manual_in_dtype(p) -> dict:
-    """manual.module_gradients computing in the case's low precision, as judged. Where it and autograd, both in
-    that dtype, disagree past the rule (a relu pre-activation within a rounding of 0 takes the other side of the
-    kink), the dtype cannot say which answer is right."""
-    import manual
-    from oracle.cases.module import run_module
+    """manual computing in the case's low precision, as judged. Where it and autograd, both in that dtype,
+    disagree past the rule (a relu pre-activation within a rounding of 0 takes the other side of the kink), the
+    dtype cannot say which answer is right."""
     from oracle.judge import to_numpy
 
-    got = run_module(manual.module_gradients, p.case.in_dtype(p.inputs))
-    return p.case.judged({k: to_numpy(v) for k, v in got.items()})
+    return {k: to_numpy(v) for k, v in p.case.manual(p.case.in_dtype(p.inputs)).items()}
 
 
 def _one_in_process(runner: Callable, p) -> CaseResult | None:
@@ -348,10 +369,10 @@ def _isolated(candidate, timeout: float, prep: Callable, search: Callable) -> No
 
 def _arguments(candidate, model, cell, layout, dtypes, max_examples, budget, database) -> tuple:
     """(strategy, hypothesis database) for fuzz's arguments, or the ValueError naming the wrong one."""
-    from hypothesis.database import DirectoryBasedExampleDatabase
-
     if model not in MODELS:
         raise BadValue(f"model must be one of {MODELS}; got {model!r}. Remedy: model='module'.")
+    if model == "recurrence":
+        return _recurrence_arguments(candidate, cell, layout, dtypes, database)
     modes = tuple(CELLS) if cell is None else (cell,)
     if model == "module" and any(m not in CELLS for m in modes):
         raise BadValue(f"cell must be one of {tuple(CELLS)} or None; got {cell!r}. Remedy: e.g. cell='LSTM'.")
@@ -372,12 +393,32 @@ def _arguments(candidate, model, cell, layout, dtypes, max_examples, budget, dat
     strategy = module_cases(modes, tuple(dtypes)) if model == "module" else seed_cases(tuple(dtypes))
     if layout == "onnx":
         strategy = strategy.filter(lambda c: c.proj_size == 0)  # a projected LSTM has no ONNX form
+    return strategy, _database(database, candidate, model, cell, layout)
+
+
+def _recurrence_arguments(candidate, variant, layout, dtypes, database) -> tuple:
+    """(strategy, database) for recurrence cases: ``variant`` one of them or None for all."""
+    from contract.recurrence import VARIANTS
+    from oracle.cases.recurrence import ALL_DTYPES as RECURRENCE_DTYPES
+
+    if variant is not None and variant not in VARIANTS:
+        raise BadValue(f"variant must be one of {tuple(VARIANTS)} or None; got {variant!r}. Remedy: e.g. "
+                       "'gated_delta_rule'.")
+    if not dtypes or any(d not in RECURRENCE_DTYPES for d in dtypes):
+        raise BadValue(f"dtypes must be some of {RECURRENCE_DTYPES}; got {dtypes!r}. Remedy: dtypes=('float64',).")
+    strategy = recurrence_cases(tuple(VARIANTS) if variant is None else (variant,), tuple(dtypes))
+    return strategy, _database(database, candidate, "recurrence", variant, layout)
+
+
+def _database(database, candidate, model: str, cell, layout: str):
+    """hypothesis's example database: True for one folder per candidate, model, cell and layout."""
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
     if database is True:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{candidate if isinstance(candidate, str) else candidate.__module__}"
                                                 f"-{model}-{cell or 'all'}-{layout}")
         database = DATABASE / slug
-    db = DirectoryBasedExampleDatabase(str(database)) if database else None
-    return strategy, db
+    return DirectoryBasedExampleDatabase(str(database)) if database else None
 
 
 def parse_budget(text: str) -> float:
@@ -388,4 +429,4 @@ def parse_budget(text: str) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
-__all__ = ["FuzzResult", "case_size", "fuzz", "module_cases", "parse_budget", "seed_cases"]
+__all__ = ["FuzzResult", "case_size", "fuzz", "module_cases", "parse_budget", "recurrence_cases", "seed_cases"]

@@ -18,6 +18,7 @@ from contract.cells import CELLS
 from contract.errors import BadType, BadValue
 from contract.spec import TORCH_MODULE
 from oracle.cases.module import ModuleCase, module_truth, run_module, to_time_major
+from oracle.cases.recurrence import RecurrenceCase, run_recurrence
 from oracle.cases.seed import Case, run
 from oracle.checker.isolate import default_jobs
 from oracle.groundtruth import Truth, truth
@@ -85,7 +86,7 @@ class Verification:
 
     def table(self) -> str:
         """One table per class of case (the seed model's, the module's), each in its own columns."""
-        tables = {Case: self._seed_table, ModuleCase: self._module_table}
+        tables = {Case: self._seed_table, ModuleCase: self._module_table, RecurrenceCase: self._recurrence_table}
         return "\n\n".join(t for kind, table in tables.items()
                            if (t := table([v for v in self.verdicts if type(v.case) is kind])))
 
@@ -111,18 +112,10 @@ class Verification:
         return "\n".join(rows)
 
     def _seed_table(self, verdicts) -> str:
-        if not verdicts:
-            return ""
-        head = f"{'case':<58}" + "".join(f"{n:>9}" for n in GRAD_NAMES) + "  verdict"
-        rows = [head, "-" * len(head)]
-        for v in verdicts:
-            cells = []
-            for n in GRAD_NAMES:
-                w = v.worst(n)
-                failed = any(not t.ok for r in v.reports.values() for t in r.tensors if t.name == n)
-                cells.append(f"{'-' if w is None else f'{w:.1e}':>8}{'!' if failed else ' '}")
-            rows.append(f"{v.case.name:<58}" + "".join(cells) + ("  ok" if v.ok else "  FAIL"))
-        return "\n".join(rows)
+        return _named_table(verdicts, "case", GRAD_NAMES, 58)
+
+    def _recurrence_table(self, verdicts) -> str:
+        return _named_table(verdicts, "recurrence case", ("q", "k", "v", "g", "beta", "initial_state", "S"), 80)
 
     def summary(self) -> str:
         fails = sum(not v.ok for v in self.verdicts)
@@ -140,10 +133,27 @@ class Verification:
                 "seconds": self.seconds, "shard": self.shard, "cases": self.records()}
 
 
+def _named_table(verdicts, title: str, names: tuple, width: int) -> str:
+    """One row per case, one column per gradient (its worst normalised error, ``!`` where it failed)."""
+    if not verdicts:
+        return ""
+    width = max([width, *(len(v.case.name) + 1 for v in verdicts)])
+    head = f"{title:<{width}}" + "".join(f"{n[:8]:>9}" for n in names) + "  verdict"
+    rows = [head, "-" * len(head)]
+    for v in verdicts:
+        cells = []
+        for n in names:
+            w = v.worst(n)
+            failed = any(not t.ok for r in v.reports.values() for t in r.tensors if t.name == n)
+            cells.append(f"{'-' if w is None else f'{w:.1e}':>8}{'!' if failed else ' '}")
+        rows.append(f"{v.case.name:<{width}}" + "".join(cells) + ("  ok" if v.ok else "  FAIL"))
+    return "\n".join(rows)
+
+
 @functools.singledispatch
 def verify_case(case, device: str = "cpu") -> CaseVerdict:
     """Manual against autograd and torch's own module on one case (dispatched by the case's class)."""
-    raise BadType(f"case must be a built-in case (oracle.Case, ModuleCase); got {type(case).__name__}. "
+    raise BadType(f"case must be a built-in case (oracle.Case, ModuleCase, RecurrenceCase); got {type(case).__name__}. "
                     "Remedy: pick cases from oracle.cases.builtin_cases().")
 
 
@@ -165,6 +175,18 @@ def verify_module_case(case: ModuleCase, device: str = "cpu") -> CaseVerdict:
     reports[label] = nn_truth.compare(got, dtype=case.dtype, ref=None if nn_ref is None else {**ref, **nn_ref},
                                       title=f"{case.name} vs {label}")
     return CaseVerdict(case, reports)
+
+
+@verify_case.register
+def verify_recurrence_case(case: RecurrenceCase, device: str = "cpu") -> CaseVerdict:
+    """manual.recurrence_gradients against unrolled autograd (every tensor; no torch module computes these)."""
+    want = case.truth(case.inputs("float64"))
+    here = case.in_dtype(case.inputs(), device)  # NumPy on the CPU; torch on CUDA, and in bfloat16 and float16
+    got = case.judged(to_numpy_all(run_recurrence(manual.recurrence_gradients, here, None)))
+    ref = case.judged(to_numpy_all(run_recurrence(reference.unrolled_recurrence_gradients, here, None))) \
+        if case.dtype != "float64" else None
+    return CaseVerdict(case, {"autograd": want.compare(got, dtype=case.dtype, ref=ref,
+                                                       title=f"{case.name} vs autograd")})
 
 
 def to_numpy_all(g: dict) -> dict:

@@ -14,11 +14,15 @@ Never imports ``manual``: this side knows the model, not the derivation.
   contract (``manual.module_gradients``' signature): through ``torch.nn.RNN``
   itself (packed input for variable lengths), and unrolled per layer and
   direction with per-step ``h_l{k}{s}``, ``z_l{k}{s}``.
+* :func:`unrolled_recurrence_gradients`, :func:`recurrence_forward` — the
+  matrix-state recurrences (``manual.recurrence_gradients``' signature), each
+  step in its own matrix form, unrolled, with dL/dS_t per step.
 """
 
 from reference.autograd import forward, gradients, per_step_gradients
 from reference.module import nn_module_gradients, unrolled_module_gradients
 from reference.nn_rnn import NN_RNN_ACTIVATIONS, nn_rnn_gradients
+from reference.recurrence import recurrence_forward, unrolled_recurrence_gradients
 
 __all__ = [
     "NN_RNN_ACTIVATIONS",
@@ -27,5 +31,7 @@ __all__ = [
     "nn_module_gradients",
     "nn_rnn_gradients",
     "per_step_gradients",
+    "recurrence_forward",
     "unrolled_module_gradients",
+    "unrolled_recurrence_gradients",
 ]

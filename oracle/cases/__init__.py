@@ -1,7 +1,7 @@
-"""Every built-in case, of both classes: the seed model's (``oracle.cases.seed``) and the module's
-(``oracle.cases.module``).
+"""Every built-in case, of its three classes: the seed model's (``oracle.cases.seed``), the module's
+(``oracle.cases.module``) and the matrix-state recurrences' (``oracle.cases.recurrence``).
 
-Both classes keep one protocol, so that nothing else asks which class a case
+The classes keep one protocol, so that nothing else asks which class a case
 is: its name and seeded inputs (``name``, ``inputs``, ``cast``,
 ``map_arrays``), how a candidate is called (``call``: ``manual.gradients``'
 signature or ``manual.module_gradients``'), its float64 truth (``truth``),
@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from contract.errors import BadValue
 from oracle.cases.module import ALL_DTYPES, ModuleCase, all_module_cases
+from oracle.cases.recurrence import RecurrenceCase, all_recurrence_cases
 from oracle.cases.seed import DTYPES, Case, all_cases, select
 
-CLASSES = (ModuleCase, Case)  # every class of case, the one whose name prefix a name has first
+CLASSES = (ModuleCase, RecurrenceCase, Case)  # every class of case: the first whose name prefix a name has
 
 def parse_case(name: str):
     """A case of either kind from its full name (ASCII digits; sizes bounded, so that a typo cannot ask for
@@ -39,8 +40,10 @@ def parse_case(name: str):
 
 
 def builtin_cases(dtypes=ALL_DTYPES) -> list:
-    """The seed model's matrix (float64, float32), then the module matrix (and its bfloat16 and float16 cases)."""
-    return [*all_cases(dtypes=tuple(d for d in dtypes if d in DTYPES)), *all_module_cases(dtypes=dtypes)]
+    """The seed model's matrix (float64, float32), the module matrix, then the recurrences' (and their bfloat16 and
+    float16 cases)."""
+    return [*all_cases(dtypes=tuple(d for d in dtypes if d in DTYPES)), *all_module_cases(dtypes=dtypes),
+            *all_recurrence_cases(dtypes=dtypes)]
 
 
-__all__ = ["CLASSES", "builtin_cases", "parse_case", "select"]
+__all__ = ["CLASSES", "RecurrenceCase", "builtin_cases", "parse_case", "select"]

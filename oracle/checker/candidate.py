@@ -137,8 +137,9 @@ def call(fn: Callable, case, inputs: dict, calls: int = CALLS, in_worker: bool =
 
 
 SIGNATURES = ("; is it a case of its kind? A seed-model case calls it as manual.gradients(params, x, target, "
-              "h0=…, …), a module case as manual.module_gradients(config, state_dict, input, hx, …). Remedy: "
-              "select one kind, -k module or -k 'not module'")
+              "h0=…, …), a module case as manual.module_gradients(config, state_dict, input, hx, …), a recurrence "
+              "case as manual.recurrence_gradients(variant, q, k, v, g, beta, scale=…, …). Remedy: select one kind, "
+              "-k module, -k recurrence or -k 'not module and not recurrence'")
 
 
 def signature_hint(e: BaseException, kind: type = TypeError) -> str:

@@ -28,8 +28,9 @@ def add(sub) -> None:
                         "with DIR that case of the folder")
     who = c.add_mutually_exclusive_group()
     who.add_argument("--candidate", metavar="MODULE:FUNCTION",
-                     help="a function with manual.gradients' signature (seed-model cases) or "
-                          "manual.module_gradients' (module cases); it may raise oracle.Unsupported")
+                     help="a function with manual.gradients' signature (seed-model cases), "
+                          "manual.module_gradients' (module cases) or manual.recurrence_gradients' (recurrence "
+                          "cases); it may raise oracle.Unsupported")
     who.add_argument("--grads", metavar="DIR2", help="folder of <case>.safetensors or .npz gradient files")
     narrowing(c)
     c.add_argument("--list", action="store_true", help="list the selected case names and exit")

@@ -20,17 +20,22 @@ def budget(value: str) -> float:
 def add(sub) -> None:
     """The `bptt fuzz` subcommand's arguments."""
     from contract.cells import CELLS
+    from contract.recurrence import VARIANTS
     from oracle.fuzzing import DEFAULT_BUDGET, DEFAULT_EXAMPLES, MODELS
 
     f = sub.add_parser("fuzz", help="random configurations against a candidate; a failure shrunk and named")
     f.add_argument("--candidate", required=True, metavar="MODULE:FUNCTION",
-                   help="manual.module_gradients' signature (or manual.gradients' with --model seed)")
-    f.add_argument("--model", choices=MODELS, default="module", help="module cases (default) or the seed model's")
+                   help="manual.module_gradients' signature (manual.gradients' with --model seed, "
+                        "manual.recurrence_gradients' with --model recurrence)")
+    f.add_argument("--model", choices=MODELS, default="module",
+                   help="module cases (default), the seed model's, or the matrix-state recurrences'")
     f.add_argument("--cell", type=str.upper, choices=tuple(CELLS), help="only this cell (default: every cell); "
                                                                           "any case, e.g. lstm")
+    f.add_argument("--variant", choices=tuple(VARIANTS), help="with --model recurrence: only this variant "
+                                                               "(default: every one)")
     f.add_argument("--layout", choices=("torch", "onnx"), default="torch")
     f.add_argument("--dtype", choices=("float64", "float32", "bfloat16", "float16", "all"), default="all",
-                   help="the cases' dtype (default all: float64 and float32; the low precisions, module cases only)")
+                   help="the cases' dtype (default all: float64 and float32; the low precisions, not the seed model's)")
     f.add_argument("--max-examples", type=positive("--max-examples 200"), default=DEFAULT_EXAMPLES, metavar="N",
                    help=f"at most N judged configurations (default {DEFAULT_EXAMPLES}; declined ones not counted)")
     f.add_argument("--budget", type=budget, default=DEFAULT_BUDGET, metavar="TIME",
@@ -66,14 +71,20 @@ def cmd_fuzz(args) -> int:
     if args.model == "seed" and (args.cell or args.layout != "torch"):
         return usage("--model seed has one cell and one layout: leave out --cell and --layout. Remedy: "
                      f"`bptt fuzz --candidate {args.candidate} --model seed`.")
+    wrong = "--cell" if args.model == "recurrence" and args.cell else \
+        "--variant" if args.model != "recurrence" and args.variant else None
+    if wrong:
+        return usage(f"--cell is for module cases and --variant for recurrence cases; got --model {args.model} "
+                     f"with {wrong}. Remedy: `bptt fuzz --candidate {args.candidate} --model recurrence --variant "
+                     "gated_delta_rule`, or --model module --cell LSTM.")
     out = writable_file(args.json) if args.json else None
     dtypes = ("float64", "float32") if args.dtype == "all" else (args.dtype,)
     database = False if args.no_database else (args.database or True)
     try:
-        result = fuzz(args.candidate, model=args.model, cell=args.cell, layout=args.layout, dtypes=dtypes,
-                      max_examples=args.max_examples, budget=args.budget, seed=args.seed, shard=shard_text(args),
-                      isolate=not args.in_process, timeout=args.timeout, database=database, ray=args.ray,
-                      num_gpus=args.num_gpus, expression=args.k)
+        result = fuzz(args.candidate, model=args.model, cell=args.variant or args.cell, layout=args.layout,
+                      dtypes=dtypes, max_examples=args.max_examples, budget=args.budget, seed=args.seed,
+                      shard=shard_text(args), isolate=not args.in_process, timeout=args.timeout,
+                      database=database, ray=args.ray, num_gpus=args.num_gpus, expression=args.k)
     except (CandidateError, ValueError) as e:
         if out:
             out.close()
@@ -84,7 +95,7 @@ def cmd_fuzz(args) -> int:
     if out:
         import json
 
-        doc = {**result.to_json(), "setup": setup(args, "candidate", "k", "model", "cell", "layout", "dtype",
+        doc = {**result.to_json(), "setup": setup(args, "candidate", "k", "model", "cell", "variant", "layout", "dtype",
                                                   "max_examples", "budget", "seed")}
         with out:
             out.write(json.dumps(doc, indent=1))

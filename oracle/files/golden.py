@@ -29,6 +29,7 @@ import numpy as np
 
 from contract.errors import BadValue
 from oracle.cases.module import ModuleCase
+from oracle.cases.recurrence import RecurrenceCase
 from oracle.cases.seed import Case
 from oracle.files.readers import MAX_DIM, GoldenFileError, parse_json, read_header, read_tensors, sha256
 from oracle.groundtruth import Truth
@@ -81,7 +82,8 @@ def case_elements(case) -> int:
     return sum(math.prod(s) for s, _ in file_shapes(case).values())
 
 
-KINDS = {"seed": Case, "module": ModuleCase}  # a file's metadata kind → the class of its case
+# a file's metadata kind → the class of its case
+KINDS = {"seed": Case, "module": ModuleCase, "recurrence": RecurrenceCase}
 
 
 def case_from_spec(spec: object, path, kind: str = "seed"):

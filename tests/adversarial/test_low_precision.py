@@ -19,7 +19,7 @@ WRONG = ["hx_dropped_bf16", "forget_gate_a_step_late_bf16", "ten_times_autograds
 
 def test_builtin_low_precision_cases_exist_for_every_cell_and_form():
     for dtype in ("bfloat16", "float16"):
-        cases = select(builtin_cases(), dtype)
+        cases = select(builtin_cases(), f"module and {dtype}")
         assert {c.mode for c in cases} == {"RNN_TANH", "RNN_RELU", "LSTM", "GRU", "INDRNN"}
         assert all(c.dtype == dtype for c in cases) and len(cases) == 24
 
@@ -36,12 +36,12 @@ def test_inputs_are_exactly_numbers_of_the_dtype(dtype):
 @pytest.mark.parametrize("candidate", ["manual_bf16", "manual:module_gradients"])
 def test_manual_in_bfloat16_and_a_float32_computation_pass(candidate):
     spec = candidate if ":" in candidate else f"low_precision:{candidate}"
-    result = check(spec, "bfloat16", isolate=False)
+    result = check(spec, "module and bfloat16", isolate=False)
     assert result.ok and len(result.results) == 24, str(result)
 
 
 def test_manual_in_float16_passes():
-    assert check("low_precision:manual_f16", "float16", isolate=False).ok
+    assert check("low_precision:manual_f16", "module and float16", isolate=False).ok
 
 
 @pytest.mark.parametrize("candidate", WRONG)

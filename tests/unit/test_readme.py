@@ -138,6 +138,7 @@ def test_the_policy_is_stated_once():
 def test_the_counts_the_docs_quote_are_the_catalogues():
     from oracle.cases import builtin_cases, select
     from oracle.cases.module import all_module_cases, parity_matrix
+    from oracle.cases.recurrence import all_recurrence_cases
     from oracle.cases.seed import all_cases
 
     def says(page: str, text: str) -> bool:
@@ -148,4 +149,6 @@ def test_the_counts_the_docs_quote_are_the_catalogues():
     assert 2 * len(parity_matrix("RNN_TANH")) == 576 and says("docs/cli.md", "cell's 576 configurations")
     assert len(all_module_cases(("float64", "float32"))) == 2400 and says("docs/cli.md", "2,400 cases")
     assert len(all_module_cases()) == 2448 and says("docs/cli.md", "2,448 in all")
-    assert len(builtin_cases()) == 2808 and says("docs/checker.md", "without -k: all 2,808")
+    assert len(all_recurrence_cases(("float64", "float32"))) == 294 and says("docs/cli.md", "float32: 294 cases")
+    assert len(all_recurrence_cases()) == 330 and says("docs/cli.md", "330 in all")
+    assert len(builtin_cases()) == 3138 and says("docs/checker.md", "without -k: all 3,138")

@@ -223,7 +223,7 @@ def test_keys_of_another_layout_are_noted_and_a_signature_mismatch_has_a_remedy(
     onnx = check("manual:module_gradients", [parse_case(NAMES[0])], isolate=False, layout="onnx")
     assert not onnx.ok and any("in the other layout?" in n for n in onnx.results[0].report.notes)
     seed = check("manual:module_gradients", [parse_case(NAMES[4])], isolate=False)
-    assert "select one kind, -k module or -k 'not module'" in seed.results[0].error
+    assert "select one kind, -k module, -k recurrence or -k 'not module and not recurrence'" in seed.results[0].error
 
 
 def test_a_shard_that_holds_none_of_the_selection_passes_and_merges(tmp_path, capsys):

@@ -1,0 +1,207 @@
+"""The contract of the matrix-state recurrences (``manual.recurrence_gradients``, ``reference.recurrence``): the
+variants' table, the argument names and shapes of the most used public kernel library for this family, and the
+input checks that refuse bad input with the argument, the expected and actual value, and a remedy.
+
+Shapes: q, k [B, T, H, K]; v [B, T, HV, V] with HV a multiple of H (value head j reads key head j // (HV/H));
+g [B, T, HV] (one decay per head) or [B, T, HV, K] (one per key channel), in log space; beta [B, T, HV] or
+[B, T, HV, V] (one per value channel); initial_state [N, HV, K, V]; cu_seqlens [N + 1] (then B = 1 and N
+sequences lie along T, positions from cu_seqlens[N] on are padding); o [B, T, HV, V]; final_state [N, HV, K, V].
+N is B when unpacked. The decay and β act on the state, so they have the state's HV heads, as the library's
+grouped kernels index them.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+from array_api_compat import array_namespace, device, is_array_api_obj
+
+from contract.checks import CAST_REMEDY, array_arg, name_arg, quiet_errors, require_finite, require_nonempty
+from contract.errors import BadType, BadValue
+from contract.module_checks import same_kind
+from contract.spec import is_int
+
+# variant → (decay: None, "head" (e^{g} S) or "key" (diag(e^{g}) S); the delta rule's correction)
+VARIANTS = {
+    "linear_attention": (None, False),
+    "gla_head": ("head", False),
+    "gla": ("key", False),
+    "delta_rule": (None, True),
+    "gated_delta_rule": ("head", True),
+    "kda": ("key", True),
+}
+INPUTS = ("q", "k", "v", "g", "beta", "initial_state")  # every input a gradient may be asked of, in order
+L2NORM_EPS = 1e-6  # x / √(Σx² + ε), ε inside the root, as the kernels' use_qk_l2norm_in_kernel
+
+
+@dataclass(frozen=True)
+class RecurrenceProblem:
+    """Sizes and settings of one validated call."""
+
+    variant: str
+    B: int
+    T: int
+    H: int  # key heads (q, k)
+    HV: int  # value heads (v, the state, o, g, beta)
+    K: int
+    V: int
+    spans: tuple  # ((bos, eos), …): each sequence's positions along T; unpacked: ((0, T),) for all B rows at once
+    packed: bool
+    scale: float
+    beta_per_channel: bool
+    use_qk_l2norm: bool
+    wrt: tuple  # the inputs whose gradients are asked, in INPUTS' order
+    xp: Any
+    dtype: Any
+    device: Any
+
+    @property
+    def decay(self) -> str | None:
+        return VARIANTS[self.variant][0]
+
+    @property
+    def delta(self) -> bool:
+        return VARIANTS[self.variant][1]
+
+    @property
+    def N(self) -> int:  # noqa: N802 - the contract's letter
+        return len(self.spans) if self.packed else self.B
+
+    @property
+    def groups(self) -> int:
+        return self.HV // self.H
+
+
+def _same_kind(arg, a, ref_arg, ref, xp, dtype, dev, shape, meaning):
+    same_kind(arg, a, ref_arg, ref, xp, dtype, dev, shape, meaning,
+              remedy="reshape it to the library's layout (batch, time, heads, channels)")
+
+
+def _cu_seqlens(cu_seqlens, B: int, T: int) -> tuple | None:
+    """((bos, eos), …) from ``cu_seqlens`` (an integer array of any library, or a list of ints)."""
+    if cu_seqlens is None:
+        return None
+    if is_array_api_obj(cu_seqlens):
+        xp = array_namespace(cu_seqlens)
+        if not xp.isdtype(cu_seqlens.dtype, "integral"):
+            raise BadType(f"cu_seqlens must hold integers; got dtype {cu_seqlens.dtype}. Remedy: e.g. "
+                          "torch.tensor([0, 5, 12], dtype=torch.long).")
+        if cu_seqlens.ndim != 1:
+            raise BadValue(f"cu_seqlens must be 1-D [N + 1]; got shape {tuple(cu_seqlens.shape)}. Remedy: the "
+                           "sequences' cumulative lengths, starting at 0.")
+        values = [int(x) for x in cu_seqlens.tolist()]
+    elif isinstance(cu_seqlens, (list, tuple)) and all(is_int(x) for x in cu_seqlens):
+        values = [int(x) for x in cu_seqlens]
+    else:
+        raise BadType(f"cu_seqlens must be a 1-D integer array or a list of ints, or None; got "
+                      f"{type(cu_seqlens).__name__} {cu_seqlens!r}. Remedy: e.g. [0, 5, 12].")
+    if B != 1:
+        raise BadValue(f"cu_seqlens packs the sequences along T, so B must be 1; got B = {B}. Remedy: "
+                       "q.reshape(1, B * T, H, K) (and v, g, beta alike) with cu_seqlens [0, T, 2T, …], or "
+                       "cu_seqlens=None.")
+    if len(values) < 2 or values[0] != 0:
+        raise BadValue(f"cu_seqlens must start at 0 and hold at least two entries [0, …, total]; got {values}. "
+                       "Remedy: e.g. [0, 5, 12] for sequences of 5 and 7.")
+    bad = next((i for i in range(1, len(values)) if values[i] <= values[i - 1]), None)
+    if bad is not None:
+        raise BadValue(f"cu_seqlens must be strictly increasing (every sequence at least one step); got "
+                       f"{values[bad - 1]} then {values[bad]} at entries {bad - 1}, {bad}. Remedy: drop empty "
+                       "sequences.")
+    if values[-1] > T:
+        raise BadValue(f"cu_seqlens must end at most at T = {T}; got {values[-1]}. Remedy: pass the packed "
+                       "input whole, or cut cu_seqlens to it (positions past its last entry are padding).")
+    return tuple(zip(values[:-1], values[1:], strict=True))
+
+
+def _scale(scale, K: int) -> float:
+    if scale is None:
+        return K ** -0.5
+    if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
+        raise BadType(f"scale must be a real number or None (K^-1/2); got {type(scale).__name__} {scale!r}. "
+                      "Remedy: e.g. scale=0.125.")
+    if not math.isfinite(scale):
+        raise BadValue(f"scale must be finite; got {scale}. Remedy: scale=None for K^-1/2.")
+    return float(scale)
+
+
+def _wrt(wrt, given: tuple) -> tuple:
+    if wrt is None:
+        return given
+    names = (wrt,) if isinstance(wrt, str) else tuple(wrt)
+    for n in names:
+        if n not in given:
+            raise BadValue(f"wrt names {n!r}, which is not an input given to this call; the inputs given are "
+                           f"{', '.join(given)}. Remedy: name only those (wrt=None asks for all of them).")
+    if not names:
+        raise BadValue(f"wrt is empty: no gradient is asked. Remedy: name some of {', '.join(given)}, or None.")
+    return tuple(n for n in INPUTS if n in names)
+
+
+def check_recurrence_inputs(variant, q, k, v, g=None, beta=None, *, scale=None, initial_state=None,
+                            cu_seqlens=None, use_qk_l2norm=False, grad_o=None, grad_final_state=None,
+                            wrt=None, upstream: bool = True) -> RecurrenceProblem:
+    """Check every argument of ``recurrence_gradients`` (``upstream=False``: of the forward pass alone)."""
+    name_arg("variant", variant, tuple(VARIANTS))
+    decay, delta = VARIANTS[variant]
+    array_arg("q", q)
+    xp, dtype, dev = array_namespace(q), q.dtype, device(q)
+    if not xp.isdtype(dtype, "real floating"):
+        raise BadType(f"q must have a real floating dtype; got {dtype}. Remedy: {CAST_REMEDY}.")
+    if q.ndim != 4:
+        raise BadValue(f"q must be 4-D [B, T, H, K]; got shape {tuple(q.shape)}. Remedy: heads apart from the "
+                       "key channels, e.g. q.reshape(B, T, H, K).")
+    B, T, H, K = (int(n) for n in q.shape)
+    for what, n in (("B (batch rows)", B), ("T (time steps)", T), ("H (heads)", H), ("K (key channels)", K)):
+        require_nonempty("q", n, what)
+    _same_kind("k", k, "q", q, xp, dtype, dev, (B, T, H, K), "[B, T, H, K], as q")
+    array_arg("v", v)
+    if v.ndim != 4 or tuple(v.shape[:2]) != (B, T) or v.shape[2] < 1 or v.shape[2] % H or v.shape[3] < 1:
+        raise BadValue(f"v must be [B, T, HV, V] with B, T = {B}, {T} as q's and HV a multiple of q's H = {H}; "
+                       f"got shape {tuple(v.shape)}. Remedy: one value head per key head, or a whole group of "
+                       "value heads per key head (grouped value heads).")
+    HV, V = int(v.shape[2]), int(v.shape[3])
+    _same_kind("v", v, "q", q, xp, dtype, dev, (B, T, HV, V), "[B, T, HV, V]")
+    named = {"q": q, "k": k, "v": v}
+    gate = {None: None, "head": (B, T, HV), "key": (B, T, HV, K)}[decay]
+    for arg, a, shapes, meaning in (
+            ("g", g, (gate,) if gate else (), f"the log-space decay, one per {decay} ({variant})"),
+            ("beta", beta, ((B, T, HV), (B, T, HV, V)) if delta else (), "one per head or per value channel")):
+        if not shapes and a is not None:
+            raise BadValue(f"{arg} must be None for variant {variant!r}, which has no "
+                           f"{'decay' if arg == 'g' else 'delta rule'}; got an array. Remedy: drop it, or pick a "
+                           f"variant that takes it ({', '.join(n for n, f in VARIANTS.items() if f[arg == 'beta'])}).")
+        if shapes and a is None:
+            raise BadValue(f"variant {variant!r} needs {arg} ({meaning}), shape {' or '.join(map(str, shapes))}; "
+                           f"got None. Remedy: pass it.")
+        if a is not None:
+            shape = tuple(getattr(a, "shape", ()))
+            _same_kind(arg, a, "q", q, xp, dtype, dev, shape if shape in shapes else shapes[0],
+                       f"({meaning}{', or ' + str(shapes[1]) if len(shapes) > 1 else ''})")
+            named[arg] = a
+    spans = _cu_seqlens(cu_seqlens, B, T)
+    N = len(spans) if spans is not None else B
+    if initial_state is not None:
+        _same_kind("initial_state", initial_state, "q", q, xp, dtype, dev, (N, HV, K, V),
+                   "[N, HV, K, V]: one state per sequence (N = B, or len(cu_seqlens) − 1 when packed)")
+        named["initial_state"] = initial_state
+    if not isinstance(use_qk_l2norm, bool):
+        raise BadType(f"use_qk_l2norm must be True or False; got {use_qk_l2norm!r}. Remedy: pass a bool.")
+    if upstream and grad_o is None and grad_final_state is None:
+        raise BadValue("grad_o and grad_final_state are both None: there is no loss to differentiate. Remedy: "
+                       "pass dL/do [B, T, HV, V] and/or dL/dfinal_state [N, HV, K, V].")
+    for arg, a, shape in (("grad_o", grad_o, (B, T, HV, V)), ("grad_final_state", grad_final_state, (N, HV, K, V))):
+        if a is not None:
+            _same_kind(arg, a, "q", q, xp, dtype, dev, shape, "(the shape of what it differentiates)")
+            named[arg] = a
+    with quiet_errors(xp):
+        for arg, a in named.items():
+            require_finite(arg, xp, a)
+    given = tuple(n for n in INPUTS if n in named)
+    return RecurrenceProblem(variant, B, T, H, HV, K, V, spans or ((0, T),), spans is not None, _scale(scale, K),
+                             beta is not None and beta.ndim == 4, use_qk_l2norm, _wrt(wrt, given), xp, dtype, dev)
+
+
+__all__ = ["INPUTS", "L2NORM_EPS", "VARIANTS", "RecurrenceProblem", "check_recurrence_inputs"]
