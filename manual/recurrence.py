@@ -37,14 +37,6 @@ from contract.checks import quiet_errors
 from contract.recurrence import INPUTS, L2NORM_EPS, VARIANTS, RecurrenceProblem, check_recurrence_inputs
 
 
-def _decay(xp, S, g_t, kind):
-    """S'_t = decay_t(S): S (B, HV, K, V); g_t (B, HV) or (B, HV, K)."""
-    if kind is None:
-        return S
-    e = xp.exp(g_t)
-    return S * (e[..., None, None] if kind == "head" else e[..., :, None])  # (B, HV, K, V)
-
-
 def _mv(S, x):
     """S (…, K, V) times x (…, V) → (…, K)."""
     return (S @ x[..., :, None])[..., 0]
@@ -55,35 +47,39 @@ def _tv(S, y):
     return (y[..., None, :] @ S)[..., 0, :]
 
 
-def _beta(p: RecurrenceProblem, b_t):
-    """β_t as it multiplies u: (B, HV, 1) for one per head, (B, HV, V) for one per value channel."""
-    return b_t if p.beta_per_channel else b_t[..., None]
+def _factors(xp, p: RecurrenceProblem, x: dict) -> dict:
+    """A span's inputs with what every step multiplies by computed once: ``e`` = e^{g} shaped to scale S's rows
+    ((B, L, HV, 1, 1) per head, (B, L, HV, K, 1) per key; None without a decay), ``b`` = β shaped to scale u
+    ((B, L, HV, 1) or (B, L, HV, V)), ``sq`` = s q."""
+    e = None if not p.decay else xp.exp(x["g"])[..., None, None] if p.decay == "head" else xp.exp(x["g"])[..., None]
+    b = None if not p.delta else x["beta"] if p.beta_per_channel else x["beta"][..., None]
+    return {**x, "e": e, "b": b, "sq": p.scale * x["q"]}
 
 
-def _step(xp, p: RecurrenceProblem, x: dict, t: int, S):
-    """(S'_t, u_t, S_t) from S_{t−1}: the two parts of one step (u_t None without the delta rule)."""
-    Sp = _decay(xp, S, x["g"][:, t] if p.decay else None, p.decay)  # (B, HV, K, V)
-    kt, vt = x["k"][:, t], x["v"][:, t]  # (B, HV, K), (B, HV, V)
+def _step(p: RecurrenceProblem, x: dict, t: int, S) -> tuple:
+    """(S'_t, u_t, S_t) from S_{t−1}: the decay, then the update (u_t None without the delta rule)."""
+    Sp = S if x["e"] is None else S * x["e"][:, t]  # (B, HV, K, V)
+    kt = x["k"][:, t]  # (B, HV, K)
     if not p.delta:
-        return Sp, None, Sp + kt[..., :, None] * vt[..., None, :]  # (B, HV, K, V)
-    u = vt - _tv(Sp, kt)  # (B, HV, V)
-    return Sp, u, Sp + kt[..., :, None] * (_beta(p, x["beta"][:, t]) * u)[..., None, :]  # (B, HV, K, V)
+        return Sp, None, Sp + kt[..., :, None] * x["v"][:, t][..., None, :]  # (B, HV, K, V)
+    u = x["v"][:, t] - _tv(Sp, kt)  # (B, HV, V)
+    return Sp, u, Sp + kt[..., :, None] * (x["b"][:, t] * u)[..., None, :]  # (B, HV, K, V)
 
 
-def _step_backward(xp, p: RecurrenceProblem, x: dict, t: int, S_prev, S_t, G, do, out: dict):
-    """dL/dS_{t−1} from G = dL/dS_t (less the output's share, added here); step t's gradients into ``out``."""
+def _step_backward(xp, p: RecurrenceProblem, x: dict, t: int, Sp, u, S_t, G, do, out: dict):
+    """dL/dS_{t−1} from G = dL/dS_t (less the output's share, added here); step t's gradients into ``out``.
+    ``Sp``, ``u``, ``S_t``: the step's S'_t, u_t and S_t from the forward pass."""
+    kt = x["k"][:, t]  # (B, HV, K)
     if do is not None:
-        G = G + (p.scale * x["q"][:, t])[..., :, None] * do[:, t][..., None, :]  # (B, HV, K, V)
+        G = G + x["sq"][:, t][..., :, None] * do[:, t][..., None, :]  # (B, HV, K, V)
         out["q"][t] = p.scale * _mv(S_t, do[:, t])  # (B, HV, K)
     else:
-        out["q"][t] = xp.zeros_like(x["q"][:, t])  # (B, HV, K)
+        out["q"][t] = xp.zeros_like(kt)  # (B, HV, K)
     if out["S"] is not None:
         out["S"][t] = G  # (B, HV, K, V)
-    Sp, u, _ = _step(xp, p, x, t, S_prev)
-    kt = x["k"][:, t]  # (B, HV, K)
     if p.delta:
-        b_t = _beta(p, x["beta"][:, t])  # (B, HV, 1) or (B, HV, V)
-        Gk = _tv(G, kt)  # (B, HV, V)
+        b_t = x["b"][:, t]  # (B, HV, 1) or (B, HV, V)
+        Gk = _tv(G, kt)  # Gᵀk  (B, HV, V)
         out["beta"][t] = Gk * u if p.beta_per_channel else xp.sum(Gk * u, axis=-1)  # (B, HV, V) or (B, HV)
         du = b_t * Gk  # (B, HV, V)
         out["v"][t] = du  # (B, HV, V)
@@ -93,29 +89,32 @@ def _step_backward(xp, p: RecurrenceProblem, x: dict, t: int, S_prev, S_t, G, do
         out["k"][t] = _mv(G, x["v"][:, t])  # (B, HV, K)
         out["v"][t] = _tv(G, kt)  # (B, HV, V)
         dSp = G  # (B, HV, K, V)
-    if p.decay:
-        prod = dSp * Sp  # (B, HV, K, V)
-        out["g"][t] = xp.sum(prod, axis=(-2, -1)) if p.decay == "head" else xp.sum(prod, axis=-1)  # (B, HV[, K])
-    return _decay(xp, dSp, x["g"][:, t] if p.decay else None, p.decay)  # dL/dS_{t−1}  (B, HV, K, V)
+    if x["e"] is None:
+        return dSp  # dL/dS_{t−1}
+    prod = dSp * Sp  # (B, HV, K, V)
+    out["g"][t] = xp.sum(prod, axis=(-2, -1)) if p.decay == "head" else xp.sum(prod, axis=-1)  # (B, HV[, K])
+    return dSp * x["e"][:, t]  # dL/dS_{t−1}  (B, HV, K, V)
 
 
 def _span_gradients(xp, p: RecurrenceProblem, x: dict, S0, G, do, per_step: bool) -> tuple[dict, object]:
     """({name: [dL/d of step t]}, dL/dS0) of one sequence (or all B unpacked rows), its state checkpointed."""
+    x = _factors(xp, p, x)
     L = x["k"].shape[1]
     c = math.isqrt(L - 1) + 1  # ⌈√L⌉
     checkpoints, S = [S0], S0
     for t in range((L - 1) // c * c):  # the state before every block's first step
-        S = _step(xp, p, x, t, S)[2]
+        S = _step(p, x, t, S)[2]
         if (t + 1) % c == 0:
             checkpoints.append(S)
     out = {n: [None] * L for n in ("q", "k", "v", "g", "beta")}
     out["S"] = [None] * L if per_step else None
     for t0 in reversed(range(0, L, c)):
-        states = [checkpoints[t0 // c]]  # S_{t0−1} … S_{t1−1}, recomputed
+        steps, S = [], checkpoints[t0 // c]  # the block's (S'_t, u_t, S_t), recomputed
         for t in range(t0, min(L, t0 + c)):
-            states.append(_step(xp, p, x, t, states[-1])[2])
+            steps.append(_step(p, x, t, S))
+            S = steps[-1][2]
         for t in reversed(range(t0, min(L, t0 + c))):
-            G = _step_backward(xp, p, x, t, states[t - t0], states[t - t0 + 1], G, do, out)
+            G = _step_backward(xp, p, x, t, *steps[t - t0], G, do, out)
     return {n: xp.stack(a, axis=1) for n, a in out.items() if a is not None and a[0] is not None}, G
 
 
@@ -177,10 +176,10 @@ def recurrence_forward(variant: str, q, k, v, g=None, beta=None, *, scale=None, 
         for _, rows, x in _spans(p, {"q": qv, "k": kv, "v": v, "g": g, "beta": beta}):
             S = xp.zeros((x["k"].shape[0], p.HV, p.K, p.V), dtype=p.dtype, device=p.device) \
                 if initial_state is None else initial_state[rows]  # (B or 1, HV, K, V)
-            o = []
+            x, o = _factors(xp, p, x), []
             for t in range(x["k"].shape[1]):
-                S = _step(xp, p, x, t, S)[2]  # (B or 1, HV, K, V)
-                o.append(_tv(S, p.scale * x["q"][:, t]))  # (B or 1, HV, V)
+                S = _step(p, x, t, S)[2]  # (B or 1, HV, K, V)
+                o.append(_tv(S, x["sq"][:, t]))  # (B or 1, HV, V)
             outs.append(xp.stack(o, axis=1))
             finals.append(S)
     return _padded(xp, p, outs), finals[0] if len(finals) == 1 else xp.concat(finals, axis=0)

@@ -58,8 +58,12 @@ def to_numpy(a) -> np.ndarray:
 
 
 def _label(name: str, idx: tuple, stepped: bool) -> str:
-    if stepped:  # t is 1-based, as the seed numbers h1 … hT
+    """``name[t=…, b=…, i=…]`` for a (T, B, I) tensor with a time axis (t 1-based, as the seed numbers h1 … hT);
+    ``name[t=…, b=…, head=…, …]`` for a (T, B, heads, …) one (a matrix-state recurrence's); else the index."""
+    if stepped and len(idx) == 3:
         return f"{name}[t={idx[0] + 1}, b={idx[1]}, i={idx[2]}]"
+    if stepped:
+        return f"{name}[t={idx[0] + 1}, b={idx[1]}, head={idx[2]}{''.join(f', {i}' for i in idx[3:])}]"
     return f"{name}[{', '.join(map(str, idx))}]" if idx else name
 
 
@@ -245,7 +249,7 @@ def compare_tensor(name: str, got, want, *, tol: float, dtype: str = "float64", 
         return rep
     g = g.astype(np.float64)
     order = time_order(name, want, time)
-    stepped = order is not None and want.ndim == 3
+    stepped = order is not None and want.ndim >= 3
     bad_finite = ~np.isfinite(g) & np.isfinite(want)
     d = np.where(bad_finite, np.inf, np.abs(g - want))
     allowed, scale, rep.ref_normalised = bounds(name, want, dtype=dtype, tol=tol, ref=ref, future=future, sens=sens,

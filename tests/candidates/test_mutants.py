@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from helpers import export_golden
 
 from oracle.cli import main
 
@@ -149,3 +150,69 @@ def test_a_gate_failure_names_gate_and_step(cell_golden, capsys):
     main(["check", str(cell_golden), "--candidate", "cell_mutants:forget_from_c_t", "-k", "module/LSTM/"])
     out = capsys.readouterr().out
     assert re.search(r"first mismatch gate_f_l0\[t=\d+, b=\d, i=\d\]; backward pass first wrong at t=6", out), out
+
+
+# ------------------------------------------------------------------ the matrix-state recurrences' mistakes
+
+GDR = "recurrence/gated_delta_rule/T9-B2-H2-K4-V5/init-grad/seqs-batch/up-both/float64"
+RECURRENCE_CASES = {"gdr": GDR, "kda": GDR.replace("gated_delta_rule", "kda"),
+                    "gla_square": "recurrence/gla/T9-B2-H2-K4-V4/init-grad/seqs-batch/up-both/float64",
+                    "packed": "recurrence/gated_delta_rule/T20-B3-H2-K4-V5/init-grad/seqs-packed/up-both/float64",
+                    "l2norm": GDR.replace("gated_delta_rule", "delta_rule-l2norm"),
+                    "nograd": GDR.replace("init-grad", "init-nograd"),
+                    "beta_v40": "recurrence/delta_rule-betav/T5-B1-H1-K4-V40/init-grad/seqs-batch/up-both/float64",
+                    "everything": "recurrence/kda-betav-gv2-l2norm/T20-B3-H2-K8-V6/init-nograd/seqs-packed/up-both/"
+                                  "float64"}
+# mutant → (case, {tensor that must FAIL: its first wrong step in backward order, or None}, tensors that must pass).
+# packed: sequences of 1, 9 and 9 steps, then one step of padding (t = 20)
+RECURRENCE_CATALOGUE = {
+    "initial_state_ungated": ("gdr", {"initial_state": None}, ["q", "k", "v", "g", "beta", "S"]),
+    "gate_after_correction": ("kda", {"q": 9, "k": 9, "v": 9, "g": 9, "beta": 9, "S": 8, "initial_state": None}, []),
+    "dbeta_without_residual": ("gdr", {"beta": 9}, ["q", "k", "v", "g", "initial_state", "S"]),
+    "gate_grad_wrong_axis": ("gla_square", {"g": 9}, ["q", "k", "v", "initial_state", "S"]),
+    "carry_across_boundary": ("packed", {"q": 19, "k": 19, "g": 19, "beta": 19}, ["v", "initial_state", "S"]),
+    "padding_written": ("packed", {"q": 20, "k": 20, "v": 20}, ["g", "beta", "initial_state", "S"]),
+    "l2norm_without_projection": ("l2norm", {"q": 9, "k": 9}, ["v", "beta", "initial_state", "S"]),
+    "scale_twice": ("gdr", {"q": 9}, ["k", "v", "g", "beta", "initial_state", "S"]),
+    "dbeta_unwritten_past_32": ("beta_v40", {"beta": 5}, ["q", "k", "v", "initial_state", "S"]),
+}
+
+
+@pytest.fixture(scope="module")
+def recurrence_golden(tmp_path_factory):
+    return export_golden(tmp_path_factory.mktemp("recurrence"), list(RECURRENCE_CASES.values()))
+
+
+def test_an_independent_recurrence_implementation_passes(recurrence_golden, capsys):
+    assert main(["check", str(recurrence_golden), "--candidate", "recurrence_mutants:correct"]) == 0
+    assert "8 cases: 8 passed, 0 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mutant", first_fast(list(RECURRENCE_CATALOGUE)))
+def test_recurrence_mutant_is_caught_and_named_by_tensor_and_step(mutant, recurrence_golden, capsys):
+    case, wrong, right = RECURRENCE_CATALOGUE[mutant]
+    argv = ["check", str(recurrence_golden), "--candidate", f"recurrence_mutants:{mutant}"]
+    assert main([*argv, "--case", RECURRENCE_CASES[case]]) == 1
+    out = capsys.readouterr().out
+    assert "1 case: 0 passed, 1 failed" in out, out
+    for tensor, step in wrong.items():
+        block = report_of(out, tensor)
+        assert " FAIL " in block.splitlines()[0], f"{mutant}: {tensor} not named as failing:\n{out}"
+        if step is not None:
+            assert f"backward pass first wrong at t={step}" in block, f"{mutant}: {tensor}:\n{block}"
+    for tensor in right:
+        assert " pass " in report_of(out, tensor).splitlines()[0], f"{mutant}: {tensor} should pass:\n{out}"
+
+
+def test_a_kernel_that_crashes_when_the_initial_state_needs_no_gradient_fails_with_its_error(recurrence_golden,
+                                                                                              capsys):
+    argv = ["check", str(recurrence_golden), "--candidate", "recurrence_mutants:crash_without_initial_grad"]
+    assert main([*argv, "--case", RECURRENCE_CASES["nograd"]]) == 1
+    assert "raised RuntimeError: a kernel's backward that assumes dh0" in capsys.readouterr().out
+
+
+def test_a_recurrence_failure_names_head_and_step(recurrence_golden, capsys):
+    argv = ["check", str(recurrence_golden), "--candidate", "recurrence_mutants:padding_written"]
+    main([*argv, "--case", RECURRENCE_CASES["packed"]])
+    assert re.search(r"first mismatch q\[t=20, b=0, head=0, 0\]; backward pass first wrong at t=20",
+                     capsys.readouterr().out)
