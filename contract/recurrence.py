@@ -19,7 +19,15 @@ from typing import Any
 
 from array_api_compat import array_namespace, device, is_array_api_obj
 
-from contract.checks import CAST_REMEDY, array_arg, name_arg, quiet_errors, require_finite, require_nonempty
+from contract.checks import (
+    CAST_REMEDY,
+    array_arg,
+    name_arg,
+    plain_array,
+    quiet_errors,
+    require_finite,
+    require_nonempty,
+)
 from contract.errors import BadType, BadValue
 from contract.module_checks import same_kind
 from contract.spec import is_int
@@ -75,9 +83,15 @@ class RecurrenceProblem:
         return self.HV // self.H
 
 
-def _same_kind(arg, a, ref_arg, ref, xp, dtype, dev, shape, meaning):
-    same_kind(arg, a, ref_arg, ref, xp, dtype, dev, shape, meaning,
-              remedy="reshape it to the library's layout (batch, time, heads, channels)")
+LAYOUT_REMEDY = "reshape it to the library's layout [B, T, heads, channels]"
+STATE_REMEDY = ("one state per sequence, [N, HV, K, V] (N = B, or len(cu_seqlens) − 1 when packed); "
+                "s.transpose(-1, -2) if it is [N, HV, V, K]")
+GATE_REMEDY = ("a decay per key channel [B, T, HV, K] is variant 'gla' or 'kda's, one per head [B, T, HV] "
+               "'gla_head' or 'gated_delta_rule's: pick the variant of your gate")
+
+
+def _same_kind(arg, a, ref_arg, ref, xp, dtype, dev, shape, meaning, remedy: str = LAYOUT_REMEDY):
+    same_kind(arg, a, ref_arg, ref, xp, dtype, dev, shape, meaning, remedy=remedy)
 
 
 def _cu_seqlens(cu_seqlens, B: int, T: int) -> tuple | None:
@@ -85,6 +99,7 @@ def _cu_seqlens(cu_seqlens, B: int, T: int) -> tuple | None:
     if cu_seqlens is None:
         return None
     if is_array_api_obj(cu_seqlens):
+        plain_array("cu_seqlens", cu_seqlens)
         xp = array_namespace(cu_seqlens)
         if not xp.isdtype(cu_seqlens.dtype, "integral"):
             raise BadType(f"cu_seqlens must hold integers; got dtype {cu_seqlens.dtype}. Remedy: e.g. "
@@ -130,6 +145,9 @@ def _scale(scale, K: int) -> float:
 def _wrt(wrt, given: tuple) -> tuple:
     if wrt is None:
         return given
+    if not isinstance(wrt, (str, list, tuple, set, frozenset)):
+        raise BadType(f"wrt must be an input's name or a list of names ({', '.join(given)}), or None; got "
+                      f"{type(wrt).__name__} {wrt!r}. Remedy: e.g. wrt=['q', 'k'], or wrt=None for all of them.")
     names = (wrt,) if isinstance(wrt, str) else tuple(wrt)
     for n in names:
         if n not in given:
@@ -142,7 +160,7 @@ def _wrt(wrt, given: tuple) -> tuple:
 
 def check_recurrence_inputs(variant, q, k, v, g=None, beta=None, *, scale=None, initial_state=None,
                             cu_seqlens=None, use_qk_l2norm=False, grad_o=None, grad_final_state=None,
-                            wrt=None, upstream: bool = True) -> RecurrenceProblem:
+                            wrt=None, per_step: bool = True, upstream: bool = True) -> RecurrenceProblem:
     """Check every argument of ``recurrence_gradients`` (``upstream=False``: of the forward pass alone)."""
     name_arg("variant", variant, tuple(VARIANTS))
     decay, delta = VARIANTS[variant]
@@ -170,31 +188,36 @@ def check_recurrence_inputs(variant, q, k, v, g=None, beta=None, *, scale=None, 
             ("g", g, (gate,) if gate else (), f"the log-space decay, one per {decay} ({variant})"),
             ("beta", beta, ((B, T, HV), (B, T, HV, V)) if delta else (), "one per head or per value channel")):
         if not shapes and a is not None:
+            takers = ", ".join(n for n, f in VARIANTS.items() if f[arg == "beta"])
             raise BadValue(f"{arg} must be None for variant {variant!r}, which has no "
-                           f"{'decay' if arg == 'g' else 'delta rule'}; got an array. Remedy: drop it, or pick a "
-                           f"variant that takes it ({', '.join(n for n, f in VARIANTS.items() if f[arg == 'beta'])}).")
+                           f"{'decay' if arg == 'g' else 'delta rule'}; got {type(a).__name__}. Remedy: drop it, or "
+                           f"pick a variant that takes it ({takers}).")
         if shapes and a is None:
             raise BadValue(f"variant {variant!r} needs {arg} ({meaning}), shape {' or '.join(map(str, shapes))}; "
                            f"got None. Remedy: pass it.")
         if a is not None:
             shape = tuple(getattr(a, "shape", ()))
             _same_kind(arg, a, "q", q, xp, dtype, dev, shape if shape in shapes else shapes[0],
-                       f"({meaning}{', or ' + str(shapes[1]) if len(shapes) > 1 else ''})")
+                       f"({meaning}{', or ' + str(shapes[1]) if len(shapes) > 1 else ''})",
+                       GATE_REMEDY if arg == "g" and len(shape) in (3, 4) and shape[:3] == (B, T, HV) else
+                       LAYOUT_REMEDY)
             named[arg] = a
     spans = _cu_seqlens(cu_seqlens, B, T)
     N = len(spans) if spans is not None else B
     if initial_state is not None:
         _same_kind("initial_state", initial_state, "q", q, xp, dtype, dev, (N, HV, K, V),
-                   "[N, HV, K, V]: one state per sequence (N = B, or len(cu_seqlens) − 1 when packed)")
+                   "[N, HV, K, V]: one state per sequence (N = B, or len(cu_seqlens) − 1 when packed)", STATE_REMEDY)
         named["initial_state"] = initial_state
-    if not isinstance(use_qk_l2norm, bool):
-        raise BadType(f"use_qk_l2norm must be True or False; got {use_qk_l2norm!r}. Remedy: pass a bool.")
+    for arg, flag in (("use_qk_l2norm", use_qk_l2norm), ("per_step", per_step)):
+        if not isinstance(flag, bool):
+            raise BadType(f"{arg} must be True or False; got {flag!r}. Remedy: pass a bool.")
     if upstream and grad_o is None and grad_final_state is None:
         raise BadValue("grad_o and grad_final_state are both None: there is no loss to differentiate. Remedy: "
                        "pass dL/do [B, T, HV, V] and/or dL/dfinal_state [N, HV, K, V].")
     for arg, a, shape in (("grad_o", grad_o, (B, T, HV, V)), ("grad_final_state", grad_final_state, (N, HV, K, V))):
         if a is not None:
-            _same_kind(arg, a, "q", q, xp, dtype, dev, shape, "(the shape of what it differentiates)")
+            _same_kind(arg, a, "q", q, xp, dtype, dev, shape, "(the shape of what it differentiates)",
+                       STATE_REMEDY if arg == "grad_final_state" else LAYOUT_REMEDY)
             named[arg] = a
     with quiet_errors(xp):
         for arg, a in named.items():

@@ -193,7 +193,7 @@ def recurrence_gradients(variant: str, q, k, v, g=None, beta=None, *, scale=None
     ``grad_o`` (dL/do) and ``grad_final_state``. Arrays of NumPy or torch (CPU or CUDA), as the inputs."""
     p = check_recurrence_inputs(variant, q, k, v, g, beta, scale=scale, initial_state=initial_state,
                                 cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm, grad_o=grad_o,
-                                grad_final_state=grad_final_state, wrt=wrt)
+                                grad_final_state=grad_final_state, wrt=wrt, per_step=per_step)
     xp = p.xp
     qv, kv, norms = _prepared(xp, p, q, k)
     pieces, dinit = {}, []

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pickle
+import re
 import struct
 import warnings
 import zipfile
@@ -503,3 +504,52 @@ def test_fuzz_fields_and_dtypes_in_metadata_are_checked(tmp_path, capsys, field,
     info["case"][field] = value
     resave(path, load_file(str(path)), info)
     refused(["check", str(tmp_path), "--candidate", "manual:module_gradients"], capsys, words)
+
+
+# ------------------------------------------------------------------ the matrix-state recurrences' golden files
+
+RECURRENCE = "recurrence/gated_delta_rule-betav-gv2-l2norm/T6-B2-H1-K2-V3/init-nograd/seqs-packed/up-both/float64"
+
+
+@pytest.fixture(scope="module")
+def recurrence_golden(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recurrence")
+    assert main(["export", str(folder), "--case", RECURRENCE]) == 0
+    return folder
+
+
+def test_recurrence_golden_round_trip_and_grads_files(recurrence_golden, tmp_path, capsys):
+    from oracle.cases.recurrence import CONVENTION, RecurrenceCase, run_recurrence
+    case = RecurrenceCase.parse(RECURRENCE)
+    got, inputs, truth, meta = load_golden(recurrence_golden / f"{case.file_stem}.safetensors")
+    assert got == case and meta["kind"] == "recurrence" and inputs["cu_seqlens"].tolist() == [0, 1, 6]
+    assert meta["case"]["eps"] == 1e-6 and meta["case"]["convention"] == CONVENTION
+    assert "finite differences" in meta["checked"] and set(truth.grads) == {"q", "k", "v", "g", "beta",
+                                                                             "initial_state", "S"}
+    g = run_recurrence(manual.recurrence_gradients, inputs, case.wrt)
+    assert "initial_state" not in g  # init-nograd: not asked
+    (tmp_path / "out").mkdir()
+    np.savez(tmp_path / "out" / f"{case.file_stem}.npz", **g)
+    assert main(["check", str(recurrence_golden), "--grads", str(tmp_path / "out")]) == 0
+    g["beta"][0, 2, 1, 0] += 1e-3
+    np.savez(tmp_path / "out" / f"{case.file_stem}.npz", **g)
+    assert main(["check", str(recurrence_golden), "--grads", str(tmp_path / "out")]) == 1
+    assert re.search(r"first mismatch beta\[t=3, b=0, head=1, 0\]", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda t, info: t["inputs.cu_seqlens"].__setitem__(1, 2), ["cu_seqlens is [0, 2, 6]", "[0, 1, 6]"]),
+    (lambda t, info: t["inputs.cu_seqlens"].__setitem__(2, 9), ["cu_seqlens must end at most at T"]),
+    (lambda t, info: info["case"].__setitem__("eps", 1e-5), ["eps 1e-05", "this version computes"]),
+    (lambda t, info: info["case"].__setitem__("convention", "gate after"), ["convention 'gate after'"]),
+    (lambda t, info: info["case"].__setitem__("groups", 0), ["groups 0"]),
+], ids=["cu_seqlens-not-the-case's", "cu_seqlens-past-T", "another-eps", "another-convention", "no-groups"])
+def test_a_recurrence_file_that_is_not_its_case_is_refused(recurrence_golden, tmp_path, capsys, edit, words):
+    from safetensors.numpy import load_file
+    path = tmp_path / next(recurrence_golden.glob("*.safetensors")).name
+    path.write_bytes((recurrence_golden / path.name).read_bytes())
+    header, _ = header_of(path)
+    t, info = load_file(str(path)), json.loads(header["__metadata__"]["bptt"])
+    edit(t, info)
+    resave(path, t, info)
+    refused(["check", str(tmp_path), "--candidate", "manual:recurrence_gradients"], capsys, *words)

@@ -162,7 +162,7 @@ BAD_UPSTREAM = [  # recurrence_gradients alone: the upstream gradients and wrt
     ("wrt-S", args(wrt=("q", "S")), BadValue, "wrt", ["'S'"]),
 ]
 
-GAPS = [  # refusals the standard asks for and the checks lack today: strict xfail, so a fix shows up as XPASS
+GAPS = [  # refusals found missing by a review, each with what it was
     ("wrt-not-a-name-or-list", args(wrt=123), BadType, "wrt", ["int"],
      "_wrt calls tuple(123): a bare TypeError without the argument's name or a remedy"),
     ("per_step-not-bool", args(per_step="no"), BadType, "per_step", ["'no'"],
@@ -174,8 +174,7 @@ GAPS = [  # refusals the standard asks for and the checks lack today: strict xfa
 FNS = (manual.recurrence_gradients, manual.recurrence_forward)
 CASES = [pytest.param(fn, *row[1:], id=f"{row[0]}-{fn.__name__}") for row in BAD for fn in FNS] + [
     pytest.param(manual.recurrence_gradients, *row[1:], id=row[0]) for row in BAD_UPSTREAM] + [
-    pytest.param(manual.recurrence_gradients, *row[1:5], id=row[0], marks=pytest.mark.xfail(strict=True, reason=row[5]))
-    for row in GAPS]
+    pytest.param(manual.recurrence_gradients, *row[1:5], id=row[0]) for row in GAPS]
 
 
 @pytest.mark.parametrize("fn, a, exc, arg, words", CASES)

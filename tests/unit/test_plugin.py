@@ -143,3 +143,33 @@ def test_a_marker_that_would_select_other_cases_than_meant_is_a_collection_error
     assert "['golden_dir']" in text and "2 positional argument(s)" in text, text[-3000:]
     assert f"resolved relative to the test file: {tmp_path / 'tests' / 'nowhere'}) is not a folder" in text
     assert "layout must be one of" in text and "has 2 @pytest.mark.bptt_cases markers" in text
+
+
+# ------------------------------------------------------------------ the matrix-state recurrences
+
+RECURRENCE = "recurrence/gated_delta_rule-gv2-l2norm/T17-B3-H2-K8-V6/init-nograd/seqs-packed/up-both/float64"
+
+
+def test_assert_gradients_judges_a_recurrence_case_and_names_head_and_step():
+    assert oracle.assert_gradients(manual.recurrence_gradients, RECURRENCE).ok
+
+    def drops_a_step(*args, **kw):
+        g = manual.recurrence_gradients(*args, **kw)
+        g["v"][0, 11, 3] = 0  # t = 12, value head 3
+        return g
+
+    with pytest.raises(AssertionError, match=r"first mismatch v\[t=12, b=0, head=3, 0\]"):
+        oracle.assert_gradients(drops_a_step, RECURRENCE)
+
+
+def test_the_documented_kernel_wrapper_passes_its_variant_and_declines_the_others():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import recurrence_wrapper
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    result = oracle.check(recurrence_wrapper.gated_delta_rule_gradients, "recurrence and T17 and float64",
+                          isolate=False)
+    mine = [r for r in result.results if r.case.variant == "gated_delta_rule"]
+    assert result.ok and len(mine) == 19 and all(r.ok and not r.skipped for r in mine), str(result)
+    assert all(r.skipped for r in result.results if r.case.variant != "gated_delta_rule")
