@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contract import ACTIVATIONS
 from contract.cells import CELL_FILES
+from contract.recurrence import VARIANTS
 from oracle.cli.common import EXIT_MISMATCH, EXIT_OK, usage
 
 
@@ -15,6 +16,8 @@ def add(sub) -> None:
                    help="time steps (default 2: the notes' first example; 4: BPTT2; 3 for a --cell layer)")
     d.add_argument("--cell", choices=("elman", *cells), default="elman",
                    help=f"the seed model's Elman cell (default), or one layer's backward pass: {', '.join(cells)}")
+    d.add_argument("--recurrence", choices=tuple(VARIANTS), metavar="VARIANT",
+                   help=f"a matrix-state recurrence's backward pass, step by step: {', '.join(VARIANTS)}")
     d.add_argument("--activation", choices=ACTIVATIONS, default="tanh")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(fn=cmd_derive)
@@ -29,6 +32,15 @@ def cmd_derive(args) -> int:
         return usage(f"--steps must be at least 1; got {args.steps}. Remedy: --steps 2 is the notes' example.")
     if args.seed < 0:
         return usage(f"--seed must be a non-negative integer; got {args.seed}. Remedy: --seed 0.")
+    if args.recurrence:
+        from oracle.derive_recurrence import recurrence_lines
+
+        if args.cell != "elman" or args.activation != "tanh":
+            return usage("--recurrence prints a matrix-state recurrence, which has no cell and no activation. "
+                         f"Remedy: `bptt derive --recurrence {args.recurrence}` alone, or with --steps, --seed.")
+        out, ok = recurrence_lines(args.recurrence, args.steps if args.steps_given else 3, args.seed)
+        print("\n".join(out))
+        return EXIT_OK if ok else EXIT_MISMATCH
     if args.cell != "elman":  # "elman": the seed model's own derivation, below
         from oracle.derive_cells import cell_lines
 

@@ -210,6 +210,33 @@ def test_derive_cell_flags_a_wrong_manual(monkeypatch, capsys):
     assert "dL/da_f3 = dL/dc3 ⊙ c2 ⊙ f3(1 − f3)" in out and "MISMATCH" in out
 
 
+@pytest.mark.parametrize("variant, per_step, line", [  # per step: dS, dq, dk, dv (and dβ, dg where they apply)
+    ("linear_attention", 4, "dL/dk_2 = dS_2 v_2"), ("gla_head", 5, "dL/dS_2 = e^(g_3) dS'_3 + s q_2 do_2ᵀ"),
+    ("gla", 5, "(over V),   dS'_2 = dS_2,   S'_2 = diag(e^(g_2)) S_1"), ("delta_rule", 5, "u_3 = v_3 − S'_3ᵀ k_3"),
+    ("gated_delta_rule", 6, "dL/dinitial_state = e^(g_1) dS'_1"), ("kda", 6, "dS'_1 = dS_1 − k_1 dL/dv_1ᵀ"),
+])
+def test_derive_recurrence_shows_each_equation(variant, per_step, line, capsys):
+    assert main(["derive", "--recurrence", variant]) == 0
+    out = capsys.readouterr().out
+    assert "MISMATCH" not in out and out.count("    manual   ") == out.count("    autograd ")
+    assert out.count("    manual   ") == 3 * per_step + 1 and line in out, out
+
+
+def test_derive_recurrence_flags_a_wrong_manual_and_takes_no_cell(monkeypatch, capsys):
+    import manual
+    right = manual.recurrence_gradients
+
+    def wrong(*a, **k):
+        g = right(*a, **k)
+        g["beta"] = g["beta"] * 1.01
+        return g
+    monkeypatch.setattr(manual, "recurrence_gradients", wrong)
+    assert main(["derive", "--recurrence", "kda"]) == 1
+    assert "MISMATCH" in capsys.readouterr().out
+    assert main(["derive", "--recurrence", "kda", "--cell", "gru"]) == 2
+    assert "no cell and no activation" in capsys.readouterr().err
+
+
 def test_derive_activation_must_be_the_cells(capsys):
     assert main(["derive", "--cell", "lstm", "--activation", "relu"]) == 2
     assert "not one of the lstm cell's ('tanh',)" in capsys.readouterr().err
