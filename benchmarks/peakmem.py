@@ -1,6 +1,7 @@
 """Peak resident memory of one gradient call, measured in this fresh process.
 
     python benchmarks/peakmem.py IMPL T B D H DTYPE    → prints bytes
+    python benchmarks/peakmem.py recurrence IMPL NAME DTYPE   (benchmarks/recurrence_impls.py's problems)
 
 The kernel's high-water mark (VmHWM) is reset just before the call
 (``/proc/self/clear_refs``), so the figure is the call's own peak above what
@@ -21,10 +22,15 @@ def status(key: str) -> int:
 
 
 if __name__ == "__main__":
-    impl, T, B, D, H, dtype = sys.argv[1], *map(int, sys.argv[2:6]), sys.argv[6]
-    if impl == "manual-numba":  # load the compiled loops first (numba's cache): code, not the call's memory
-        make(impl, (2, 1, 2, 2), dtype, "cpu")[0]()
-    timed, _ = make(impl, (T, B, D, H), dtype, "cpu")
+    if sys.argv[1] == "recurrence":  # python benchmarks/peakmem.py recurrence IMPL NAME DTYPE
+        from recurrence_impls import make_recurrence
+
+        timed, _ = make_recurrence(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        impl, T, B, D, H, dtype = sys.argv[1], *map(int, sys.argv[2:6]), sys.argv[6]
+        if impl == "manual-numba":  # load the compiled loops first (numba's cache): code, not the call's memory
+            make(impl, (2, 1, 2, 2), dtype, "cpu")[0]()
+        timed, _ = make(impl, (T, B, D, H), dtype, "cpu")
     before = status("VmRSS:")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     timed()

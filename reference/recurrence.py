@@ -41,7 +41,7 @@ def _leaves(args: dict) -> dict:
     return {n: torch.as_tensor(a).detach().clone().requires_grad_(True) for n, a in args.items() if a is not None}
 
 
-def _unrolled(variant: str, x: dict, p) -> tuple:
+def _unrolled(variant: str, x: dict, p, per_step: bool = True) -> tuple:
     """(o [B, T, HV, V], final_state [N, HV, K, V], [S_t per position, None on padding]) from leaves ``x``."""
     q, k = x["q"], x["k"]
     if p.use_qk_l2norm:
@@ -55,7 +55,7 @@ def _unrolled(variant: str, x: dict, p) -> tuple:
         for t in range(bos, eos):
             S = STEP[variant](S, k[:, t], x["v"][:, t], x["g"][:, t] if "g" in x else None,
                       x["beta"][:, t] if "beta" in x else None)
-            if S.requires_grad:
+            if per_step and S.requires_grad:
                 S.retain_grad()
             states[t] = S
             outs.append((p.scale * q[:, t])[..., None, :] @ S)  # (B, HV, 1, V)
@@ -78,15 +78,15 @@ def recurrence_forward(variant: str, q, k, v, g=None, beta=None, *, scale=None, 
 
 def unrolled_recurrence_gradients(variant: str, q, k, v, g=None, beta=None, *, scale=None, initial_state=None,
                                   cu_seqlens=None, use_qk_l2norm=False, grad_o=None, grad_final_state=None,
-                                  wrt=None) -> dict:
+                                  wrt=None, per_step=True) -> dict:
     """torch.autograd through the unrolled steps: the keys of ``manual.recurrence_gradients`` (``S`` per step,
-    zero on padding), as torch tensors."""
+    zero on padding, with ``per_step``), as torch tensors."""
     args = {"q": q, "k": k, "v": v, "g": g, "beta": beta, "initial_state": initial_state}
     p = check_recurrence_inputs(variant, q, k, v, g, beta, scale=scale, initial_state=initial_state,
                                 cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm, grad_o=grad_o,
-                                grad_final_state=grad_final_state, wrt=wrt)
+                                grad_final_state=grad_final_state, wrt=wrt, per_step=per_step)
     x = _leaves(args)
-    o, final, states = _unrolled(variant, x, p)
+    o, final, states = _unrolled(variant, x, p, per_step)
     loss = 0.0
     if grad_o is not None:
         loss = loss + (o * torch.as_tensor(grad_o)).sum()
@@ -94,8 +94,9 @@ def unrolled_recurrence_gradients(variant: str, q, k, v, g=None, beta=None, *, s
         loss = loss + (final * torch.as_tensor(grad_final_state)).sum()
     loss.backward()
     out = {n: torch.zeros_like(x[n]) if x[n].grad is None else x[n].grad for n in INPUTS if n in p.wrt}
-    zero = torch.zeros(o.shape[0], p.HV, p.K, p.V, dtype=o.dtype)
-    out["S"] = torch.stack([zero if s is None or s.grad is None else s.grad for s in states], dim=1)
+    if per_step:
+        zero = torch.zeros(o.shape[0], p.HV, p.K, p.V, dtype=o.dtype)
+        out["S"] = torch.stack([zero if s is None or s.grad is None else s.grad for s in states], dim=1)
     return out
 
 
