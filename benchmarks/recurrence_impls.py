@@ -5,7 +5,11 @@
 * ``autograd``: reference.unrolled_recurrence_gradients, torch.autograd through the unrolled steps, each step in its
   matrix form, likewise without per-step dL/dS_t (no ``retain_grad``).
 
-Both compute dq, dk, dv, dg, dβ and d initial_state for L driven by dL/do.
+* ``fla-chunk`` (CUDA only): the public library's chunked Triton kernel, ``chunk_gated_delta_rule`` of fla-core,
+  forward and its own backward through torch.autograd; timed beside the others, not judged here (``bptt check``
+  is how a kernel is judged).
+
+All compute dq, dk, dv, dg, dβ and d initial_state for L driven by dL/do.
 """
 
 from __future__ import annotations
@@ -39,6 +43,22 @@ def recurrence_inputs(name: str, dtype: str = "float32", lib: str = "numpy", dev
     return {"variant": VARIANT, **a, "cu_seqlens": None if not lengths else list(np.cumsum([0, *lengths]))}
 
 
+def _library_chunk(a: dict):
+    """The library's chunked kernel as a call returning the gradients (ImportError without fla-core's Triton)."""
+    from fla.ops.gated_delta_rule.chunk import chunk_gated_delta_rule
+
+    names = ("q", "k", "v", "g", "beta", "initial_state")
+    cu = None if a["cu_seqlens"] is None else torch.tensor(a["cu_seqlens"], device=a["q"].device)
+
+    def once():
+        x = {n: a[n].detach().clone().requires_grad_(True) for n in names}
+        o, _ = chunk_gated_delta_rule(x["q"], x["k"], x["v"], x["g"], x["beta"], initial_state=x["initial_state"],
+                                      output_final_state=True, cu_seqlens=cu)
+        o.backward(a["grad_o"])
+        return {n: x[n].grad for n in names}
+    return once
+
+
 def make_recurrence(impl: str, name: str, dtype: str = "float32", device: str = "cpu"):
     """A zero-argument call of ``impl`` on problem ``name``, and the same call returning its gradients."""
     lib = "numpy" if impl == "manual-numpy" else "torch"
@@ -49,6 +69,8 @@ def make_recurrence(impl: str, name: str, dtype: str = "float32", device: str = 
     elif impl == "autograd":
         def once():
             return reference.unrolled_recurrence_gradients(**a, per_step=False)
+    elif impl == "fla-chunk":
+        once = _library_chunk(a)
     else:
         raise ValueError(f"impl must be manual-numpy, manual-torch or autograd; got {impl!r}")
 
