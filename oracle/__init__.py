@@ -19,6 +19,7 @@ starts in a fraction of a second.
 
 from oracle.assertions import assert_gradients
 from oracle.cases.module import ModuleCase
+from oracle.cases.recurrence import RecurrenceCase
 from oracle.cases.seed import Case, all_cases, select
 from oracle.checker.candidate import CandidateError, Unsupported
 from oracle.checker.run import CheckResult, NothingToCheckError, check, check_files
@@ -27,6 +28,6 @@ from oracle.fuzzing import fuzz
 from oracle.groundtruth import Truth, truth
 from oracle.judge import Report, compare, tolerance
 
-__all__ = ["CandidateError", "Case", "CheckResult", "GoldenFileError", "ModuleCase", "NothingToCheckError", "Report",
-           "Truth", "Unsupported", "all_cases", "assert_gradients", "check", "check_files", "compare", "fuzz",
-           "select", "tolerance", "truth"]
+__all__ = ["CandidateError", "Case", "CheckResult", "GoldenFileError", "ModuleCase", "NothingToCheckError",
+           "RecurrenceCase", "Report", "Truth", "Unsupported", "all_cases", "assert_gradients", "check",
+           "check_files", "compare", "fuzz", "select", "tolerance", "truth"]
