@@ -6,6 +6,7 @@ expected and the actual value, and a remedy, as in ``contract.checks``.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,27 +49,31 @@ class ModuleProblem:
         return (c.num_layers * c.dirs, self.B, c.hidden_size)
 
 
+def int_list(arg: str, a, shape: str, one_per: str, example: str) -> list[int]:
+    """``a`` (a 1-D integer array of any library, or a list or tuple of ints) as Python ints, or the TypeError /
+    ValueError naming ``arg``: ``shape`` its one axis (``(B,)``), ``one_per`` what each entry is for, ``example``
+    a working value (``[5, 3, 1]``)."""
+    if is_array_api_obj(a):
+        plain_array(arg, a)
+        if not array_namespace(a).isdtype(a.dtype, "integral"):
+            raise BadType(f"{arg} must hold integers; got dtype {a.dtype}. Remedy: e.g. "
+                          f"numpy.asarray({arg}, dtype=numpy.int64) or t.long().")
+        if a.ndim != 1:
+            raise BadValue(f"{arg} must be 1-D {shape}; got shape {tuple(a.shape)}. Remedy: {one_per}.")
+        return [int(v) for v in a.tolist()]
+    if isinstance(a, (list, tuple)):
+        if not all(is_int(v) for v in a):
+            raise BadType(f"{arg} must hold integers; got {a!r}. Remedy: e.g. {example}.")
+        return [int(v) for v in a]
+    raise BadType(f"{arg} must be a 1-D integer array or a list of ints, or None; got {type(a).__name__} "
+                  f"{reprlib.repr(a)}. Remedy: e.g. numpy.array({example}).")
+
+
 def _lengths(lengths, T: int, B: int) -> tuple[int, ...] | None:
     """``lengths`` as a tuple of Python ints in 1…T (any library; torch wants them on the CPU anyway)."""
     if lengths is None:
         return None
-    if is_array_api_obj(lengths):
-        plain_array("lengths", lengths)
-        xp = array_namespace(lengths)
-        if not xp.isdtype(lengths.dtype, "integral"):
-            raise BadType(f"lengths must hold integers; got dtype {lengths.dtype}. Remedy: e.g. "
-                            "numpy.asarray(lengths, dtype=numpy.int64) or t.long().")
-        if lengths.ndim != 1:
-            raise BadValue(f"lengths must be 1-D (B,); got shape {tuple(lengths.shape)}. Remedy: one length "
-                             "per batch row.")
-        values = [int(v) for v in (lengths.tolist() if hasattr(lengths, "tolist") else list(lengths))]
-    elif isinstance(lengths, (list, tuple)):
-        if not all(is_int(v) for v in lengths):
-            raise BadType(f"lengths must hold integers; got {lengths!r}. Remedy: e.g. [5, 3, 1].")
-        values = [int(v) for v in lengths]
-    else:
-        raise BadType(f"lengths must be a 1-D integer array or a list of ints, or None; got "
-                        f"{type(lengths).__name__}. Remedy: e.g. numpy.array([5, 3, 1]).")
+    values = int_list("lengths", lengths, "(B,)", "one length per batch row", "[5, 3, 1]")
     if len(values) != B:
         raise BadValue(f"lengths must have one entry per batch row, B = {B}; got {len(values)}. Remedy: "
                          "pass (B,) lengths.")

@@ -17,20 +17,18 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from array_api_compat import array_namespace, device, is_array_api_obj
+from array_api_compat import array_namespace, device
 
 from contract.checks import (
     CAST_REMEDY,
     array_arg,
     name_arg,
-    plain_array,
     quiet_errors,
     require_finite,
     require_nonempty,
 )
 from contract.errors import BadType, BadValue
-from contract.module_checks import same_kind
-from contract.spec import is_int
+from contract.module_checks import int_list, same_kind
 
 # variant → (decay: None, "head" (e^{g} S) or "key" (diag(e^{g}) S); the delta rule's correction)
 VARIANTS = {
@@ -98,21 +96,8 @@ def _cu_seqlens(cu_seqlens, B: int, T: int) -> tuple | None:
     """((bos, eos), …) from ``cu_seqlens`` (an integer array of any library, or a list of ints)."""
     if cu_seqlens is None:
         return None
-    if is_array_api_obj(cu_seqlens):
-        plain_array("cu_seqlens", cu_seqlens)
-        xp = array_namespace(cu_seqlens)
-        if not xp.isdtype(cu_seqlens.dtype, "integral"):
-            raise BadType(f"cu_seqlens must hold integers; got dtype {cu_seqlens.dtype}. Remedy: e.g. "
-                          "torch.tensor([0, 5, 12], dtype=torch.long).")
-        if cu_seqlens.ndim != 1:
-            raise BadValue(f"cu_seqlens must be 1-D [N + 1]; got shape {tuple(cu_seqlens.shape)}. Remedy: the "
-                           "sequences' cumulative lengths, starting at 0.")
-        values = [int(x) for x in cu_seqlens.tolist()]
-    elif isinstance(cu_seqlens, (list, tuple)) and all(is_int(x) for x in cu_seqlens):
-        values = [int(x) for x in cu_seqlens]
-    else:
-        raise BadType(f"cu_seqlens must be a 1-D integer array or a list of ints, or None; got "
-                      f"{type(cu_seqlens).__name__} {cu_seqlens!r}. Remedy: e.g. [0, 5, 12].")
+    values = int_list("cu_seqlens", cu_seqlens, "[N + 1]", "the sequences' cumulative lengths, starting at 0",
+                      "[0, 5, 12]")
     if B != 1:
         raise BadValue(f"cu_seqlens packs the sequences along T, so B must be 1; got B = {B}. Remedy: "
                        "q.reshape(1, B * T, H, K) (and v, g, beta alike) with cu_seqlens [0, T, 2T, …], or "

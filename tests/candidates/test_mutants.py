@@ -51,14 +51,19 @@ def test_an_independent_correct_implementation_passes(golden, capsys):
 def test_mutant_is_caught(mutant, golden, capsys):
     selector, wrong = CATALOGUE[mutant]
     assert main(["check", str(golden), "--candidate", f"mutants:{mutant}", "-k", selector]) == 1
-    out = capsys.readouterr().out
+    assert_named(capsys.readouterr().out, mutant, wrong, PASSING.get(mutant, []))
+
+
+def assert_named(out: str, mutant: str, wrong: dict, right: list) -> None:
+    """One failing case whose report names every tensor of ``wrong`` FAIL (with its first wrong step in backward
+    order where one is given) and every tensor of ``right`` pass."""
     assert "1 case: 0 passed, 1 failed" in out, out
     for tensor, step in wrong.items():
         block = report_of(out, tensor)
         assert " FAIL " in block.splitlines()[0], f"{mutant}: {tensor} not named as failing:\n{out}"
         if step is not None:
             assert f"backward pass first wrong at t={step}" in block, f"{mutant}: {tensor}:\n{block}"
-    for tensor in PASSING.get(mutant, []):
+    for tensor in right:
         assert " pass " in report_of(out, tensor).splitlines()[0], f"{mutant}: {tensor} should pass:\n{out}"
 
 
@@ -193,15 +198,7 @@ def test_recurrence_mutant_is_caught_and_named_by_tensor_and_step(mutant, recurr
     case, wrong, right = RECURRENCE_CATALOGUE[mutant]
     argv = ["check", str(recurrence_golden), "--candidate", f"recurrence_mutants:{mutant}"]
     assert main([*argv, "--case", RECURRENCE_CASES[case]]) == 1
-    out = capsys.readouterr().out
-    assert "1 case: 0 passed, 1 failed" in out, out
-    for tensor, step in wrong.items():
-        block = report_of(out, tensor)
-        assert " FAIL " in block.splitlines()[0], f"{mutant}: {tensor} not named as failing:\n{out}"
-        if step is not None:
-            assert f"backward pass first wrong at t={step}" in block, f"{mutant}: {tensor}:\n{block}"
-    for tensor in right:
-        assert " pass " in report_of(out, tensor).splitlines()[0], f"{mutant}: {tensor} should pass:\n{out}"
+    assert_named(capsys.readouterr().out, mutant, wrong, right)
 
 
 def test_a_kernel_that_crashes_when_the_initial_state_needs_no_gradient_fails_with_its_error(recurrence_golden,
