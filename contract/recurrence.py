@@ -17,6 +17,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from array_api_compat import array_namespace, device
 
 from contract.checks import (
@@ -88,10 +89,6 @@ GATE_REMEDY = ("a decay per key channel [B, T, HV, K] is variant 'gla' or 'kda's
                "'gla_head' or 'gated_delta_rule's: pick the variant of your gate")
 
 
-def _same_kind(arg, a, ref_arg, ref, xp, dtype, dev, shape, meaning, remedy: str = LAYOUT_REMEDY):
-    same_kind(arg, a, ref_arg, ref, xp, dtype, dev, shape, meaning, remedy=remedy)
-
-
 def _cu_seqlens(cu_seqlens, B: int, T: int) -> tuple | None:
     """((bos, eos), …) from ``cu_seqlens`` (an integer array of any library, or a list of ints)."""
     if cu_seqlens is None:
@@ -119,7 +116,9 @@ def _cu_seqlens(cu_seqlens, B: int, T: int) -> tuple | None:
 def _scale(scale, K: int) -> float:
     if scale is None:
         return K ** -0.5
-    if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
+    if getattr(scale, "ndim", None) == 0 and getattr(getattr(scale, "dtype", None), "kind", "f") in "fiu":
+        scale = float(scale)  # a 0-d NumPy array (a torch 0-d tensor is refused below: it may live on a GPU)
+    if not isinstance(scale, numbers.Real) or isinstance(scale, (bool, np.bool_)):
         raise BadType(f"scale must be a real number or None (K^-1/2); got {type(scale).__name__} {scale!r}. "
                       "Remedy: e.g. scale=0.125.")
     if not math.isfinite(scale):
@@ -143,12 +142,8 @@ def _wrt(wrt, given: tuple) -> tuple:
     return tuple(n for n in INPUTS if n in names)
 
 
-def check_recurrence_inputs(variant, q, k, v, g=None, beta=None, *, scale=None, initial_state=None,
-                            cu_seqlens=None, use_qk_l2norm=False, grad_o=None, grad_final_state=None,
-                            wrt=None, per_step: bool = True, upstream: bool = True) -> RecurrenceProblem:
-    """Check every argument of ``recurrence_gradients`` (``upstream=False``: of the forward pass alone)."""
-    name_arg("variant", variant, tuple(VARIANTS))
-    decay, delta = VARIANTS[variant]
+def _keys_and_values(q, k, v):
+    """(``like``: the check of another array against q, (B, T, H, K), (HV, V)) after q, k and v are checked."""
     array_arg("q", q)
     xp, dtype, dev = array_namespace(q), q.dtype, device(q)
     if not xp.isdtype(dtype, "real floating"):
@@ -159,16 +154,42 @@ def check_recurrence_inputs(variant, q, k, v, g=None, beta=None, *, scale=None, 
     B, T, H, K = (int(n) for n in q.shape)
     for what, n in (("B (batch rows)", B), ("T (time steps)", T), ("H (heads)", H), ("K (key channels)", K)):
         require_nonempty("q", n, what)
-    _same_kind("k", k, "q", q, xp, dtype, dev, (B, T, H, K), "[B, T, H, K], as q")
+
+    def like(arg, a, shape, meaning, remedy=LAYOUT_REMEDY):
+        same_kind(arg, a, "q", q, xp, dtype, dev, shape, meaning, remedy=remedy)
+
+    like("k", k, (B, T, H, K), "[B, T, H, K], as q")
     array_arg("v", v)
-    if v.ndim != 4 or tuple(v.shape[:2]) != (B, T) or v.shape[2] < 1 or v.shape[2] % H or v.shape[3] < 1:
+    if v.ndim != 4:
+        raise BadValue(f"v must be 4-D [B, T, HV, V]; got shape {tuple(v.shape)}. Remedy: heads apart from the "
+                       "value channels, e.g. v.reshape(B, T, HV, V).")
+    if tuple(v.shape[:2]) != (B, T) or v.shape[2] < 1 or v.shape[2] % H or v.shape[3] < 1:
         raise BadValue(f"v must be [B, T, HV, V] with B, T = {B}, {T} as q's and HV a multiple of q's H = {H}; "
                        f"got shape {tuple(v.shape)}. Remedy: one value head per key head, or a whole group of "
                        "value heads per key head (grouped value heads).")
     HV, V = int(v.shape[2]), int(v.shape[3])
-    _same_kind("v", v, "q", q, xp, dtype, dev, (B, T, HV, V), "[B, T, HV, V]")
-    named = {"q": q, "k": k, "v": v}
+    like("v", v, (B, T, HV, V), "[B, T, HV, V]")
+    return like, (B, T, H, K), (HV, V)
+
+
+def _gate_remedy(arg: str, shape: tuple, B: int, T: int, H: int, HV: int, K: int, V: int) -> str:
+    """What to do with a g or β of the wrong shape: spread over the value heads, pick the variant of the gate,
+    or reshape."""
+    if H != HV and shape[:3] == (B, T, H):
+        return (f"{arg} acts on the state, which has HV = {HV} value heads: g.repeat_interleave({HV // H}, dim=2) "
+                f"(torch) or numpy.repeat({arg}, {HV // H}, axis=2)")
+    if arg == "g" and shape[:3] == (B, T, HV) and len(shape) in (3, 4):
+        return GATE_REMEDY
+    if arg == "beta" and shape == (B, T, HV, K):
+        return f"β per value channel is [B, T, HV, V], one per value channel (V = {V}), not per key channel"
+    return LAYOUT_REMEDY
+
+
+def _gate_and_beta(variant: str, g, beta, like, B, T, H, HV, K, V) -> dict:
+    """{"g": g, "beta": beta} as the variant takes them, each checked."""
+    decay, delta = VARIANTS[variant]
     gate = {None: None, "head": (B, T, HV), "key": (B, T, HV, K)}[decay]
+    named = {}
     for arg, a, shapes, meaning in (
             ("g", g, (gate,) if gate else (), f"the log-space decay, one per {decay} ({variant})"),
             ("beta", beta, ((B, T, HV), (B, T, HV, V)) if delta else (), "one per head or per value channel")):
@@ -182,34 +203,48 @@ def check_recurrence_inputs(variant, q, k, v, g=None, beta=None, *, scale=None, 
                            f"got None. Remedy: pass it.")
         if a is not None:
             shape = tuple(getattr(a, "shape", ()))
-            _same_kind(arg, a, "q", q, xp, dtype, dev, shape if shape in shapes else shapes[0],
-                       f"({meaning}{', or ' + str(shapes[1]) if len(shapes) > 1 else ''})",
-                       GATE_REMEDY if arg == "g" and len(shape) in (3, 4) and shape[:3] == (B, T, HV) else
-                       LAYOUT_REMEDY)
+            like(arg, a, shape if shape in shapes else shapes[0],
+                 f"({meaning}{', or ' + str(shapes[1]) if len(shapes) > 1 else ''})",
+                 _gate_remedy(arg, shape, B, T, H, HV, K, V))
             named[arg] = a
+    return named
+
+
+def _flag(arg: str, flag) -> bool:
+    if not isinstance(flag, (bool, np.bool_)):
+        raise BadType(f"{arg} must be True or False; got {flag!r}. Remedy: pass a bool.")
+    return bool(flag)
+
+
+def check_recurrence_inputs(variant, q, k, v, g=None, beta=None, *, scale=None, initial_state=None,
+                            cu_seqlens=None, use_qk_l2norm=False, grad_o=None, grad_final_state=None,
+                            wrt=None, per_step: bool = True, upstream: bool = True) -> RecurrenceProblem:
+    """Check every argument of ``recurrence_gradients`` (``upstream=False``: of the forward pass alone)."""
+    name_arg("variant", variant, tuple(VARIANTS))
+    like, (B, T, H, K), (HV, V) = _keys_and_values(q, k, v)
+    named = {"q": q, "k": k, "v": v, **_gate_and_beta(variant, g, beta, like, B, T, H, HV, K, V)}
     spans = _cu_seqlens(cu_seqlens, B, T)
     N = len(spans) if spans is not None else B
     if initial_state is not None:
-        _same_kind("initial_state", initial_state, "q", q, xp, dtype, dev, (N, HV, K, V),
-                   "[N, HV, K, V]: one state per sequence (N = B, or len(cu_seqlens) − 1 when packed)", STATE_REMEDY)
+        like("initial_state", initial_state, (N, HV, K, V),
+             "[N, HV, K, V]: one state per sequence (N = B, or len(cu_seqlens) − 1 when packed)", STATE_REMEDY)
         named["initial_state"] = initial_state
-    for arg, flag in (("use_qk_l2norm", use_qk_l2norm), ("per_step", per_step)):
-        if not isinstance(flag, bool):
-            raise BadType(f"{arg} must be True or False; got {flag!r}. Remedy: pass a bool.")
+    l2norm, _ = _flag("use_qk_l2norm", use_qk_l2norm), _flag("per_step", per_step)
     if upstream and grad_o is None and grad_final_state is None:
         raise BadValue("grad_o and grad_final_state are both None: there is no loss to differentiate. Remedy: "
                        "pass dL/do [B, T, HV, V] and/or dL/dfinal_state [N, HV, K, V].")
-    for arg, a, shape in (("grad_o", grad_o, (B, T, HV, V)), ("grad_final_state", grad_final_state, (N, HV, K, V))):
+    for arg, a, shape, remedy in (("grad_o", grad_o, (B, T, HV, V), LAYOUT_REMEDY),
+                                  ("grad_final_state", grad_final_state, (N, HV, K, V), STATE_REMEDY)):
         if a is not None:
-            _same_kind(arg, a, "q", q, xp, dtype, dev, shape, "(the shape of what it differentiates)",
-                       STATE_REMEDY if arg == "grad_final_state" else LAYOUT_REMEDY)
+            like(arg, a, shape, "(the shape of what it differentiates)", remedy)
             named[arg] = a
+    xp = array_namespace(q)
     with quiet_errors(xp):
         for arg, a in named.items():
             require_finite(arg, xp, a)
     given = tuple(n for n in INPUTS if n in named)
     return RecurrenceProblem(variant, B, T, H, HV, K, V, spans or ((0, T),), spans is not None, _scale(scale, K),
-                             beta is not None and beta.ndim == 4, use_qk_l2norm, _wrt(wrt, given), xp, dtype, dev)
+                             beta is not None and beta.ndim == 4, l2norm, _wrt(wrt, given), xp, q.dtype, device(q))
 
 
 __all__ = ["INPUTS", "L2NORM_EPS", "VARIANTS", "RecurrenceProblem", "check_recurrence_inputs"]

@@ -1,11 +1,13 @@
 """A kernel with the public library's signature made a candidate for `bptt check`, `oracle.assert_gradients` and
-the pytest plugin: the wrapper is `gated_delta_rule_gradients` below, a few lines around torch.autograd.
+the pytest plugin: the wrapper is `gated_delta_rule_gradients` below, a few lines around torch.autograd
+(`gradients_through`, which any kernel's wrapper can share).
 
 `chunk_gated_delta_rule` stands in for your kernel: the library's signature (q, k, v, g, beta, scale,
 initial_state, output_final_state, cu_seqlens, use_qk_l2norm_in_kernel) → (o, final_state), differentiable by
 torch.autograd. Here it is a plain step-by-step loop; yours is a Triton or CUDA kernel with its own backward.
 
-    bptt check --candidate recurrence_wrapper:gated_delta_rule_gradients -k "recurrence and gated_delta_rule"
+    cd examples && bptt check --candidate recurrence_wrapper:gated_delta_rule_gradients \
+        -k "recurrence and gated_delta_rule and float32"
 """
 
 from __future__ import annotations
@@ -39,19 +41,26 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, out
     return o, torch.stack(finals) if output_final_state else None
 
 
-def gated_delta_rule_gradients(variant, q, k, v, g, beta, *, scale, initial_state, cu_seqlens, use_qk_l2norm,
-                               grad_o, grad_final_state, wrt):
-    """manual.recurrence_gradients' signature around the kernel: its inputs as leaves, its outputs driven by the
-    case's upstream gradients, the gradients of ``wrt`` (the inputs the case asks for) returned."""
-    if variant != "gated_delta_rule":
-        raise oracle.Unsupported(f"a gated delta rule kernel, not {variant}")
-    given = {"q": q, "k": k, "v": v, "g": g, "beta": beta, "initial_state": initial_state}
-    x = {n: torch.as_tensor(a).clone().requires_grad_(n in wrt) for n, a in given.items() if a is not None}
-    o, final = chunk_gated_delta_rule(x["q"], x["k"], x["v"], x["g"], x["beta"], scale=scale,
-                                      initial_state=x.get("initial_state"), output_final_state=True,
-                                      cu_seqlens=None if cu_seqlens is None else torch.as_tensor(cu_seqlens),
-                                      use_qk_l2norm_in_kernel=use_qk_l2norm)
+def gradients_through(forward, given: dict, wrt, grad_o, grad_final_state) -> dict:
+    """The gradients of the inputs named in ``wrt`` through ``forward(x) -> (o, final_state)``, driven by the case's
+    upstream gradients: the lines every kernel's wrapper has (``given``: name → array or None)."""
+    x = {n: None if a is None else torch.as_tensor(a).clone().requires_grad_(n in wrt) for n, a in given.items()}
+    o, final = forward(x)
     driven = [(y, torch.as_tensor(d)) for y, d in ((o, grad_o), (final, grad_final_state)) if d is not None]
     grads = torch.autograd.grad([y for y, _ in driven], [x[n] for n in wrt], [d for _, d in driven],
                                 allow_unused=True)  # q reaches only o: driven by the final state alone, dq = 0
     return {n: torch.zeros_like(x[n]) if d is None else d for n, d in zip(wrt, grads, strict=True)}
+
+
+def gated_delta_rule_gradients(variant, q, k, v, g, beta, *, scale, initial_state, cu_seqlens, use_qk_l2norm,
+                               grad_o, grad_final_state, wrt):
+    """manual.recurrence_gradients' signature around the kernel."""
+    if variant != "gated_delta_rule":
+        raise oracle.Unsupported(f"a gated delta rule kernel, not {variant}")
+    cu = None if cu_seqlens is None else torch.as_tensor(cu_seqlens)
+    return gradients_through(
+        lambda x: chunk_gated_delta_rule(x["q"], x["k"], x["v"], x["g"], x["beta"], scale=scale,
+                                         initial_state=x["initial_state"], output_final_state=True, cu_seqlens=cu,
+                                         use_qk_l2norm_in_kernel=use_qk_l2norm),
+        {"q": q, "k": k, "v": v, "g": g, "beta": beta, "initial_state": initial_state}, wrt, grad_o,
+        grad_final_state)

@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import math
 
+from contract import NonFiniteGradientError, all_finite, first_nonfinite_step
 from contract.checks import quiet_errors
 from contract.recurrence import INPUTS, L2NORM_EPS, VARIANTS, RecurrenceProblem, check_recurrence_inputs
+from manual.bptt import detached
 
 
 def _mv(S, x):
@@ -147,11 +149,14 @@ def _prepared(xp, p: RecurrenceProblem, q, k) -> tuple:
     return _to_value_heads(xp, q, p.groups), _to_value_heads(xp, k, p.groups), norms
 
 
-def _spans(p: RecurrenceProblem, arrays: dict):
-    """(i, rows, {name: the span's slice}) per sequence: rows index initial_state and final_state."""
+def _spans(xp, p: RecurrenceProblem, arrays: dict, initial_state):
+    """(rows, {name: the span's slice}, its S0) per sequence: rows index initial_state and final_state."""
     for i, (bos, eos) in enumerate(p.spans):
         rows = slice(i, i + 1) if p.packed else slice(None)
-        yield i, rows, {n: None if a is None else a[:, bos:eos] for n, a in arrays.items()}
+        x = {n: None if a is None else a[:, bos:eos] for n, a in arrays.items()}
+        S0 = xp.zeros((x["k"].shape[0], p.HV, p.K, p.V), dtype=p.dtype, device=p.device) \
+            if initial_state is None else initial_state[rows]  # (B or 1, HV, K, V)
+        yield bos, rows, x, S0
 
 
 def _padded(xp, p: RecurrenceProblem, pieces: list):
@@ -163,25 +168,48 @@ def _padded(xp, p: RecurrenceProblem, pieces: list):
     return pieces[0] if len(pieces) == 1 else xp.concat(pieces, axis=1)
 
 
+def _overflow(xp, p: RecurrenceProblem, x: dict, S0, bos: int, grads: dict) -> NonFiniteGradientError:
+    """The error for a sequence whose results are not finite from finite inputs: the first step whose state S_t
+    overflowed in the forward pass, else the first step, in the backward pass's order, of the first gradient
+    that did."""
+    S = S0
+    for t in range(x["k"].shape[1]):
+        S = _step(p, x, t, S)[2]
+        if not all_finite(xp, S):
+            return NonFiniteGradientError("S (forward pass)", bos + t + 1)
+    for n, a in grads.items():
+        bad = first_nonfinite_step(xp, xp.permute_dims(a, (1, 0, *range(2, a.ndim))), backward=True)
+        if bad is not None or not all_finite(xp, a):
+            return NonFiniteGradientError(n, None if bad is None else bos + bad)
+    return NonFiniteGradientError("initial_state", None)
+
+
+def _detached(*arrays) -> tuple:
+    """The arrays, a torch tensor that requires grad detached: manual never builds a graph."""
+    return tuple(detached(a) for a in arrays)
+
+
 def recurrence_forward(variant: str, q, k, v, g=None, beta=None, *, scale=None, initial_state=None,
                        cu_seqlens=None, use_qk_l2norm: bool = False) -> tuple:
     """(o [B, T, HV, V], final_state [N, HV, K, V]) of ``variant`` (shapes: ``contract.recurrence``); the
-    padding after the last packed sequence has o = 0."""
+    padding after the last packed sequence has o = 0. ``NonFiniteGradientError`` names the step where the
+    state overflows (a g > 0 grows it)."""
+    q, k, v, g, beta, initial_state = _detached(q, k, v, g, beta, initial_state)
     p = check_recurrence_inputs(variant, q, k, v, g, beta, scale=scale, initial_state=initial_state,
                                 cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm, upstream=False)
     xp = p.xp
     qv, kv, _ = _prepared(xp, p, q, k)
     outs, finals = [], []
     with quiet_errors(xp):
-        for _, rows, x in _spans(p, {"q": qv, "k": kv, "v": v, "g": g, "beta": beta}):
-            S = xp.zeros((x["k"].shape[0], p.HV, p.K, p.V), dtype=p.dtype, device=p.device) \
-                if initial_state is None else initial_state[rows]  # (B or 1, HV, K, V)
-            x, o = _factors(xp, p, x), []
+        for bos, _, x, S in _spans(xp, p, {"q": qv, "k": kv, "v": v, "g": g, "beta": beta}, initial_state):
+            x, o, S0 = _factors(xp, p, x), [], S
             for t in range(x["k"].shape[1]):
                 S = _step(p, x, t, S)[2]  # (B or 1, HV, K, V)
                 o.append(_tv(S, x["sq"][:, t]))  # (B or 1, HV, V)
             outs.append(xp.stack(o, axis=1))
             finals.append(S)
+            if not (all_finite(xp, S) and all_finite(xp, outs[-1])):
+                raise _overflow(xp, p, x, S0, bos, {})
     return _padded(xp, p, outs), finals[0] if len(finals) == 1 else xp.concat(finals, axis=0)
 
 
@@ -190,20 +218,24 @@ def recurrence_gradients(variant: str, q, k, v, g=None, beta=None, *, scale=None
                          wrt=None, per_step: bool = True) -> dict:
     """dL/d of every input named in ``wrt`` (all given by default: q, k, v, g, beta, initial_state, in their own
     shapes) and, with ``per_step``, ``S``: dL/dS_t per step [B, T, HV, K, V] (zero on padding), for L driven by
-    ``grad_o`` (dL/do) and ``grad_final_state``. Arrays of NumPy or torch (CPU or CUDA), as the inputs."""
+    ``grad_o`` (dL/do) and ``grad_final_state``. Arrays of NumPy or torch (CPU or CUDA), as the inputs.
+    ``NonFiniteGradientError`` names the step where the forward or the backward pass overflows."""
+    q, k, v, g, beta, initial_state, grad_o, grad_final_state = _detached(q, k, v, g, beta, initial_state, grad_o,
+                                                                         grad_final_state)
     p = check_recurrence_inputs(variant, q, k, v, g, beta, scale=scale, initial_state=initial_state,
                                 cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm, grad_o=grad_o,
                                 grad_final_state=grad_final_state, wrt=wrt, per_step=per_step)
     xp = p.xp
     qv, kv, norms = _prepared(xp, p, q, k)
     pieces, dinit = {}, []
+    arrays = {"q": qv, "k": kv, "v": v, "g": g, "beta": beta, "do": grad_o}
     with quiet_errors(xp):
-        for _, rows, x in _spans(p, {"q": qv, "k": kv, "v": v, "g": g, "beta": beta, "do": grad_o}):
-            shape = (x["k"].shape[0], p.HV, p.K, p.V)
-            S0 = xp.zeros(shape, dtype=p.dtype, device=p.device) if initial_state is None else initial_state[rows]
-            G = xp.zeros(shape, dtype=p.dtype, device=p.device) if grad_final_state is None \
+        for bos, rows, x, S0 in _spans(xp, p, arrays, initial_state):
+            G = xp.zeros(S0.shape, dtype=p.dtype, device=p.device) if grad_final_state is None \
                 else grad_final_state[rows]  # (B or 1, HV, K, V)
             grads, dS0 = _span_gradients(xp, p, x, S0, G, x["do"], per_step)
+            if not (all_finite(xp, dS0) and all(all_finite(xp, a) for a in grads.values())):
+                raise _overflow(xp, p, _factors(xp, p, x), S0, bos, grads)
             for n, a in grads.items():
                 pieces.setdefault(n, []).append(a)
             dinit.append(dS0)

@@ -24,12 +24,12 @@ def _carried(decay: str | None, t: int) -> str:
     return DECAY_TEXT[decay].replace("{t}", str(t + 1)) + f"dS'_{t + 1}"
 
 
-def _equations(variant: str, per_channel: bool) -> list[tuple[str, str]]:
-    """(gradient, its line) per step, in the order the backward computes them."""
+def _equations(variant: str) -> list[tuple[str, str]]:
+    """(gradient, its line) per step, in the order the backward computes them (one β per head)."""
     decay, delta = VARIANTS[variant]
     out = [("S", "dL/dS_{t} = {carry} + s q_{t} do_{t}ᵀ"), ("q", "dL/dq_{t} = s S_{t} do_{t}")]
     if delta:
-        out += [("beta", "dL/dβ_{t} = " + ("" if per_channel else "Σ_v ") + "(dS_{t}ᵀ k_{t}) ⊙ u_{t},   "
+        out += [("beta", "dL/dβ_{t} = Σ_v (dS_{t}ᵀ k_{t}) ⊙ u_{t},   "
                  "u_{t} = v_{t} − S'_{t}ᵀ k_{t}"),
                 ("v", "dL/dv_{t} = β_{t} ⊙ (dS_{t}ᵀ k_{t})"),
                 ("k", "dL/dk_{t} = dS_{t} (β_{t} ⊙ u_{t}) − S'_{t} dL/dv_{t}")]
@@ -65,7 +65,7 @@ def recurrence_lines(variant: str, steps: int = 3, seed: int = 0) -> tuple[list[
         "S_t is K × V; dS_t is dL/dS_t; ⊙ is element-wise; t counts from 1.", ""])
     for t in range(steps, 0, -1):
         sheet.out.append(f"t = {t}")
-        for name, text in _equations(variant, False):
+        for name, text in _equations(variant):
             line = text.replace("{carry}", "dL/dfinal_state" if t == steps else _carried(decay, t))
             line = line.replace("{t}", str(t)).replace("{t0}", str(t - 1))
             sheet.eq("  " + line, mine[name][0, t - 1], auto[name][0, t - 1])

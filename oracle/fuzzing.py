@@ -113,7 +113,8 @@ def recurrence_cases(variants: tuple[str, ...], dtypes: tuple[str, ...]):
         return RecurrenceCase(variant, T, B, d(st.integers(1, 3)), d(_sizes(WIDTHS)), d(_sizes(WIDTHS)),
                               groups=d(st.integers(1, 3)), beta_per_channel=VARIANTS[variant][1] and d(st.booleans()),
                               l2norm=d(st.booleans()), initial=d(st.sampled_from(INITIALS)), packed=packed,
-                              upstream=d(st.sampled_from(("both", *UPSTREAMS[:2]))), dtype=d(st.sampled_from(dtypes)))
+                              upstream=d(st.sampled_from(("both", *UPSTREAMS[:2]))), dtype=d(st.sampled_from(dtypes)),
+                              scale_factor=d(st.sampled_from((1, 2))))
 
     return draw()
 

@@ -51,7 +51,7 @@ def _unrolled(variant: str, x: dict, p, per_step: bool = True) -> tuple:
     for i, (bos, eos) in enumerate(p.spans):
         rows = slice(i, i + 1) if p.packed else slice(None)
         S = x["initial_state"][rows] if "initial_state" in x else \
-            torch.zeros(q.shape[0], p.HV, p.K, p.V, dtype=q.dtype)
+            torch.zeros(q.shape[0], p.HV, p.K, p.V, dtype=q.dtype, device=q.device)
         for t in range(bos, eos):
             S = STEP[variant](S, k[:, t], x["v"][:, t], x["g"][:, t] if "g" in x else None,
                       x["beta"][:, t] if "beta" in x else None)
@@ -95,7 +95,7 @@ def unrolled_recurrence_gradients(variant: str, q, k, v, g=None, beta=None, *, s
     loss.backward()
     out = {n: torch.zeros_like(x[n]) if x[n].grad is None else x[n].grad for n in INPUTS if n in p.wrt}
     if per_step:
-        zero = torch.zeros(o.shape[0], p.HV, p.K, p.V, dtype=o.dtype)
+        zero = torch.zeros(o.shape[0], p.HV, p.K, p.V, dtype=o.dtype, device=o.device)
         out["S"] = torch.stack([zero if s is None or s.grad is None else s.grad for s in states], dim=1)
     return out
 

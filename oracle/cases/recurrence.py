@@ -5,7 +5,8 @@ A recurrence case's name reads
     recurrence/gated_delta_rule-betav-gv2-l2norm/T17-B3-H2-K16-V33/init-nograd/seqs-packed/up-both/float64
 
 (variant; ``betav`` β per value channel, ``gv<n>`` n value heads per key head, ``l2norm`` q and k normalised
-inside; sizes, B the batch rows or, packed, the sequences; the initial state: ``init-none``, ``init-grad`` or
+inside, ``scale<n>`` the scale s = n·K^−½ instead of the default K^−½ (so a kernel that ignores ``scale`` is
+caught); sizes, B the batch rows or, packed, the sequences; the initial state: ``init-none``, ``init-grad`` or
 ``init-nograd`` (given, its gradient not asked); ``seqs-batch`` (B rows) or ``seqs-packed`` (one row, B
 sequences along T by cu_seqlens: the first of length 1, then the rest of T − ⌊T/16⌋ split evenly, the last
 ⌊T/16⌋ steps padding); which upstream gradients drive it: ``up-o``, ``up-final`` or ``up-both``; dtype).
@@ -37,9 +38,11 @@ UPSTREAMS = ("o", "final", "both")
 DTYPES = ("float64", "float32")
 ALL_DTYPES = (*DTYPES, *LOW)
 MAX_GROUPS = 16
+MAX_SCALE = 16  # -scale<n>: s = n·K^-1/2
 FLOATS = ("q", "k", "v", "g", "beta", "initial_state", "grad_o", "grad_final_state")  # a case's float inputs
 STEPPED = ("q", "k", "v", "g", "beta", "S")  # (B, T, …) as the caller has them, (T, B, …) as judged
-FORM = ("recurrence/VARIANT[-betav][-gv<int>][-l2norm]/T<int>-B<int>-H<int>-K<int>-V<int>/init-none|grad|nograd/"
+FORM = ("recurrence/VARIANT[-betav][-gv<int>][-l2norm][-scale<int>]/T<int>-B<int>-H<int>-K<int>-V<int>/"
+        "init-none|grad|nograd/"
         "seqs-batch|packed/up-o|final|both/dtype")
 
 
@@ -58,6 +61,7 @@ class RecurrenceCase(Named):
     packed: bool = False
     upstream: str = "both"
     dtype: str = "float64"
+    scale_factor: int = 1  # s = scale_factor · K^-1/2
     eps: float = L2NORM_EPS  # the L2 norm's, recorded
     convention: str = CONVENTION  # recorded
 
@@ -73,6 +77,11 @@ class RecurrenceCase(Named):
         return self.H * self.groups
 
     @property
+    def scale(self) -> float:
+        """s = scale_factor · K^-1/2, passed to the candidate as ``scale``."""
+        return self.scale_factor * self.K ** -0.5
+
+    @property
     def rows(self) -> int:
         """The arrays' batch axis: B, or 1 when packed."""
         return 1 if self.packed else self.B
@@ -80,33 +89,35 @@ class RecurrenceCase(Named):
     @property
     def name(self) -> str:
         flags = "".join(f for f, on in (("-betav", self.beta_per_channel), (f"-gv{self.groups}", self.groups > 1),
-                                        ("-l2norm", self.l2norm)) if on)
+                                        ("-l2norm", self.l2norm),
+                                        (f"-scale{self.scale_factor}", self.scale_factor != 1)) if on)
         return (f"recurrence/{self.variant}{flags}/T{self.T}-B{self.B}-H{self.H}-K{self.K}-V{self.V}/"
                 f"init-{self.initial}/seqs-{'packed' if self.packed else 'batch'}/up-{self.upstream}/{self.dtype}")
 
     @classmethod
     def parse(cls, name: str) -> RecurrenceCase:
         """The case a full name describes (see the module's docstring)."""
-        m = re.fullmatch(r"recurrence/(\w+?)((?:-betav|-gv\d+|-l2norm)*)/T(\d+)-B(\d+)-H(\d+)-K(\d+)-V(\d+)/"
+        m = re.fullmatch(r"recurrence/(\w+?)((?:-betav|-gv\d+|-l2norm|-scale\d+)*)/T(\d+)-B(\d+)-H(\d+)-K(\d+)-V(\d+)/"
                          r"init-(\w+)/seqs-(\w+)/up-(\w+)/(\w+)", name)
         if not m:
             raise BadValue(f"recurrence case name must read {FORM}; got {name!r}. Remedy: e.g. "
                            "recurrence/gated_delta_rule/T17-B2-H2-K16-V32/init-grad/seqs-batch/up-both/float64")
         variant, flags, T, B, H, K, V, init, seqs, up, dtype = m.groups()
-        gv = re.search(r"-gv(\d+)", flags)
-        order = "".join(f for f in ("-betav", gv.group(0) if gv else "", "-l2norm") if f and f in flags)
+        gv, sc = re.search(r"-gv(\d+)", flags), re.search(r"-scale(\d+)", flags)
+        order = "".join(f for f in ("-betav", gv.group(0) if gv else "", "-l2norm", sc.group(0) if sc else "")
+                        if f and f in flags)
         if flags != order:
             raise BadValue(f"recurrence case {name!r}: flags must come once each, in the order -betav, -gv<int>, "
-                           "-l2norm. Remedy: reorder them.")
+                           "-l2norm, -scale<int>. Remedy: reorder them.")
         spec = {"variant": variant, "T": int(T), "B": int(B), "H": int(H), "K": int(K), "V": int(V),
                 "groups": int(gv.group(1)) if gv else 1, "beta_per_channel": "-betav" in flags,
                 "l2norm": "-l2norm" in flags, "initial": init, "packed": seqs == "packed", "upstream": up,
-                "dtype": dtype}
+                "dtype": dtype, "scale_factor": int(sc.group(1)) if sc else 1}
         if seqs not in SEQS:
             raise BadValue(f"recurrence case {name!r}: seqs must be one of {SEQS}; got {seqs!r}. Remedy: pick one.")
-        if gv and spec["groups"] < 2:
-            raise BadValue(f"recurrence case {name!r}: -gv<n> takes n ≥ 2 (one value head per key head is the "
-                           "default, unnamed). Remedy: drop -gv1.")
+        if gv and spec["groups"] < 2 or sc and spec["scale_factor"] < 2:
+            raise BadValue(f"recurrence case {name!r}: -gv<n> and -scale<n> take n ≥ 2 (1 is the default, "
+                           "unnamed). Remedy: drop -gv1 or -scale1.")
         try:
             return cls.from_spec(spec, 1 << 20)
         except BadValue as e:
@@ -121,12 +132,14 @@ class RecurrenceCase(Named):
         spec_choices(spec, {"variant": tuple(VARIANTS), "initial": INITIALS, "upstream": UPSTREAMS,
                             "dtype": ALL_DTYPES})
         dims = {key: spec_int(spec, key, max_dim) for key in ("T", "B", "H", "K", "V")}
-        groups = spec.get("groups", 1)
+        groups, factor = spec.get("groups", 1), spec.get("scale_factor", 1)
         flags = {key: spec.get(key, False) for key in ("beta_per_channel", "l2norm", "packed")}
         if type(groups) is not int or not 1 <= groups <= MAX_GROUPS or not all(isinstance(f, bool)
                                                                               for f in flags.values()):
             raise BadValue(f"case groups {groups!r} (1 … {MAX_GROUPS}) / beta_per_channel, l2norm, packed "
                            f"{tuple(flags.values())!r} (true or false) malformed")
+        if type(factor) is not int or not 1 <= factor <= MAX_SCALE:
+            raise BadValue(f"case scale_factor {factor!r} malformed: an integer in 1 … {MAX_SCALE}")
         if spec.get("eps", L2NORM_EPS) != L2NORM_EPS or spec.get("convention", CONVENTION) != CONVENTION:
             raise BadValue(f"case eps {spec.get('eps')!r} / convention {spec.get('convention')!r}: this version "
                            f"computes ε = {L2NORM_EPS} and the convention {CONVENTION!r}. Remedy: export the "
@@ -135,7 +148,7 @@ class RecurrenceCase(Named):
             raise BadValue(f"case {spec['variant']!r} has no β (only the delta rules do), so no β per value "
                            "channel. Remedy: drop -betav.")
         case = cls(spec["variant"], **dims, groups=groups, **flags, initial=spec["initial"],
-                   upstream=spec["upstream"], dtype=spec["dtype"])
+                   upstream=spec["upstream"], dtype=spec["dtype"], scale_factor=factor)
         if case.packed and case.T - case.T // 16 < case.B:
             raise BadValue(f"case {case.name}: {case.B} packed sequences of at least one step each need "
                            f"T ≥ {case.B} + ⌊T/16⌋ (the padding). Remedy: fewer sequences or a longer T.")
@@ -176,7 +189,7 @@ class RecurrenceCase(Named):
             return None if a is None else round_to(a, self.dtype).astype(container(dtype or self.dtype))
 
         return {"variant": self.variant, "q": cast(q), "k": cast(k), "v": cast(v), "g": cast(g), "beta": cast(beta),
-                "scale": K ** -0.5, "initial_state": cast(h0), "use_qk_l2norm": self.l2norm,
+                "scale": self.scale, "initial_state": cast(h0), "use_qk_l2norm": self.l2norm,
                 "cu_seqlens": None if cu is None else np.asarray(cu, dtype=np.int64), "grad_o": cast(g_o),
                 "grad_final_state": cast(g_f)}
 
@@ -297,7 +310,7 @@ class RecurrenceCase(Named):
         return tensors
 
     def from_tensors(self, t: dict) -> tuple[dict, Truth]:
-        inputs = {"variant": self.variant, "scale": self.K ** -0.5, "use_qk_l2norm": self.l2norm,
+        inputs = {"variant": self.variant, "scale": self.scale, "use_qk_l2norm": self.l2norm,
                   **{n: t.get(f"inputs.{n}") for n in (*FLOATS, "cu_seqlens")}}
         grads, sens, amp = ({k: t[f"{p}.{k}"] for k in self.grad_shapes()} for p in ("grads", "sens", "amp"))
         return inputs, Truth(time_major(grads), time_major(sens), time_major(amp), STEPS, (self.T, max(self.K, self.V)))
@@ -407,28 +420,35 @@ FORMS = tuple((v, per_channel) for v, (_, delta) in VARIANTS.items() for per_cha
 # (T, K, V): one step, two, odd, one chunk of 64 and one past it, at widths below, at, and one past the blocks
 # kernels tile K and V by (16, 32, 64)
 SWEEP = ((1, 16, 32), (2, 33, 16), (17, 32, 33), (64, 64, 65), (65, 65, 64))
-# packing, grouped value heads and the L2 norm: each alone, then all at once with an initial state given but
-# not differentiated
-OPTIONS = ({"packed": True}, {"groups": 2}, {"l2norm": True},
-           {"packed": True, "groups": 2, "l2norm": True, "initial": "nograd"})
+# each alone, then all at once with an initial state given but not differentiated (T = 20, B = 3, H = 2, K = 8,
+# V = 6 unless said): packing (three sequences, one step of padding), packing with no padding (T = 15), one packed
+# sequence, grouped value heads, the L2 norm, a scale other than K^-1/2
+OPTIONS = ({"packed": True}, {"packed": True, "T": 15}, {"packed": True, "B": 1}, {"groups": 2}, {"l2norm": True},
+           {"scale_factor": 2}, {"packed": True, "groups": 2, "l2norm": True, "initial": "nograd", "scale_factor": 2})
 
 
 def recurrence_matrix(dtype: str = "float64") -> list[RecurrenceCase]:
     """Every variant and β form × initial state (none, differentiated, not) × upstream (o, final, both) at
-    T = 17, B = 2, H = 2, K = 4, V = 5; each variant at the sizes of SWEEP (B = 1, H = 1); every form with each
-    of OPTIONS (B = 3 sequences or rows, T = 20, H = 2, K = 8, V = 6)."""
+    T = 17, B = 2, H = 2, K = 4, V = 5; every form at the sizes of SWEEP (B = 1, H = 1; β per value channel
+    past 32 channels there), and every variant there again with no initial state (driven through o) and one not
+    differentiated (through the final state); every form with each of OPTIONS."""
     out = [RecurrenceCase(v, 17, 2, 2, 4, 5, beta_per_channel=pc, initial=init, upstream=up, dtype=dtype)
            for (v, pc), init, up in itertools.product(FORMS, INITIALS, UPSTREAMS)]
-    out += [RecurrenceCase(v, T, 1, 1, K, V, dtype=dtype) for v in VARIANTS for T, K, V in SWEEP]
-    out += [RecurrenceCase(v, 20, 3, 2, 8, 6, beta_per_channel=pc, dtype=dtype, **opt)
+    out += [RecurrenceCase(v, T, 1, 1, K, V, beta_per_channel=pc, dtype=dtype) for v, pc in FORMS for T, K, V in SWEEP]
+    out += [RecurrenceCase(v, T, 1, 1, K, V, initial=init, upstream=up, dtype=dtype)
+            for v in VARIANTS for T, K, V in SWEEP for init, up in (("none", "o"), ("nograd", "final"))]
+    out += [RecurrenceCase(v, beta_per_channel=pc, dtype=dtype, **{**SHAPE, **opt})
             for (v, pc), opt in itertools.product(FORMS, OPTIONS)]
     return out
 
 
+SHAPE = {"T": 20, "B": 3, "H": 2, "K": 8, "V": 6}  # OPTIONS' cases, unless an option says otherwise
+
+
 def low_precision_recurrence_cases(dtype: str) -> list[RecurrenceCase]:
-    """Every form, plain and with every option at once, T = 17, in a low precision: judged against autograd in
+    """Every form, plain and with every option at once, T = 20, in a low precision: judged against autograd in
     that dtype."""
-    return [RecurrenceCase(v, 17, 3, 2, 8, 6, beta_per_channel=pc, dtype=dtype, **opt)
+    return [RecurrenceCase(v, beta_per_channel=pc, dtype=dtype, **{**SHAPE, **opt})
             for (v, pc), opt in itertools.product(FORMS, ({}, OPTIONS[-1]))]
 
 

@@ -247,3 +247,52 @@ def test_packing_the_batch_as_the_remedy_says_gives_the_unpacked_result():
     o_want, final_want = manual.recurrence_forward(**{n: x for n, x in args().items() if n != "grad_o"})
     np.testing.assert_allclose(o, o_want.reshape(o.shape), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(final, final_want, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------ found by the review of the finished change
+
+@pytest.mark.parametrize("a, arg, words", [
+    (args(g=G_HEAD[:, :, :H]), "g", ["repeat_interleave(2, dim=2)"]),  # one decay per key head, not per value head
+    (args("kda", g=G_KEY, beta=RNG.random((B, T, HV, K))), "beta", ["per value channel", "V = 5"]),
+    (args(g=G_KEY), "g", ["'gla' or 'kda'"]),  # a per-key decay for a per-head variant
+    (args(v=VALS[..., None]), "v", ["4-D", "v.reshape(B, T, HV, V)"]),
+], ids=["g-per-key-head", "beta-per-key-channel", "g-of-another-variant", "v-5-d"])
+def test_a_gate_or_value_of_the_wrong_layout_gets_the_remedy_for_it(a, arg, words):
+    with refused(BadValue, arg, *words):
+        manual.recurrence_gradients(**a)
+
+
+def test_numpy_flags_and_a_0_d_scale_are_taken_as_python_ones():
+    plain = manual.recurrence_gradients(**args(scale=0.5, use_qk_l2norm=True))
+    numpyish = manual.recurrence_gradients(**args(scale=np.array(0.5), use_qk_l2norm=np.bool_(True),
+                                                  per_step=np.bool_(True)))
+    assert all(np.array_equal(plain[n], numpyish[n]) for n in plain)
+
+
+def test_inputs_that_require_grad_build_no_graph():
+    a = {n: x.requires_grad_(True) if isinstance(x, torch.Tensor) else x
+         for n, x in torched(args(), torch.float64).items()}
+    for got in (manual.recurrence_gradients(**a).values(), manual.recurrence_forward(**{
+            n: x for n, x in a.items() if n not in UPSTREAM})):
+        assert not any(t.requires_grad for t in got)
+
+
+@pytest.mark.parametrize("fn", [manual.recurrence_forward, manual.recurrence_gradients])
+def test_an_overflowing_state_is_named_by_its_step(fn):
+    """A g > 0 grows the state (allowed): e^{1·t} passes float64's range near t = 710, and the error says where,
+    as the cells' NonFiniteGradientError does; nothing comes back as NaN."""
+    from contract import NonFiniteGradientError
+    T_long = 800
+    a = {"variant": "gla_head", "q": np.ones((1, T_long, 1, 2)), "k": np.ones((1, T_long, 1, 2)),
+         "v": np.ones((1, T_long, 1, 2)), "g": np.ones((1, T_long, 1)), "grad_o": np.ones((1, T_long, 1, 2))}
+    with pytest.raises(NonFiniteGradientError, match=r"S \(forward pass\) stops being finite at time step t=7\d\d"):
+        call(fn, a)
+
+
+def test_a_backward_overflow_is_named_by_its_tensor_and_step():
+    """The forward pass finite, its gradient not: dL/dS_t grows backward through e^{g} > 1 from a huge dL/do."""
+    from contract import NonFiniteGradientError
+    a = {"variant": "gla_head", "q": np.ones((1, 4, 1, 1)), "k": np.ones((1, 4, 1, 1)), "v": np.ones((1, 4, 1, 1)),
+         "g": np.full((1, 4, 1), 300.0), "grad_o": np.full((1, 4, 1, 1), 1e300)}
+    with pytest.raises(NonFiniteGradientError, match=r"stops being finite at time step t=\d"):
+        manual.recurrence_gradients(**a)

@@ -32,7 +32,7 @@ def recurrence_bptt(variant, q, k, v, g=None, beta=None, *, scale=None, initial_
     decay, delta = DECAY.get(variant), variant in DELTA
     B, T, H, K = q.shape
     HV, V = v.shape[2:]
-    s = K ** -0.5 if scale is None else scale
+    s = K ** -0.5 if scale is None or mistake == "scale_ignored" else scale
     if mistake == "crash_without_initial_grad" and initial_state is not None and wrt is not None and \
             "initial_state" not in wrt:
         raise RuntimeError("a kernel's backward that assumes dh0 is wanted whenever h0 is given")
@@ -130,6 +130,6 @@ def recurrence_bptt(variant, q, k, v, g=None, beta=None, *, scale=None, initial_
 correct = recurrence_bptt
 MISTAKES = ("initial_state_ungated", "gate_after_correction", "dbeta_without_residual", "gate_grad_wrong_axis",
             "carry_across_boundary", "padding_written", "l2norm_without_projection", "scale_twice",
-            "crash_without_initial_grad", "dbeta_unwritten_past_32")
+            "crash_without_initial_grad", "dbeta_unwritten_past_32", "scale_ignored")
 for _m in MISTAKES:
     globals()[_m] = partial(recurrence_bptt, mistake=_m)

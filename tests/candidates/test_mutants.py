@@ -166,6 +166,7 @@ RECURRENCE_CASES = {"gdr": GDR, "kda": GDR.replace("gated_delta_rule", "kda"),
                     "l2norm": GDR.replace("gated_delta_rule", "delta_rule-l2norm"),
                     "nograd": GDR.replace("init-grad", "init-nograd"),
                     "beta_v40": "recurrence/delta_rule-betav/T5-B1-H1-K4-V40/init-grad/seqs-batch/up-both/float64",
+                    "scaled": GDR.replace("gated_delta_rule", "gated_delta_rule-scale2"),
                     "everything": "recurrence/kda-betav-gv2-l2norm/T20-B3-H2-K8-V6/init-nograd/seqs-packed/up-both/"
                                   "float64"}
 # mutant → (case, {tensor that must FAIL: its first wrong step in backward order, or None}, tensors that must pass).
@@ -180,6 +181,7 @@ RECURRENCE_CATALOGUE = {
     "l2norm_without_projection": ("l2norm", {"q": 9, "k": 9}, ["v", "beta", "initial_state", "S"]),
     "scale_twice": ("gdr", {"q": 9}, ["k", "v", "g", "beta", "initial_state", "S"]),
     "dbeta_unwritten_past_32": ("beta_v40", {"beta": 5}, ["q", "k", "v", "initial_state", "S"]),
+    "scale_ignored": ("scaled", {"q": 9, "S": 9}, []),
 }
 
 
@@ -190,7 +192,7 @@ def recurrence_golden(tmp_path_factory):
 
 def test_an_independent_recurrence_implementation_passes(recurrence_golden, capsys):
     assert main(["check", str(recurrence_golden), "--candidate", "recurrence_mutants:correct"]) == 0
-    assert "8 cases: 8 passed, 0 failed" in capsys.readouterr().out
+    assert "9 cases: 9 passed, 0 failed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("mutant", first_fast(list(RECURRENCE_CATALOGUE)))
@@ -213,3 +215,20 @@ def test_a_recurrence_failure_names_head_and_step(recurrence_golden, capsys):
     main([*argv, "--case", RECURRENCE_CASES["packed"]])
     assert re.search(r"first mismatch q\[t=20, b=0, head=0, 0\]; backward pass first wrong at t=20",
                      capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("mutant, expression, tensor", [
+    ("dbeta_unwritten_past_32", "recurrence and betav and float32", "beta"),
+    ("scale_ignored", "recurrence and scale2 and float32", "q"),
+    ("padding_written", "recurrence and packed and float32", "k"),
+])
+def test_the_builtin_recurrence_matrix_catches_the_shipped_kinds_of_bug(mutant, expression, tensor):
+    """Not only a hand-made case: the built-in cases a kernel writer exports catch each (β per value channel past 32
+    channels, the scale ignored, the padding written), and name the tensor."""
+    import recurrence_mutants
+
+    from oracle.checker.run import check
+
+    result = check(getattr(recurrence_mutants, mutant), expression, isolate=False)
+    failed = [r for r in result.results if not r.ok]
+    assert failed and all(not r.report[tensor].ok for r in failed if r.report is not None), result.text()

@@ -11,15 +11,12 @@ from hypothesis import strategies as st
 
 from contract.recurrence import VARIANTS
 from manual.recurrence import recurrence_forward, recurrence_gradients
-from oracle.cases.recurrence import recurrence_truth, time_major
+from oracle.cases.recurrence import FORMS, recurrence_truth, time_major
 from oracle.fd import recurrence_fd_errors
 from oracle.judge import compare
 from oracle.policy import FD_TOL
 from reference.recurrence import recurrence_forward as reference_forward
 from reference.recurrence import unrolled_recurrence_gradients
-
-FORMS = [(v, per_channel) for v, (_, delta) in VARIANTS.items() for per_channel in ((False, True) if delta else
-                                                                                        (False,))]
 
 
 def draw(variant, *, B=2, T=6, H=2, groups=1, K=3, V=4, per_channel=False, init="yes", up="both", packed=None,
