@@ -227,13 +227,13 @@ def fuzz(candidate: Callable | str, *, model: str = "module", cell: str | None =
          dtypes: tuple[str, ...] = ("float64", "float32"), max_examples: int = DEFAULT_EXAMPLES,
          budget: float = DEFAULT_BUDGET, seed: int | None = None, shard: str | None = None, isolate: bool = True,
          timeout: float = DEFAULT_TIMEOUT, database: str | Path | None | bool = True, ray: str | None = None,
-         num_gpus: float = 0, expression: str | None = None) -> FuzzResult:
+         num_gpus: float = 0, expression: str | None = None, variant: str | None = None) -> FuzzResult:
     """Search configurations for one where ``candidate`` is wrong; shrink it (see the module's docstring).
 
     ``model``: "module" (``manual.module_gradients``' signature; ``cell`` one
     mode, or every cell when None), "seed" (``manual.gradients``') or
-    "recurrence" (``manual.recurrence_gradients``'; ``cell`` one variant, or
-    every one when None).
+    "recurrence" (``manual.recurrence_gradients``'; ``variant`` one of them,
+    or every one when None).
     ``budget``: seconds of searching; ``max_examples``: at most this many
     examples. ``database``: True for ``.hypothesis/bptt-fuzz/<candidate…>``,
     a folder, or False/None for none. ``ray``: "local" or a Ray address: each
@@ -241,7 +241,7 @@ def fuzz(candidate: Callable | str, *, model: str = "module", cell: str | None =
     ``expression``: a ``-k`` expression (``oracle.cases.select``): only
     configurations whose names it selects.
     """
-    strategy, db = _arguments(candidate, model, cell, layout, dtypes, max_examples, budget, database)
+    strategy, db = _arguments(candidate, model, cell, layout, dtypes, max_examples, budget, database, variant)
     part = None if shard is None else parse_shard(shard)
     keep = None if not expression else compile_expression(expression, builtin_parts())
     out = FuzzResult(shard=shard, layout=layout, candidate=candidate if isinstance(candidate, str) else
@@ -368,12 +368,16 @@ def _isolated(candidate, timeout: float, prep: Callable, search: Callable) -> No
         raise failed[0]
 
 
-def _arguments(candidate, model, cell, layout, dtypes, max_examples, budget, database) -> tuple:
+def _arguments(candidate, model, cell, layout, dtypes, max_examples, budget, database, variant=None) -> tuple:
     """(strategy, hypothesis database) for fuzz's arguments, or the ValueError naming the wrong one."""
     if model not in MODELS:
         raise BadValue(f"model must be one of {MODELS}; got {model!r}. Remedy: model='module'.")
+    if variant is not None and model != "recurrence" or model == "recurrence" and cell is not None:
+        raise BadValue(f"cell is for model='module' and variant for model='recurrence'; got model={model!r}, "
+                       f"cell={cell!r}, variant={variant!r}. Remedy: e.g. model='recurrence', "
+                       "variant='gated_delta_rule'.")
     if model == "recurrence":
-        return _recurrence_arguments(candidate, cell, layout, dtypes, database)
+        return _recurrence_arguments(candidate, variant, layout, dtypes, database)
     modes = tuple(CELLS) if cell is None else (cell,)
     if model == "module" and any(m not in CELLS for m in modes):
         raise BadValue(f"cell must be one of {tuple(CELLS)} or None; got {cell!r}. Remedy: e.g. cell='LSTM'.")

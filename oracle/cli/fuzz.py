@@ -81,7 +81,7 @@ def cmd_fuzz(args) -> int:
     dtypes = ("float64", "float32") if args.dtype == "all" else (args.dtype,)
     database = False if args.no_database else (args.database or True)
     try:
-        result = fuzz(args.candidate, model=args.model, cell=args.variant or args.cell, layout=args.layout,
+        result = fuzz(args.candidate, model=args.model, cell=args.cell, variant=args.variant, layout=args.layout,
                       dtypes=dtypes, max_examples=args.max_examples, budget=args.budget, seed=args.seed,
                       shard=shard_text(args), isolate=not args.in_process, timeout=args.timeout,
                       database=database, ray=args.ray, num_gpus=args.num_gpus, expression=args.k)

@@ -5,22 +5,33 @@ import json
 
 import pytest
 from helpers import SLOW
-from test_mutants import CATALOGUE, CELL_CATALOGUE, MODULE_CATALOGUE
+from test_mutants import CATALOGUE, CELL_CATALOGUE, MODULE_CATALOGUE, RECURRENCE_CATALOGUE
 
 from oracle.cases import builtin_cases, parse_case
 from oracle.checker.run import check
 from oracle.cli import main
 from oracle.fuzzing import case_size, fuzz, parse_budget
 
+# a recurrence mutant is searched among the cases of the variant it is wrong for
+RECURRENCE_VARIANTS = {"initial_state_ungated": "gated_delta_rule", "gate_after_correction": "kda",
+                       "dbeta_without_residual": "delta_rule", "gate_grad_wrong_axis": "gla",
+                       "carry_across_boundary": "gla_head", "padding_written": "linear_attention",
+                       "l2norm_without_projection": "delta_rule", "scale_twice": "linear_attention",
+                       "dbeta_unwritten_past_32": "delta_rule", "scale_ignored": "gla_head",
+                       "crash_without_initial_grad": "gated_delta_rule"}
 MUTANTS = ([("seed", None, f"mutants:{m}") for m in CATALOGUE]
            + [("module", "RNN_TANH", f"module_mutants:{m}") for m in MODULE_CATALOGUE]
-           + [("module", parse_case(case).mode, f"cell_mutants:{m}") for m, (case, *_) in CELL_CATALOGUE.items()])
+           + [("module", parse_case(case).mode, f"cell_mutants:{m}") for m, (case, *_) in CELL_CATALOGUE.items()]
+           + [("recurrence", RECURRENCE_VARIANTS[m], f"recurrence_mutants:{m}")
+              for m in (*RECURRENCE_CATALOGUE, "crash_without_initial_grad")])
+FIRST_OF_EACH = {MUTANTS.index(next(m for m in MUTANTS if m[0] == model)) for model in ("seed", "module",
+                                                                                         "recurrence")}
 
 
 def smallest_builtin_catch(candidate: str, model: str, cell: str | None) -> int:
     """The size of the smallest built-in case (float64, the mutant's model and cell) on which it fails."""
     pool = [c for c in builtin_cases(dtypes=("float64",))
-            if (c.kind == "seed") == (model == "seed") and (cell is None or getattr(c, "mode", None) == cell)]
+            if c.kind == model and (cell is None or getattr(c, "mode", getattr(c, "variant", None)) == cell)]
     for case in sorted(pool, key=case_size):
         if not check(candidate, [case], isolate=False).ok:
             return case_size(case)
@@ -28,9 +39,10 @@ def smallest_builtin_catch(candidate: str, model: str, cell: str | None) -> int:
 
 
 @pytest.mark.parametrize("model, cell, candidate", [
-    pytest.param(*m, id=m[2], marks=() if i in (0, len(CATALOGUE)) else SLOW) for i, m in enumerate(MUTANTS)])
+    pytest.param(*m, id=m[2], marks=() if i in FIRST_OF_EACH else SLOW) for i, m in enumerate(MUTANTS)])
 def test_fuzz_finds_and_shrinks_every_mutant(model, cell, candidate):
-    result = fuzz(candidate, model=model, cell=cell, isolate=False, database=False, seed=0)
+    where = {"variant": cell} if model == "recurrence" else {"cell": cell}
+    result = fuzz(candidate, model=model, **where, isolate=False, database=False, seed=0)
     assert result.exit_status == 1 and result.failure is not None, result.summary()
     shrunk = result.failure.case
     assert case_size(shrunk) <= smallest_builtin_catch(candidate, model, cell), result.summary()
