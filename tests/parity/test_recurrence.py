@@ -158,3 +158,20 @@ def test_property_random_shapes_and_decays(form, T, H, groups, K, V, init, up, l
     variant, per_channel = form
     agree(*draw(variant, T=T, H=H, groups=groups, K=K, V=V, per_channel=per_channel, init=init, up=up, l2norm=l2norm,
                 g_range=g_range, beta_range=beta_range, seed=seed))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_manual_and_the_reference_run_on_cuda(variant):
+    """CUDA in, CUDA out: manual's gradients on the device equal NumPy's, and the reference runs there too (its
+    zero states and the padding's zero dL/dS_t made on the inputs' device)."""
+    args, kwargs = draw(variant, packed=[2, 3], T=7, groups=2, l2norm=True, init="no", seed=3)
+    cuda = lambda a: torch.from_numpy(a).cuda() if isinstance(a, np.ndarray) else a  # noqa: E731
+    here = recurrence_gradients(**args, **kwargs)
+    there = recurrence_gradients(**{n: cuda(a) for n, a in args.items()}, **{n: cuda(a) for n, a in kwargs.items()})
+    auto = unrolled_recurrence_gradients(**{n: cuda(a) for n, a in args.items()},
+                                         **{n: cuda(a) for n, a in kwargs.items()})
+    for n, a in here.items():
+        assert there[n].is_cuda and auto[n].is_cuda, n
+        assert np.allclose(there[n].cpu().numpy(), a, rtol=1e-10, atol=1e-12), n
+        assert np.allclose(auto[n].cpu().numpy(), a, rtol=1e-10, atol=1e-12), n
