@@ -24,7 +24,8 @@ class Cell:
     torch_module: str | None = None  # torch.nn's module for it; None: none (its reference is the unrolled step)
     onnx_gates: tuple[int, ...] | None = None  # ONNX's gate order, as indices of ours; None: no ONNX operator
     onnx_letters: str = ""  # ONNX's names of its gate blocks, in its order (a report in ONNX's layout says them)
-    recurrent: str = "matrix"  # weight_hh: "matrix" (G·H, P), or "diagonal" (G·H,): each unit sees its own past
+    recurrent: str = "matrix"  # weight_hh: "matrix" (G·H, P), "diagonal" (G·H,): each unit sees its own past, or
+    # "none": no weight_hh and no bias_hh (the gates read x_t alone; the state enters only the carry)
     cell_state: bool = False  # a second state c beside h (hx is then the pair (h0, c0))
     options: tuple[str, ...] = ()  # config keys beyond torch.nn.RNN's that this cell takes
     forms: tuple[dict, ...] = field(default=({},))  # the built-in matrix's forms: config changes from the default
@@ -57,6 +58,18 @@ INDRNN_EQUATIONS = (
     ("h", "dL/dh{t} = dL/doutput{t} + dL/dz{t1} ⊙ u          (through the future: u is a vector)"),
     ("z", "dL/dz{t} = dL/dh{t} ⊙ act'(z{t})"))
 
+MIN_TOTALS = (("weight_ih", "dW_ih = Σ_t dL/da_tᵀ x_t   (no recurrent weights: the gates read x_t alone)"),
+              ("bias_ih", "db_ih = Σ_t Σ_b dL/da_t"))
+MINGRU_EQUATIONS = (
+    ("h", "dL/dh{t} = dL/doutput{t} + dL/dh{t1} ⊙ (1 − z{t1})          (through the future)"),
+    ("gate_z", "dL/da_z{t} = dL/dh{t} ⊙ (h̃{t} − h{t0}) ⊙ z{t}(1 − z{t})"),
+    ("gate_h", "dL/da_h{t} = dL/dh{t} ⊙ z{t} ⊙ g′(a_h{t})"))
+MINLSTM_EQUATIONS = (
+    ("h", "dL/dh{t} = dL/doutput{t} + dL/dh{t1} ⊙ f′{t1}          (through the future; f′ = f / (f + i))"),
+    ("gate_f", "dL/da_f{t} = dL/dh{t} ⊙ (h{t0} − h̃{t}) ⊙ i{t} / (f{t} + i{t})² ⊙ f{t}(1 − f{t})"),
+    ("gate_i", "dL/da_i{t} = dL/dh{t} ⊙ (h̃{t} − h{t0}) ⊙ f{t} / (f{t} + i{t})² ⊙ i{t}(1 − i{t})"),
+    ("gate_h", "dL/da_h{t} = dL/dh{t} ⊙ i′{t} ⊙ g′(a_h{t})"))
+
 CELLS = {c.mode: c for c in (
     Cell("RNN_TANH", "elman", 1, _ELMAN, ("tanh",), "RNN", (0,), full_matrix=True, benchmark=False),
     Cell("RNN_RELU", "elman", 1, _ELMAN, ("relu",), "RNN", (0,), full_matrix=True, benchmark=False),
@@ -76,6 +89,10 @@ CELLS = {c.mode: c for c in (
          forms=({}, {"nonlinearity": "relu"}), equations=INDRNN_EQUATIONS,
          totals=(("weight_hh", "du = Σ_t Σ_b dL/dz_t ⊙ h_{t−1}   (a vector: the diagonal alone)"),
                  ("weight_ih", "dW_ih = Σ_t dL/dz_tᵀ x_t"), ("bias_hh", "db_hh = Σ_t Σ_b dL/dz_t (= db_ih)"))),
+    Cell("MINGRU", "mingru", 2, ("h", "gate_z", "gate_h"), recurrent="none", equations=MINGRU_EQUATIONS,
+         totals=MIN_TOTALS),
+    Cell("MINLSTM", "minlstm", 3, ("h", "gate_f", "gate_i", "gate_h"), recurrent="none",
+         equations=MINLSTM_EQUATIONS, totals=MIN_TOTALS),
 )}
 CELL_FILES = {c.file: c for c in reversed(CELLS.values())}  # a file's first row: `bptt derive --cell FILE`
 

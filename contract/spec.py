@@ -105,15 +105,17 @@ class RNNConfig:
 def param_shapes(config: RNNConfig) -> dict[str, tuple[int, ...]]:
     """state_dict name → shape, in ``torch.nn.RNN``'s order."""
     G, H = GATES[config.mode], config.hidden_size
-    recurrent = (G * H,) if config.cell.recurrent == "diagonal" else (G * H, config.out_size)
+    recurrent = {"diagonal": (G * H,), "matrix": (G * H, config.out_size), "none": None}[config.cell.recurrent]
     out = {}
     for k in range(config.num_layers):
         for s in config.suffixes:
             out[f"weight_ih_l{k}{s}"] = (G * H, config.layer_input(k))
-            out[f"weight_hh_l{k}{s}"] = recurrent
+            if recurrent:
+                out[f"weight_hh_l{k}{s}"] = recurrent
             if config.bias:
                 out[f"bias_ih_l{k}{s}"] = (G * H,)
-                out[f"bias_hh_l{k}{s}"] = (G * H,)
+                if recurrent:
+                    out[f"bias_hh_l{k}{s}"] = (G * H,)
             if config.proj_size:
                 out[f"weight_hr_l{k}{s}"] = (config.proj_size, H)
     return out

@@ -50,7 +50,7 @@ def _time_major(p: ModuleProblem, a):
 
 def _weights(sd, layer: int, s: str) -> dict:
     """One layer's and direction's recurrent weights, as the cells take them (None where absent)."""
-    return {"weight_hh": sd[f"weight_hh_l{layer}{s}"], "bias_hh": sd.get(f"bias_hh_l{layer}{s}"),
+    return {"weight_hh": sd.get(f"weight_hh_l{layer}{s}"), "bias_hh": sd.get(f"bias_hh_l{layer}{s}"),
             "weight_hr": sd.get(f"weight_hr_l{layer}{s}")}
 
 
@@ -162,12 +162,11 @@ def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, gr
             I, G = xin.shape[-1], dxproj.shape[-1]  # noqa: E741
             dxp2 = xp.reshape(dxproj, (T * B, G))  # (T·B, G·H)
             grads[f"weight_ih_l{layer}{s}"] = dxp2.T @ xp.reshape(xin, (T * B, I))  # Σ_t dxproj_tᵀ x_t   (G·H, I)
-            grads[f"weight_hh_l{layer}{s}"] = dW["weight_hh"]
             if c.bias:
                 grads[f"bias_ih_l{layer}{s}"] = xp.sum(dxp2, axis=0)  # Σ_t Σ_b dxproj_t              (G·H,)
-                grads[f"bias_hh_l{layer}{s}"] = dW["bias_hh"]
-            if c.proj_size:
-                grads[f"weight_hr_l{layer}{s}"] = dW["weight_hr"]
+            # the cell's recurrent weights that the state_dict holds: weight_hh, bias_hh, weight_hr (none for a
+            # cell whose gates read x_t alone)
+            grads.update({f"{n}_l{layer}{s}": g for n, g in dW.items() if f"{n}_l{layer}{s}" in sd})
             dx = xp.reshape(dxp2 @ W_ih, (T, B, I))  # dL/dx_t = dxproj_t W_ih                            (T, B, I)
             if d == 1:
                 dx = xp.flip(dx, axis=0)

@@ -136,7 +136,34 @@ def _indrnn(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
     return torch.where(inside_t, act(z), h), None
 
 
-STEP = {"elman": _elman, "lstm": _lstm, "gru": _gru, "indrnn": _indrnn}  # a cell's file (contract.cells) → its step
+def _positive(a):
+    """The minimal cells' candidate map: a + ½ for a ≥ 0, σ(a) below."""
+    return torch.where(a >= 0, a + 0.5, torch.sigmoid(a))
+
+
+def _input_gates(c, leaf, layer, s, xt, kinds, keep):
+    """The pre-activations x_t W_ihᵀ + b_ih of a cell whose gates read x_t alone, split by ``kinds``."""
+    a = xt @ leaf[f"weight_ih_l{layer}{s}"].T + (leaf[f"bias_ih_l{layer}{s}"] if c.bias else 0)
+    H = c.hidden_size
+    gates = {kind: a[:, j * H:(j + 1) * H] for j, kind in enumerate(kinds)}
+    keep.update(gates)
+    return gates
+
+
+def _mingru(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
+    a = _input_gates(c, leaf, layer, s, xt, ("gate_z", "gate_h"), keep)
+    z = torch.sigmoid(a["gate_z"])
+    return torch.where(inside_t, (1 - z) * h + z * _positive(a["gate_h"]), h), None
+
+
+def _minlstm(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
+    a = _input_gates(c, leaf, layer, s, xt, ("gate_f", "gate_i", "gate_h"), keep)
+    f, i = torch.sigmoid(a["gate_f"]), torch.sigmoid(a["gate_i"])
+    return torch.where(inside_t, f / (f + i) * h + i / (f + i) * _positive(a["gate_h"]), h), None
+
+
+STEP = {"elman": _elman, "lstm": _lstm, "gru": _gru, "indrnn": _indrnn, "mingru": _mingru,
+        "minlstm": _minlstm}  # a cell's file (contract.cells) → its step
 
 
 def unrolled_module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None,

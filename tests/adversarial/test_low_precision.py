@@ -6,7 +6,9 @@ import pytest
 import torch
 from helpers import SLOW, export_golden
 
+from contract.cells import CELLS
 from oracle.cases import builtin_cases, parse_case
+from oracle.cases.module import VARIANTS
 from oracle.cases.select import select
 from oracle.checker.run import check
 from oracle.judge import compare
@@ -20,8 +22,8 @@ WRONG = ["hx_dropped_bf16", "forget_gate_a_step_late_bf16", "ten_times_autograds
 def test_builtin_low_precision_cases_exist_for_every_cell_and_form():
     for dtype in ("bfloat16", "float16"):
         cases = select(builtin_cases(), f"module and {dtype}")
-        assert {c.mode for c in cases} == {"RNN_TANH", "RNN_RELU", "LSTM", "GRU", "INDRNN"}
-        assert all(c.dtype == dtype for c in cases) and len(cases) == 24
+        assert {c.mode for c in cases} == set(CELLS)  # every cell, in each of its forms three times
+        assert all(c.dtype == dtype for c in cases) and len(cases) == 3 * len(VARIANTS) == 30
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -37,7 +39,7 @@ def test_inputs_are_exactly_numbers_of_the_dtype(dtype):
 def test_manual_in_bfloat16_and_a_float32_computation_pass(candidate):
     spec = candidate if ":" in candidate else f"low_precision:{candidate}"
     result = check(spec, "module and bfloat16", isolate=False)
-    assert result.ok and len(result.results) == 24, str(result)
+    assert result.ok and len(result.results) == 3 * len(VARIANTS), str(result)
 
 
 def test_manual_in_float16_passes():

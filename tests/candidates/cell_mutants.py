@@ -1,4 +1,5 @@
-"""Mistakes in LSTM, GRU and IndRNN backward passes, as candidates with manual.module_gradients' signature.
+"""Mistakes in LSTM, GRU, IndRNN, minGRU and minLSTM backward passes, as candidates with manual.module_gradients'
+signature.
 
 ``correct`` is an independent NumPy implementation, one layer and one
 direction (the cases below use num_layers=1, unidirectional, full lengths),
@@ -161,6 +162,65 @@ def _indrnn(c, W, x, h0, g_out, g_hn, mistake):
     return g, dx, dh0, steps
 
 
+def _minimal(c, W, x, h0, g_out, g_hn, mistake):
+    """minGRU / minLSTM, per batch row, each step's gradients by the chain rule through the normalised gates:
+    h_t = A_t h_{t-1} + B_t with (A, B) = (1 − z, z h̃) or (f/(f+i), i/(f+i) h̃), h̃ = g(a_h)."""
+    T, B, _ = x.shape
+    H = c["hidden_size"]
+    gru = c["mode"] == "MINGRU"
+    kinds = ("gate_z", "gate_h") if gru else ("gate_f", "gate_i", "gate_h")
+    Wih = W["weight_ih_l0"]
+    b = W["bias_ih_l0"] if "bias_ih_l0" in W else np.zeros(len(kinds) * H)
+    g = {k: np.zeros_like(v) for k, v in W.items()}
+    dx, dh0 = np.zeros_like(x), np.zeros_like(h0)
+    steps = {k: np.zeros((T, B, H)) for k in ("h", *kinds)}
+    pos = lambda a: np.where(a >= 0, a + 0.5, sigmoid(np.minimum(a, 0)))  # noqa: E731
+    dpos = lambda a: np.where(a >= 0, 1.0, sigmoid(np.minimum(a, 0)) * (1 - sigmoid(np.minimum(a, 0))))  # noqa: E731
+    for row in range(B):
+        hs, cache = [h0[row]], []
+        for t in range(T):
+            a = Wih @ x[t, row] + b
+            ht = pos(a[-H:])
+            if gru:
+                z = sigmoid(a[:H])
+                A, Bt = (z if mistake == "carry_by_z" else 1 - z), z * ht
+                cache.append((a, ht, z))
+            else:
+                f, i = sigmoid(a[:H]), sigmoid(a[H:2 * H])
+                A, Bt = f / (f + i), i / (f + i) * ht
+                cache.append((a, ht, (f, i)))
+            hs.append(A * hs[-1] + Bt)
+        dh_next = g_hn[row] if g_hn is not None else np.zeros(H)
+        for t in reversed(range(T)):
+            dh = dh_next + (g_out[t, row] if g_out is not None else 0)
+            a, ht, gates = cache[t]
+            if gru:  # the mutant's own model, A = z, differentiated consistently: dA/dz = +1
+                z = gates
+                h_prev = -hs[t] if mistake == "carry_by_z" else hs[t]
+                da = [dh * (ht - h_prev) * z * (1 - z), dh * z * dpos(a[-H:])]
+                carry = z if mistake == "carry_by_z" else 1 - z
+            else:
+                f, i = gates
+                s = f + i
+                if mistake == "normalisation_not_differentiated":  # as if A = f, B = i h̃
+                    df, di = dh * hs[t], dh * ht
+                else:
+                    df, di = dh * (hs[t] - ht) * i / s**2, dh * (ht - hs[t]) * f / s**2
+                da = [df * f * (1 - f), di * i * (1 - i), dh * i / s * dpos(a[-H:])]
+                carry = f / s
+            da = np.concatenate(da)
+            g["weight_ih_l0"] += np.outer(da, x[t, row])
+            if "bias_ih_l0" in W:
+                g["bias_ih_l0"] += da
+            dx[t, row] = Wih.T @ da
+            steps["h"][t, row] = dh
+            for j, kind in enumerate(kinds):
+                steps[kind][t, row] = da[j * H:(j + 1) * H]
+            dh_next = carry * dh
+        dh0[row] = dh_next
+    return g, dx, dh0, steps
+
+
 def cell_bptt(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None, lengths=None, grad_cn=None,
               mistake=None):
     c = config
@@ -180,7 +240,7 @@ def cell_bptt(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=N
         out = {**g, "input": dx, "hx": dh0[None], "cx": dc0[None]}
     else:
         h0 = hx if hx is not None else np.zeros((1, B, c["hidden_size"]))
-        one = _indrnn if c["mode"] == "INDRNN" else _gru
+        one = {"INDRNN": _indrnn, "MINGRU": _minimal, "MINLSTM": _minimal}.get(c["mode"], _gru)
         g, dx, dh0, steps = one(c, W, x, h0[0], grad_output, g_hn, mistake)
         out = {**g, "input": dx, "hx": dh0[None]}
     out.update({f"{k}_l0": v for k, v in steps.items()})
@@ -197,3 +257,5 @@ reset_in_the_other_form = partial(cell_bptt, mistake="reset_in_the_other_form")
 b_hn_as_b_in = partial(cell_bptt, mistake="b_hn_as_b_in")
 u_from_h_t = partial(cell_bptt, mistake="u_from_h_t")
 diagonal_as_matrix = partial(cell_bptt, mistake="diagonal_as_matrix")
+carry_by_z = partial(cell_bptt, mistake="carry_by_z")
+normalisation_not_differentiated = partial(cell_bptt, mistake="normalisation_not_differentiated")
