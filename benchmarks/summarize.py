@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from contract.cells import CELLS  # noqa: E402
 
 NN = list(dict.fromkeys(f"nn.{c.torch_module}" for c in CELLS.values() if c.torch_module))  # torch's modules
-ORDER = ["manual-numpy", "manual-numba", "manual-torch", "autograd", *NN, "fla-chunk", "floor-numpy", "floor-torch"]
+ORDER = ["manual-numpy", "manual-numba", "manual-torch", "autograd", *NN, "fla-chunk", "floor-numpy", "floor-torch",
+         "loop-numpy", "scan-numpy", "loop-torch", "scan-torch"]
 FLOOR = {"manual-numpy": "floor-numpy", "manual-numba": "floor-numpy", "manual-torch": "floor-torch"}
 
 

@@ -264,3 +264,36 @@ def _lstm_gru(benchmark, mode, name, impl, device):
     benchmark.extra_info.update({"impl": impl, "T": T, "B": B, "D": I, "H": H, "dtype": dtype, "device": device,
                                  "machine": MACHINE})
     benchmark.pedantic(timed, rounds=5 if name == "medium" else 3, warmup_rounds=1)
+
+
+SCAN_IMPLS = ["loop-numpy", "scan-numpy", "loop-torch", "scan-torch"]
+
+
+@pytest.mark.parametrize("impl", SCAN_IMPLS)
+@pytest.mark.parametrize("mode", ["MINGRU", "MINLSTM"])
+@pytest.mark.parametrize("name", list(CELL_SIZES))
+def test_minimal_scan_against_loop(benchmark, name, mode, impl):
+    """The minimal cells' forward pass over the whole sequence: manual's sequential loop against the log-space
+    parallel scan the paper trains with (manual.cells.mingru.scan), from the same pre-activations, float32; the
+    scan's h first checked against the loop's."""
+    from array_api_compat import array_namespace
+
+    from manual.cells import mingru, minlstm
+    from manual.kernels import kernels
+
+    cell = {"MINGRU": mingru, "MINLSTM": minlstm}[mode]
+    T, B, I, H = CELL_SIZES[name]  # noqa: E741
+    rng = np.random.default_rng(0)
+    xproj = rng.normal(size=(T, B, (2 if mode == "MINGRU" else 3) * H)).astype(np.float32)
+    h0 = rng.uniform(0.1, 1.0, (B, H)).astype(np.float32)
+    if impl.endswith("torch"):
+        xproj, h0 = torch.from_numpy(xproj), torch.from_numpy(h0)
+    xp = array_namespace(xproj)
+    k = kernels(xp, "tanh")
+    loop = lambda: cell.forward(xp, k, None, xproj, h0, None, {}, None)[0]  # noqa: E731
+    scan = lambda: cell.scan(xp, xproj, h0)  # noqa: E731
+    assert np.allclose(np.asarray(scan()), np.asarray(loop()), rtol=1e-4, atol=1e-5)
+    benchmark.group = f"{mode} forward: loop against scan {CELL_SIZES[name]} float32 cpu"
+    benchmark.extra_info.update({"impl": impl, "T": T, "B": B, "D": I, "H": H, "dtype": "float32", "device": "cpu",
+                                 "machine": MACHINE})
+    benchmark.pedantic(loop if impl.startswith("loop") else scan, rounds=5, warmup_rounds=1)
