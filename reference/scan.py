@@ -21,6 +21,15 @@ def _coefficients(mode: str, a: torch.Tensor, H: int) -> tuple:
     return torch.log(f) - torch.log(f + i), torch.log(i) - torch.log(f + i) + torch.log(ht)
 
 
+def _scan(c, W_ih, b_ih, x, h0):
+    """h (T, B, H) by the scan from the layer's input x (T, B, I) and hx (1, B, H)."""
+    a = x @ W_ih.T + (b_ih if c.bias else 0)  # (T, B, G·H)
+    log_a, log_b = _coefficients(c.mode, a, c.hidden_size)
+    a_star = torch.cumsum(log_a, dim=0)  # (T, B, H)
+    terms = torch.cat([torch.log(h0[0])[None], log_b - a_star], dim=0)  # (T+1, B, H)
+    return torch.exp(a_star + torch.logcumsumexp(terms, dim=0)[1:])
+
+
 def scan_gradients(config, state_dict, input, hx, *, grad_output=None, grad_hn=None) -> dict:
     """``weight_ih_l0``, ``bias_ih_l0``, ``input``, ``hx`` through the log-space scan: one layer, one direction,
     time-major, every row of full length, hx > 0 (the scan takes log h_0)."""
@@ -33,11 +42,7 @@ def scan_gradients(config, state_dict, input, hx, *, grad_output=None, grad_hn=N
     with torch.enable_grad():
         leaf = {k: t(v).clone().requires_grad_() for k, v in state_dict.items()}
         x, h0 = t(input).clone().requires_grad_(), t(hx).clone().requires_grad_()
-        a = x @ leaf["weight_ih_l0"].T + (leaf["bias_ih_l0"] if c.bias else 0)  # (T, B, G·H)
-        log_a, log_b = _coefficients(c.mode, a, c.hidden_size)
-        a_star = torch.cumsum(log_a, dim=0)  # (T, B, H)
-        terms = torch.cat([torch.log(h0[0])[None], log_b - a_star], dim=0)  # (T+1, B, H)
-        h = torch.exp(a_star + torch.logcumsumexp(terms, dim=0)[1:])  # (T, B, H)
+        h = _scan(c, leaf["weight_ih_l0"], leaf.get("bias_ih_l0"), x, h0)  # (T, B, H)
         pairs = [(y, t(g)) for y, g in ((h, grad_output), (h[-1][None], grad_hn)) if g is not None]
         torch.autograd.backward([y for y, _ in pairs], [g for _, g in pairs])
     out = {k: v.grad for k, v in leaf.items()}
@@ -48,8 +53,4 @@ def scan_gradients(config, state_dict, input, hx, *, grad_output=None, grad_hn=N
 def scan_forward(config, state_dict, input, hx):
     """h (T, B, H) by the scan, NumPy in and out (for the forward's proof)."""
     c, t = check_module_inputs(config, state_dict, input, hx, upstream=False).config, converter(True)
-    a = t(input) @ t(state_dict["weight_ih_l0"]).T + (t(state_dict["bias_ih_l0"]) if c.bias else 0)
-    log_a, log_b = _coefficients(c.mode, a, c.hidden_size)
-    a_star = torch.cumsum(log_a, dim=0)
-    terms = torch.cat([torch.log(t(hx)[0])[None], log_b - a_star], dim=0)
-    return torch.exp(a_star + torch.logcumsumexp(terms, dim=0)[1:]).numpy()
+    return _scan(c, t(state_dict["weight_ih_l0"]), t(state_dict.get("bias_ih_l0")), t(input), t(hx)).numpy()

@@ -67,6 +67,28 @@ def backward(xp, cache, d_out, dhn, masks, gate_grads, kinds):
     return xp.concat(gates, axis=-1), dh0, None, {}, steps
 
 
+def cell(coefficients, gate_grads, kinds: tuple):
+    """(forward, backward, scan) of one minimal cell, the cell interface of ``manual.cells`` around this module's
+    loop: ``coefficients(xp, k, xproj)`` → (A, B, what the backward reuses), ``gate_grads(xp, dB, h_prev,
+    extra)`` → its gates' gradients in ``kinds``' order."""
+    from manual.kernels import kernels
+
+    def forward_(xp, k, config, xproj, h0, c0, W: dict, masks):
+        """(output (T, B, H), h_T, None, cache) from xproj = x_t W_ihᵀ + b_ih (T, B, G·H) and h0 (B, H)."""
+        return forward(xp, k, xproj, h0, masks, coefficients)
+
+    def backward_(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
+        """(dL/dxproj (T, B, G·H), dL/dh0, None, {}, {"h": dL/dh_t, kind: dL/da_kind for each of kinds})."""
+        return backward(xp, cache, d_out, dhn, masks, gate_grads, kinds)
+
+    def scan(xp, xproj, h0):
+        """h_t for every t by the log-space parallel scan the paper trains with (h0 > 0): the loop's equal."""
+        A, Bc, _ = coefficients(xp, kernels(xp, "tanh"), xproj)
+        return log_space_scan(xp, A, Bc, h0)
+
+    return forward_, backward_, scan
+
+
 def log_space_scan(xp, A, Bc, h0):
     """h_t = A_t ⊙ h_{t−1} + B_t for every t at once, in log space (A, B, h0 > 0): log h_t = a*_t +
     logcumsumexp_{s ≤ t}(log b_s − a*_s), a*_t = Σ_{s ≤ t} log A_s, b_0 = h0. (T, B, H) → (T, B, H)."""

@@ -18,7 +18,6 @@ that is A_t = f′_t, B_t = i′_t ⊙ h̃_t. Backward, with s = f + i, dL/dA_t 
 from __future__ import annotations
 
 from manual.cells import minimal
-from manual.kernels import kernels
 
 KINDS = ("gate_f", "gate_i", "gate_h")
 
@@ -38,17 +37,4 @@ def _gate_grads(xp, dB, h_prev, extra):
     return mixed * i * (f * (1 - f)), -mixed * f * (i * (1 - i)), dB * (i / s) * dg  # da_f, da_i, da_h
 
 
-def scan(xp, xproj, h0):
-    """h_t for every t by the log-space parallel scan the paper trains with (h0 > 0): the loop's equal."""
-    A, Bc, _ = coefficients(xp, kernels(xp, "tanh"), xproj)
-    return minimal.log_space_scan(xp, A, Bc, h0)
-
-
-def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
-    """(output (T, B, H), h_T, None, cache) from xproj = x_t W_ihᵀ + b_ih (T, B, 3H) and h0 (B, H)."""
-    return minimal.forward(xp, k, xproj, h0, masks, coefficients)
-
-
-def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
-    """(dL/dxproj (T, B, 3H), dL/dh0, None, {}, {"h", "gate_f", "gate_i", "gate_h"})."""
-    return minimal.backward(xp, cache, d_out, dhn, masks, _gate_grads, KINDS)
+forward, backward, scan = minimal.cell(coefficients, _gate_grads, KINDS)  # the interface of manual.cells
