@@ -284,16 +284,18 @@ def module_flops(T: int, B: int, I: int, H: int) -> float:  # noqa: E741
 
 
 def module_config(size: tuple, mode: str = "RNN_TANH") -> RNNConfig:
-    """The Elman benchmark: 2 layers, both directions; the LSTM and GRU benchmarks: one layer, one direction."""
+    """The Elman benchmark: 2 layers, both directions; the other cells' benchmarks: one layer, one direction (the
+    sLSTM with 4 heads, the published default)."""
     T, B, I, H = size  # noqa: E741
     if mode == "RNN_TANH":
         return RNNConfig("RNN_TANH", I, H, num_layers=2, bidirectional=True)
-    return RNNConfig(mode, I, H)
+    return RNNConfig(mode, I, H, num_heads=4 if "num_heads" in CELLS[mode].options else 1)
 
 
 def module_inputs(size: tuple, dtype: str, lib: str = "numpy", device: str = "cpu", cast64: bool = False,
                   mode: str = "RNN_TANH") -> dict:
-    """config, state_dict, input, hx, grad_output, grad_hn (and the LSTM's grad_cn); spectral radius of each
+    """config, state_dict, input, hx, grad_output, grad_hn (and grad_cn, … of the other carried states, which
+    start at zero); spectral radius of each
     weight_hh block ≈ 0.9 (entries N(0, 0.9²/H))."""
     T, B, I, H = size  # noqa: E741
     c = module_config(size, mode)
@@ -303,8 +305,8 @@ def module_inputs(size: tuple, dtype: str, lib: str = "numpy", device: str = "cp
           for k, s in param_shapes(c).items()}
     arrays = {"input": rng.normal(0, 1, (T, B, I)), "hx": np.zeros((L, B, H)),
               "grad_output": rng.normal(0, 1, (T, B, c.dirs * H)), "grad_hn": rng.normal(0, 1, (L, B, H))}
-    if c.has_cell_state:
-        arrays["grad_cn"] = rng.normal(0, 1, (L, B, H))
+    for st in c.cell.carried[1:]:
+        arrays[f"grad_{st}n"] = rng.normal(0, 1, (L, B, H))
     if lib == "numpy":
         conv = lambda a: a.astype(dtype).astype(np.float64) if cast64 else a.astype(dtype)  # noqa: E731
     else:
@@ -312,7 +314,7 @@ def module_inputs(size: tuple, dtype: str, lib: str = "numpy", device: str = "cp
     out = {"config": c.as_dict(), "state_dict": {k: conv(v) for k, v in sd.items()},
            **{k: conv(v) for k, v in arrays.items()}, "lengths": None}
     if c.has_cell_state:
-        out["hx"] = (out["hx"], conv(np.zeros((L, B, H))))
+        out["hx"] = (out["hx"], *(conv(np.zeros((L, B, H))) for _ in c.cell.carried[1:]))
     return out
 
 

@@ -24,9 +24,13 @@ class Cell:
     torch_module: str | None = None  # torch.nn's module for it; None: none (its reference is the unrolled step)
     onnx_gates: tuple[int, ...] | None = None  # ONNX's gate order, as indices of ours; None: no ONNX operator
     onnx_letters: str = ""  # ONNX's names of its gate blocks, in its order (a report in ONNX's layout says them)
-    recurrent: str = "matrix"  # weight_hh: "matrix" (G·H, P), "diagonal" (G·H,): each unit sees its own past, or
+    recurrent: str = "matrix"  # weight_hh: "matrix" (G·H, P), "diagonal" (G·H,): each unit sees its own past,
+    # "heads" (G·H, H / num_heads): block-diagonal, each head's units see their own head's past, or
     # "none": no weight_hh and no bias_hh (the gates read x_t alone; the state enters only the carry)
-    cell_state: bool = False  # a second state c beside h (hx is then the pair (h0, c0))
+    carried: tuple[str, ...] = ("h",)  # the states carried from step to step, h first; with more than one, hx is
+    # their tuple (torch's LSTM pair (h0, c0)), and each state s has its final s_n, its upstream grad_{s}n and the
+    # gradient {s}x of its initial state
+    nonnegative: tuple[str, ...] = ()  # carried states whose initial value must be ≥ 0 (the sLSTM's normaliser n)
     options: tuple[str, ...] = ()  # config keys beyond torch.nn.RNN's that this cell takes
     forms: tuple[dict, ...] = field(default=({},))  # the built-in matrix's forms: config changes from the default
     full_matrix: bool = False  # the built-in matrix takes its whole parity matrix (else B = 3, upstream h_n/both)
@@ -37,8 +41,13 @@ class Cell:
 
     @property
     def states(self) -> tuple[str, ...]:
-        """The per-step kinds that are states (h, and c for a cell state); the others are pre-activations."""
-        return ("h", "c") if self.cell_state else ("h",)
+        """The per-step kinds that are states (h, c, n); the others are pre-activations."""
+        return tuple(k for k in self.step_kinds if k in self.carried)
+
+    @property
+    def cell_state(self) -> bool:
+        """More than h is carried (hx is a tuple)."""
+        return len(self.carried) > 1
 
 
 _ELMAN = ("h", "z")
@@ -70,11 +79,20 @@ MINLSTM_EQUATIONS = (
     ("gate_i", "dL/da_i{t} = dL/dh{t} ⊙ (h̃{t} − h{t0}) ⊙ f{t} / (f{t} + i{t})² ⊙ i{t}(1 − i{t})"),
     ("gate_h", "dL/da_h{t} = dL/dh{t} ⊙ i′{t} ⊙ g′(a_h{t})"))
 
+SLSTM_EQUATIONS = (
+    ("h", "dL/dh{t} = dL/doutput{t} + dL/da{t1} R          (through the future; R block-diagonal by head)"),
+    ("c", "dL/dc{t} = dL/dc{t1} ⊙ f′{t1} + dL/dh{t} ⊙ o{t} / n{t}          (f′, i′: the stabilised gates)"),
+    ("n", "dL/dn{t} = dL/dn{t1} ⊙ f′{t1} − dL/dh{t} ⊙ o{t} ⊙ c{t} / n{t}²"),
+    ("gate_i", "dL/dã_i{t} = (dL/dc{t} ⊙ z{t} + dL/dn{t}) ⊙ i′{t}          (m held fixed: no gradient through it)"),
+    ("gate_f", "dL/dã_f{t} = (dL/dc{t} ⊙ c{t0} + dL/dn{t} ⊙ n{t0}) ⊙ f′{t} ⊙ (1 − σ(ã_f{t}))   (exp: no last factor)"),
+    ("gate_z", "dL/dã_z{t} = dL/dc{t} ⊙ i′{t} ⊙ (1 − z{t}²)"),
+    ("gate_o", "dL/dã_o{t} = dL/dh{t} ⊙ c{t} / n{t} ⊙ o{t}(1 − o{t})"))
+
 CELLS = {c.mode: c for c in (
     Cell("RNN_TANH", "elman", 1, _ELMAN, ("tanh",), "RNN", (0,), full_matrix=True, benchmark=False),
     Cell("RNN_RELU", "elman", 1, _ELMAN, ("relu",), "RNN", (0,), full_matrix=True, benchmark=False),
     Cell("LSTM", "lstm", 4, ("h", "c", "gate_i", "gate_f", "gate_g", "gate_o"), ("tanh",), "LSTM", (0, 3, 1, 2),
-         onnx_letters="iofc", cell_state=True, options=("proj_size",), forms=({}, {"proj_size": 2}), size_sweep=True,
+         onnx_letters="iofc", carried=("h", "c"), options=("proj_size",), forms=({}, {"proj_size": 2}), size_sweep=True,
          equations=LSTM_EQUATIONS,
          totals=(("weight_hh", "dW_hh = Σ_t dL/da_tᵀ h_{t−1}"), ("weight_ih", "dW_ih = Σ_t dL/da_tᵀ x_t"),
                  ("bias_hh", "db_hh = Σ_t dL/da_t (= db_ih)"))),
@@ -93,6 +111,11 @@ CELLS = {c.mode: c for c in (
          totals=MIN_TOTALS),
     Cell("MINLSTM", "minlstm", 3, ("h", "gate_f", "gate_i", "gate_h"), recurrent="none",
          equations=MINLSTM_EQUATIONS, totals=MIN_TOTALS),
+    Cell("SLSTM", "slstm", 4, ("h", "c", "n", "gate_i", "gate_f", "gate_z", "gate_o"), recurrent="heads",
+         carried=("h", "c", "n", "m"), nonnegative=("n",), options=("num_heads", "forget_gate"),
+         forms=({}, {"num_heads": 2}, {"forget_gate": "exp"}), equations=SLSTM_EQUATIONS,
+         totals=(("weight_hh", "dR_k = Σ_t dL/da_{t,k}ᵀ h_{t−1,k}   (head k's block: its units' rows, its units' h)"),
+                 ("weight_ih", "dW_ih = Σ_t dL/da_tᵀ x_t"), ("bias_hh", "db_hh = Σ_t Σ_b dL/da_t (= db_ih)"))),
 )}
 CELL_FILES = {c.file: c for c in reversed(CELLS.values())}  # a file's first row: `bptt derive --cell FILE`
 

@@ -44,7 +44,8 @@ class ModuleProblem:
 
     @property
     def cell_shape(self) -> tuple[int, int, int]:
-        """The LSTM's c0 and c_n: (num_layers·dirs, B, hidden_size)."""
+        """Every carried state's but h, initial and final (the LSTM's c; the sLSTM's c, n, m):
+        (num_layers·dirs, B, hidden_size)."""
         c = self.config
         return (c.num_layers * c.dirs, self.B, c.hidden_size)
 
@@ -105,19 +106,38 @@ def same_kind(arg: str, a, ref_arg: str, ref, xp, dtype, dev, shape: tuple, mean
 
 
 def split_hx(config: RNNConfig, hx) -> tuple:
-    """(h0, c0) of ``hx``: the LSTM's pair as torch takes it, or (hx, None) for the other cells."""
-    if not config.has_cell_state:
-        return hx, None
+    """(h0, (the other carried states' initial values, each an array or None)) of ``hx``: for a cell that carries
+    more than h, the tuple of them in its row's order (torch's LSTM pair (h0, c0); the sLSTM's (h0, c0, n0, m0)),
+    else (hx, ())."""
+    carried = config.cell.carried
+    if len(carried) == 1:
+        return hx, ()
     if hx is None:
-        return None, None
-    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-        raise BadType(f"hx must be the pair (h0, c0) for mode 'LSTM', as torch.nn.LSTM takes it; got "
-                        f"{type(hx).__name__}. Remedy: pass (h0, c0), or None for zeros.")
-    return hx[0], hx[1]
+        return None, (None,) * (len(carried) - 1)
+    names = ", ".join(f"{s}0" for s in carried)
+    if not isinstance(hx, (tuple, list)) or len(hx) != len(carried):
+        got = f"{type(hx).__name__}" + (f" of {len(hx)}" if isinstance(hx, (tuple, list)) else "")
+        raise BadType(f"hx must be the tuple ({names}) for mode {config.mode!r}"
+                      + (", as torch.nn.LSTM takes it" if config.mode == "LSTM" else "")
+                      + f"; got {got}. Remedy: pass ({names}), or None for zeros.")
+    return hx[0], tuple(hx[1:])
+
+
+def upstream_states(config: RNNConfig, grad_cn=None, grad_nn=None, grad_mn=None) -> dict:
+    """{state: dL/d(its final value) or None} of every carried state but h, in the row's order; TypeError /
+    ValueError when one is given for a state the cell lacks."""
+    given = {"c": grad_cn, "n": grad_nn, "m": grad_mn}
+    extra = config.cell.carried[1:]
+    for s, g in given.items():
+        if g is not None and s not in extra:
+            raise BadValue(f"grad_{s}n is dL/d{s}_n, and mode {config.mode!r} has no state {s}"
+                           + (" (no cell state)" if s == "c" else "") + ". Remedy: drop it.")
+    return {s: given[s] for s in extra}
 
 
 def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, grad_hn=None,
-                        lengths=None, *, grad_cn=None, upstream: bool = True) -> ModuleProblem:
+                        lengths=None, *, grad_cn=None, grad_nn=None, grad_mn=None,
+                        upstream: bool = True) -> ModuleProblem:
     """Check the arguments of ``module_gradients`` (``upstream=False``: of the forward pass alone)."""
     c = config_from(config)
     shapes = param_shapes(c)
@@ -157,21 +177,23 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
     same_kind("input", input, ref_arg, ref, xp, dtype, dev, shape, f"{layout}, batch_first={c.batch_first}")
     named["input"] = input
     p = ModuleProblem(c, T, B, _lengths(lengths, T, B), xp, dtype, dev)
-    h0, c0 = split_hx(c, hx)
+    h0, rest = split_hx(c, hx)
+    extra = c.cell.carried[1:]
     if h0 is not None:
-        arg = "hx[0]" if c.has_cell_state else "hx"
+        arg = "hx[0]" if extra else "hx"
         same_kind(arg, h0, ref_arg, ref, xp, dtype, dev, p.state_shape,
                    "(num_layers·dirs, B, proj_size or hidden_size)")
         named[arg] = h0
-    if c0 is not None:
-        same_kind("hx[1]", c0, ref_arg, ref, xp, dtype, dev, p.cell_shape, "(num_layers·dirs, B, hidden_size)")
-        named["hx[1]"] = c0
-    if grad_cn is not None and not c.has_cell_state:
-        raise BadValue(f"grad_cn is the LSTM's (dL/dc_n); mode {c.mode!r} has no cell state. Remedy: drop it.")
-    if upstream and grad_output is None and grad_hn is None and grad_cn is None:
+    for j, (s, a) in enumerate(zip(extra, rest, strict=True), start=1):
+        if a is not None:
+            same_kind(f"hx[{j}]", a, ref_arg, ref, xp, dtype, dev, p.cell_shape,
+                      f"(num_layers·dirs, B, hidden_size), the initial {s}")
+            named[f"hx[{j}]"] = a
+    ups = upstream_states(c, grad_cn, grad_nn, grad_mn)
+    if upstream and grad_output is None and grad_hn is None and all(g is None for g in ups.values()):
         raise BadValue("grad_output and grad_hn are both None: there is no loss to differentiate. Remedy: "
                          "pass dL/doutput (the shape of the output) and/or dL/dh_n"
-                         + (" and/or dL/dc_n." if c.has_cell_state else "."))
+                         + "".join(f" and/or dL/d{s}_n" for s in extra) + ".")
     if grad_output is not None:
         same_kind("grad_output", grad_output, ref_arg, ref, xp, dtype, dev, p.output_shape,
                    "(the module's output: T or B first as batch_first says, hidden_size·dirs last)")
@@ -180,11 +202,17 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
         same_kind("grad_hn", grad_hn, ref_arg, ref, xp, dtype, dev, p.state_shape,
                    "(num_layers·dirs, B, proj_size or hidden_size), as h_n")
         named["grad_hn"] = grad_hn
-    if grad_cn is not None:
-        same_kind("grad_cn", grad_cn, ref_arg, ref, xp, dtype, dev, p.cell_shape,
-                   "(num_layers·dirs, B, hidden_size), as c_n")
-        named["grad_cn"] = grad_cn
+    for s, g in ups.items():
+        if g is not None:
+            same_kind(f"grad_{s}n", g, ref_arg, ref, xp, dtype, dev, p.cell_shape,
+                      f"(num_layers·dirs, B, hidden_size), as {s}_n")
+            named[f"grad_{s}n"] = g
     with quiet_errors(xp):
         for arg, a in named.items():
             require_finite(arg, xp, a)
+        for j, s in enumerate(extra, start=1):
+            if s in c.cell.nonnegative and rest[j - 1] is not None and bool(xp.any(rest[j - 1] < 0)):
+                raise BadValue(f"hx[{j}] (the initial {s}) must be ≥ 0 for mode {c.mode!r}: {s} is a sum of "
+                               f"positive terms, and h divides by it; got a minimum of {float(xp.min(rest[j - 1]))}"
+                               f". Remedy: pass its absolute value, or zeros.")
     return p

@@ -48,6 +48,8 @@ class RNNConfig:
     proj_size: int = 0  # LSTM only: h_t = W_hr (o ⊙ tanh(c_t)), P = proj_size < hidden_size
     linear_before_reset: bool = True  # GRU only: torch's form; False is the original paper's (ONNX's default)
     nonlinearity: str = ""  # "" is the mode's own (a cell with one); a cell with a choice takes it here
+    num_heads: int = 1  # sLSTM only: weight_hh block-diagonal, one (4·H/num_heads)² block per head
+    forget_gate: str = "sigmoid"  # sLSTM only: f = σ(ã_f), or "exp": f = exp(ã_f)
 
     def __post_init__(self):
         if not self.nonlinearity:
@@ -65,6 +67,7 @@ class RNNConfig:
 
     @property
     def has_cell_state(self) -> bool:
+        """More than h is carried: hx is a tuple (the LSTM's (h0, c0), the sLSTM's (h0, c0, n0, m0))."""
         return self.cell.cell_state
 
     @property
@@ -99,13 +102,17 @@ class RNNConfig:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         if out["nonlinearity"] == NONLINEARITY[self.mode]:
             del out["nonlinearity"]
+        for name in OPTION_DEFAULTS:  # another cell's option, at its default: not this cell's key
+            if name not in self.cell.options:
+                del out[name]
         return out
 
 
 def param_shapes(config: RNNConfig) -> dict[str, tuple[int, ...]]:
     """state_dict name → shape, in ``torch.nn.RNN``'s order."""
     G, H = GATES[config.mode], config.hidden_size
-    recurrent = {"diagonal": (G * H,), "matrix": (G * H, config.out_size), "none": None}[config.cell.recurrent]
+    recurrent = {"diagonal": (G * H,), "matrix": (G * H, config.out_size), "heads": (G * H, H // config.num_heads),
+                 "none": None}[config.cell.recurrent]
     out = {}
     for k in range(config.num_layers):
         for s in config.suffixes:
@@ -137,12 +144,16 @@ def grad_shapes(config: RNNConfig, T: int, B: int) -> dict[str, tuple[int, ...]]
     out = dict(param_shapes(config))
     out["input"] = (B, T, config.input_size) if config.batch_first else (T, B, config.input_size)
     out["hx"] = (config.num_layers * config.dirs, B, config.out_size)
-    if config.has_cell_state:
-        out["cx"] = (config.num_layers * config.dirs, B, config.hidden_size)
+    for s in config.cell.carried[1:]:  # dL/d(each other carried state's initial value): cx, nx, mx
+        out[f"{s}x"] = (config.num_layers * config.dirs, B, config.hidden_size)
     for _, _, names in step_names(config):
         for kind, name in names.items():
             out[name] = step_shape(config, kind, T, B)
     return out
+
+
+OPTION_DEFAULTS = {"num_heads": 1, "forget_gate": "sigmoid"}  # options of one cell that the others hold at these
+FORGET_GATES = ("sigmoid", "exp")
 
 
 def is_int(v: object) -> bool:
@@ -202,7 +213,25 @@ def config_from(config: Mapping | RNNConfig) -> RNNConfig:
     if not lbr and "linear_before_reset" not in cell.options:
         raise BadValue(f"config['linear_before_reset'] is the GRU's; got False for mode {mode!r}. "
                          "Remedy: drop it.")
+    heads, forget = _slstm_options(config, mode, H)
     return RNNConfig(mode, _positive("input_size", config["input_size"]), H,
                      _positive("num_layers", config.get("num_layers", 1)),
                      _flag("bias", config.get("bias", True)), _flag("batch_first", config.get("batch_first", False)),
-                     _flag("bidirectional", config.get("bidirectional", False)), int(P), lbr, act)
+                     _flag("bidirectional", config.get("bidirectional", False)), int(P), lbr, act, heads, forget)
+
+
+def _slstm_options(config: Mapping, mode: str, H: int) -> tuple[int, str]:
+    """(num_heads, forget_gate), checked: the sLSTM's options, the defaults for any other cell."""
+    heads = _positive("num_heads", config.get("num_heads", 1))
+    forget = config.get("forget_gate", "sigmoid")
+    if "num_heads" not in CELLS[mode].options and (heads, forget) != (1, "sigmoid"):
+        raise BadValue(f"config['num_heads'] and config['forget_gate'] are the sLSTM's; got {heads!r} and "
+                       f"{forget!r} for mode {mode!r}. Remedy: drop them, or mode='SLSTM'.")
+    if H % heads:
+        divisors = [d for d in range(1, H + 1) if H % d == 0]
+        raise BadValue(f"config['num_heads'] must divide hidden_size = {H} (each head holds H / num_heads units); "
+                       f"got {heads}. Remedy: one of {divisors}.")
+    if forget not in FORGET_GATES:
+        raise BadValue(f"config['forget_gate'] must be one of {FORGET_GATES}; got {forget!r}. "
+                       "Remedy: forget_gate='sigmoid' (σ) or 'exp'.")
+    return heads, forget

@@ -27,7 +27,7 @@ gate's pre-activation; zero at padded steps but for c, carried like h.
 from __future__ import annotations
 
 from contract import NonFiniteGradientError, all_finite, first_nonfinite_step
-from contract.module_checks import ModuleProblem, check_module_inputs, split_hx
+from contract.module_checks import ModuleProblem, check_module_inputs, split_hx, upstream_states
 from contract.spec import step_names
 from manual.bptt import detached_args
 from manual.cells import CELLS
@@ -55,14 +55,16 @@ def _weights(sd, layer: int, s: str) -> dict:
 
 
 def _forward(p: ModuleProblem, sd, x, hx):
-    """Every layer and direction: (output (T, B, P·dirs), h_n, c_n or None, caches)."""
+    """Every layer and direction: (output (T, B, P·dirs), h_n, {state: its final value} of every other carried
+    state, caches)."""
     xp, c, T, B = p.xp, p.config, p.T, p.B
     k = kernels(xp, c.nonlinearity)
     cell = CELLS[c.mode]
     masks = _masks(p)
     flipped = None if masks is None else xp.flip(masks, axis=0)
-    h0s, c0s = split_hx(c, hx)
-    layer_in, h_n, c_n, caches = x, [], [], {}
+    h0s, rest0 = split_hx(c, hx)
+    extra = c.cell.carried[1:]
+    layer_in, h_n, finals, caches = x, [], {s: [] for s in extra}, {}
     for layer in range(c.num_layers):
         outs = []
         I = layer_in.shape[-1]  # noqa: E741
@@ -77,67 +79,73 @@ def _forward(p: ModuleProblem, sd, x, hx):
                 xproj = xproj + sd[f"bias_ih_l{layer}{s}"]
             zeros = lambda n: xp.zeros((B, n), dtype=p.dtype, device=p.device)  # noqa: E731
             h0 = zeros(c.out_size) if h0s is None else h0s[i, ...]
-            c0 = (zeros(c.hidden_size) if c0s is None else c0s[i, ...]) if c.has_cell_state else None
-            out, hT, cT, cache = cell.forward(xp, k, c, xproj, h0, c0, _weights(sd, layer, s), m)
+            s0 = tuple(zeros(c.hidden_size) if r is None else r[i, ...] for r in rest0)  # c0, n0, m0 …
+            out, hT, sT, cache = cell.forward(xp, k, c, xproj, h0, s0, _weights(sd, layer, s), m)
             bad = first_nonfinite_step(xp, out, backward=False)
             if bad is not None:
                 raise NonFiniteGradientError(f"h_l{layer}{s} (forward pass)", bad if d == 0 else T + 1 - bad)
             outs.append(out if d == 0 else xp.flip(out, axis=0))
             h_n.append(hT)
-            c_n.append(cT)
+            for name, v in zip(extra, sT or (), strict=True):
+                finals[name].append(v)
             caches[(layer, d)] = (xin, m, cache)
         layer_in = outs[0] if c.dirs == 1 else xp.concat(outs, axis=-1)  # (T, B, P·dirs)
-    return layer_in, xp.stack(h_n), (xp.stack(c_n) if c.has_cell_state else None), caches
+    return layer_in, xp.stack(h_n), {name: xp.stack(v) for name, v in finals.items()}, caches
 
 
 @numpy_quiet_input
 def module_forward(config, state_dict, input, hx=None, *, lengths=None) -> dict:
-    """``output`` as torch's module returns it (padded steps zero), ``h_n`` (L·dirs, B, P), and for the
-    LSTM ``c_n`` (L·dirs, B, H); arguments as :func:`module_gradients`."""
+    """``output`` as torch's module returns it (padded steps zero), ``h_n`` (L·dirs, B, P), and every other
+    carried state's final value (L·dirs, B, H): the LSTM's ``c_n``, the sLSTM's ``c_n``, ``n_n``, ``m_n``;
+    arguments as :func:`module_gradients`."""
     state_dict, input, hx = detached_args(state_dict, input, hx)
     p = check_module_inputs(config, state_dict, input, hx, lengths=lengths, upstream=False)
-    out, h_n, c_n, _ = _forward(p, state_dict, _time_major(p, input), hx)
-    res = {"output": _time_major(p, out), "h_n": h_n}
-    if c_n is not None:
-        res["c_n"] = c_n
-    return res
+    out, h_n, finals, _ = _forward(p, state_dict, _time_major(p, input), hx)
+    return {"output": _time_major(p, out), "h_n": h_n, **{f"{s}_n": v for s, v in finals.items()}}
 
 
 @numpy_quiet_input
 def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None, lengths=None,
-                     grad_cn=None) -> dict:
-    """Hand-derived BPTT through torch's recurrent modules (nn.RNN, nn.LSTM, nn.GRU) and the IndRNN, driven by
-    upstream gradients.
+                     grad_cn=None, grad_nn=None, grad_mn=None) -> dict:
+    """Hand-derived BPTT through torch's recurrent modules (nn.RNN, nn.LSTM, nn.GRU) and the cells torch has no
+    module for (IndRNN, minGRU, minLSTM, sLSTM), driven by upstream gradients.
 
     Args:
-        config: ``{"mode": "RNN_TANH" | "RNN_RELU" | "LSTM" | "GRU" | "INDRNN", "input_size", "hidden_size",
-            "num_layers", "bias", "batch_first", "bidirectional"}`` with torch's names and defaults, plus
-            ``proj_size`` (LSTM), ``linear_before_reset`` (GRU; False: the original paper's form) and
-            ``nonlinearity`` (the IndRNN's: "tanh" or "relu"); each mode's row in ``contract.cells``.
+        config: ``{"mode": "RNN_TANH" | "RNN_RELU" | "LSTM" | "GRU" | "INDRNN" | "MINGRU" | "MINLSTM" | "SLSTM",
+            "input_size", "hidden_size", "num_layers", "bias", "batch_first", "bidirectional"}`` with torch's
+            names and defaults, plus ``proj_size`` (LSTM), ``linear_before_reset`` (GRU; False: the original
+            paper's form), ``nonlinearity`` (the IndRNN's: "tanh" or "relu"), ``num_heads`` and ``forget_gate``
+            (the sLSTM's: "sigmoid" or "exp"); each mode's row in ``contract.cells``.
         state_dict: exactly torch's module's ``state_dict()`` keys and shapes.
         input: (T, B, input_size), or (B, T, input_size) with batch_first.
-        hx: (num_layers·dirs, B, P), or for the LSTM the pair (h0, c0) as torch takes it; None for zeros.
+        hx: (num_layers·dirs, B, P), or the tuple of the cell's carried states: the LSTM's pair (h0, c0) as torch
+            takes it, the sLSTM's (h0, c0, n0, m0) (n0 ≥ 0); None for zeros.
         grad_output: dL/d``output`` (the module's output's shape), or None (zero).
         grad_hn: dL/d``h_n`` (num_layers·dirs, B, P), or None (zero).
         lengths: (B,) integers in 1…T (packed semantics), or None: every row has T steps.
-        grad_cn: the LSTM's dL/d``c_n`` (num_layers·dirs, B, H), or None. Not all upstream gradients None.
+        grad_cn, grad_nn, grad_mn: dL/d``c_n`` (the LSTM's and sLSTM's), dL/d``n_n`` and dL/d``m_n`` (the
+            sLSTM's), each (num_layers·dirs, B, H), or None. Not all upstream gradients None.
 
     Returns:
-        dict: one gradient per ``state_dict`` key (same name and shape), ``input``, ``hx`` (dL/dh0), for the
-        LSTM ``cx`` (dL/dc0), and per layer k and direction s ("" or "_reverse") the per-step tensors
-        ``h_l{k}{s}`` and the cell's own (``z_l{k}{s}``; ``c_l{k}{s}``, ``gate_i_l{k}{s}`` …;
-        ``gate_r_l{k}{s}`` …), (T, B, ·) in time order. In the caller's library, dtype and device.
+        dict: one gradient per ``state_dict`` key (same name and shape), ``input``, ``hx`` (dL/dh0), one per
+        other carried state (``cx`` = dL/dc0; the sLSTM's ``cx``, ``nx``, ``mx``), and per layer k and direction
+        s ("" or "_reverse") the per-step tensors ``h_l{k}{s}`` and the cell's own (``z_l{k}{s}``;
+        ``c_l{k}{s}``, ``gate_i_l{k}{s}`` …; ``gate_r_l{k}{s}`` …), (T, B, ·) in time order. In the caller's
+        library, dtype and device.
     """
-    state_dict, input, hx, grad_output, grad_hn, grad_cn = detached_args(
-        state_dict, input, hx, grad_output, grad_hn, grad_cn)
-    p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths, grad_cn=grad_cn)
+    state_dict, input, hx, grad_output, grad_hn, grad_cn, grad_nn, grad_mn = detached_args(
+        state_dict, input, hx, grad_output, grad_hn, grad_cn, grad_nn, grad_mn)
+    p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths, grad_cn=grad_cn,
+                            grad_nn=grad_nn, grad_mn=grad_mn)
+    ups = upstream_states(p.config, grad_cn, grad_nn, grad_mn)  # dL/d(c_n, n_n, m_n …) or None each
     xp, c, T, B = p.xp, p.config, p.T, p.B
     sd = state_dict
     k = kernels(xp, c.nonlinearity)
     cell = CELLS[c.mode]
     _, _, _, caches = _forward(p, sd, _time_major(p, input), hx)
     d_out = None if grad_output is None else _time_major(p, grad_output)  # dL/d(layer output) (T, B, P·dirs)
-    grads, dhx, dcx = {}, [None] * (c.num_layers * c.dirs), [None] * (c.num_layers * c.dirs)
+    extra = c.cell.carried[1:]
+    grads, dhx, dsx = {}, [None] * (c.num_layers * c.dirs), [None] * (c.num_layers * c.dirs)
     names = {(layer, s): n for layer, s, n in step_names(c)}
     P = c.out_size
     for layer in range(c.num_layers - 1, -1, -1):
@@ -153,9 +161,9 @@ def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, gr
                 if m is not None:
                     part = part * m  # output = m ⊙ h: a padded step's grad_output reaches nothing
             dhn = None if grad_hn is None else grad_hn[i, ...]
-            dcn = None if grad_cn is None else grad_cn[i, ...]
-            dxproj, dhx[i], dcx[i], dW, steps = cell.backward(xp, k, c, cache, _weights(sd, layer, s), part, dhn,
-                                                              dcn, m)
+            dsn = tuple(None if g is None else g[i, ...] for g in ups.values())  # dL/dc_n, dL/dn_n … of this row
+            dxproj, dhx[i], dsx[i], dW, steps = cell.backward(xp, k, c, cache, _weights(sd, layer, s), part, dhn,
+                                                              dsn, m)
             if not all_finite(xp, dxproj):
                 bad = first_nonfinite_step(xp, dxproj, backward=True)
                 raise NonFiniteGradientError(names[(layer, s)]["h"], bad if d == 0 else T + 1 - bad)
@@ -177,11 +185,11 @@ def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, gr
         d_out = d_in
     grads["input"] = _time_major(p, d_out)
     grads["hx"] = xp.stack(dhx)  # (L·dirs, B, P)
-    if c.has_cell_state:
-        grads["cx"] = xp.stack(dcx)  # (L·dirs, B, H)
+    for j, name in enumerate(extra):  # cx, nx, mx: dL/d(the other carried states' initial values) (L·dirs, B, H)
+        grads[f"{name}x"] = xp.stack([row[j] for row in dsx])
     for name, g in grads.items():
         if not all_finite(xp, g):
             raise NonFiniteGradientError(name, None)
-    order = [*sd.keys(), "input", "hx", *(["cx"] if c.has_cell_state else [])]
+    order = [*sd.keys(), "input", "hx", *(f"{name}x" for name in extra)]
     order += [n for _, _, ns in step_names(c) for n in ns.values()]
     return {name: grads[name] for name in order}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import manual
+from contract.cells import CELLS
 from oracle.policy import FD_STEP as STEP  # the step of central differences (its reason: oracle.policy)
 
 FD_NAMES = ("Wxh", "Whh", "bh", "Why", "by", "h0", "x")
@@ -41,7 +42,8 @@ def module_scalar(inputs: dict) -> float:
     out = manual.module_forward(inputs["config"], inputs["state_dict"], inputs["input"], inputs["hx"],
                                 lengths=inputs["lengths"])
     L = 0.0
-    for grad, value in (("grad_output", "output"), ("grad_hn", "h_n"), ("grad_cn", "c_n")):
+    for grad, value in (("grad_output", "output"), ("grad_hn", "h_n"), ("grad_cn", "c_n"), ("grad_nn", "n_n"),
+                        ("grad_mn", "m_n")):
         if inputs.get(grad) is not None:
             L += float(np.sum(inputs[grad] * out[value]))
     return L
@@ -52,8 +54,9 @@ def module_fd_errors(grads: dict, inputs: dict) -> dict:
     L = abs(module_scalar(inputs))
     targets = {k: ("state_dict", k) for k in inputs["state_dict"]}
     targets["input"] = (None, "input")
-    if isinstance(inputs["hx"], tuple):  # the LSTM's (h0, c0)
-        targets.update({"hx": ("hx", 0), "cx": ("hx", 1)})
+    if isinstance(inputs["hx"], tuple):  # the LSTM's (h0, c0), the sLSTM's (h0, c0, n0, m0)
+        carried = CELLS[inputs["config"]["mode"]].carried
+        targets.update({f"{st}x": ("hx", j) for j, st in enumerate(carried)})
     else:
         targets["hx"] = (None, "hx")
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from contract.cells import CELLS
 from contract.errors import BadValue
+from contract.spec import FORGET_GATES
 from oracle.cases.module import ALL_DTYPES, CELL_STATE_UPSTREAMS, LENGTHS, ModuleCase
 from oracle.cases.select import builtin_parts, compile_expression, in_shard, parse_shard
 from oracle.checker.candidate import Outcome
@@ -77,6 +78,10 @@ def module_cases(modes: tuple[str, ...], dtypes: tuple[str, ...]):
         form.pop("proj_size", None)  # drawn whole instead: any P in 0 … H − 1
         if "proj_size" in CELLS[mode].options and shape["H"] > 1:
             form["proj_size"] = d(st.integers(0, shape["H"] - 1))
+        form.pop("num_heads", None)  # drawn whole instead: any divisor of H, and either forget gate
+        if "num_heads" in CELLS[mode].options:
+            form["num_heads"] = d(st.sampled_from([n for n in range(1, shape["H"] + 1) if shape["H"] % n == 0]))
+            form["forget_gate"] = d(st.sampled_from(FORGET_GATES))
         ups = ("both", "output", "hn") + (CELL_STATE_UPSTREAMS if CELLS[mode].cell_state else ())
         more = dict(lengths=d(st.sampled_from(LENGTHS)), upstream=d(st.sampled_from(ups)),
                     dtype=d(st.sampled_from(dtypes)), scale=d(st.sampled_from((1, 4))),

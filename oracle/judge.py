@@ -325,14 +325,20 @@ def compare(got: dict, want: dict, *, dtype: str = "float64", ref: dict | None =
     return report
 
 
+STEP_OF_STATE = {"hx": "h", "cx": "c", "nx": "n", "mx": "gate_f"}  # a module's initial state → the steps it starts
+
+
 def _future(name: str, want: dict):
-    """What an initial state's gradient continues: the seed's h0 is step 0 of h; a module's hx (cx) row
-    k·dirs + d is step 0 of h_l{k} (c_l{k}), ``_reverse`` for d = 1. Its scale is theirs too."""
+    """What an initial state's gradient continues: the seed's h0 is step 0 of h; a module's hx (cx, nx) row
+    k·dirs + d is step 0 of h_l{k} (c_l{k}, n_l{k}), ``_reverse`` for d = 1. Its scale is theirs too. The sLSTM's
+    m has no per-step gradient: dL/dm_0 reaches m_0 through f′_1 = e^{log f_1 + m_0 − m_1}, as dL/dlog f_1 does,
+    so its scale is the forget gate's (where the stabiliser cancels, autograd's dL/dm_0 is a rounding residue of
+    terms that size, and exact zero is as right)."""
     if name == "h0":
         return want.get("h")
-    if name in ("hx", "cx") and name in want:
+    if name in STEP_OF_STATE and name in want:
         dirs = 2 if "h_l0_reverse" in want else 1
-        per = [want.get(f"{name[0]}_l{r // dirs}{'_reverse' if r % dirs else ''}")
+        per = [want.get(f"{STEP_OF_STATE[name]}_l{r // dirs}{'_reverse' if r % dirs else ''}")
                for r in range(want[name].shape[0])]
         return per if all(f is not None for f in per) else None
     return None

@@ -258,13 +258,13 @@ def onnx_report(config: RNNConfig, report):
 
 def torch_report(config: RNNConfig, report):
     """``report`` (torch's names) with each weight's and bias's row named by its gate (torch's letters: LSTM i, f,
-    g, o; GRU r, z, n) and each ``hx``/``cx`` row by its layer and direction."""
+    g, o; GRU r, z, n) and each ``hx``/``cx``/``nx``/``mx`` row by its layer and direction."""
     cell, H = CELLS[config.mode], config.hidden_size
     letters = [k.removeprefix("gate_") for k in cell.step_kinds if k.startswith("gate_")]
     for t in report.tensors:
         if re.fullmatch(r"(weight|bias)_(ih|hh)_l\d+(_reverse)?", t.name) and letters:
             move = lambda idx: (idx, f" (gate {letters[idx[0] // H]})")  # noqa: E731
-        elif t.name in ("hx", "cx"):
+        elif t.name in ("hx", "cx", "nx", "mx"):
             move = lambda idx: (idx, f" (layer {idx[0] // config.dirs}"  # noqa: E731
                                      f"{', reverse' if idx[0] % config.dirs else ''})")
         else:

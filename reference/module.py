@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from contract.errors import BadValue
-from contract.module_checks import check_module_inputs, split_hx
+from contract.module_checks import check_module_inputs, split_hx, upstream_states
 from contract.spec import TORCH_MODULE, step_names
 from reference.model import converter, from_torch
 
@@ -43,14 +43,11 @@ def _backward(outputs: list, grads: list) -> None:
 
 
 def _initial(p, c, hx, like):
-    """(h0, c0) as leaves that require grad (zeros where hx is None)."""
-    h0, c0 = split_hx(c, hx)
-    h0 = torch.zeros(p.state_shape, dtype=like.dtype, device=like.device) if h0 is None else h0.clone()
-    h0.requires_grad_()
-    if c.has_cell_state:
-        c0 = torch.zeros(p.cell_shape, dtype=like.dtype, device=like.device) if c0 is None else c0.clone()
-        c0.requires_grad_()
-    return h0, c0
+    """(h0, (c0, …)) as leaves that require grad (zeros where hx is None): h0 and every other carried state's."""
+    h0, rest = split_hx(c, hx)
+    zeros = lambda shape: torch.zeros(shape, dtype=like.dtype, device=like.device)  # noqa: E731
+    h0 = (zeros(p.state_shape) if h0 is None else h0.clone()).requires_grad_()
+    return h0, tuple((zeros(p.cell_shape) if r is None else r.clone()).requires_grad_() for r in rest)
 
 
 def nn_module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None, lengths=None,
@@ -69,8 +66,8 @@ def nn_module_gradients(config, state_dict, input, hx=None, *, grad_output=None,
         # torch says, once per process, that oneDNN has no projected LSTM and it uses its own kernel: a notice
         warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
         x = x.clone().requires_grad_()
-        h0, c0 = _initial(p, c, hx, x)
-        state = (h0, c0) if c.has_cell_state else h0
+        h0, rest0 = _initial(p, c, hx, x)
+        state = (h0, *rest0) if c.has_cell_state else h0
         if p.lengths is None:
             out, last = module(x, state)
         else:
@@ -82,8 +79,7 @@ def nn_module_gradients(config, state_dict, input, hx=None, *, grad_output=None,
         _backward([out, h_n] + ([c_n] if c_n is not None else []), [g_out, g_hn] + ([g_cn] if c_n is not None else []))
     g = {k: v.grad if v.grad is not None else torch.zeros_like(v) for k, v in module.named_parameters()}
     g["input"], g["hx"] = x.grad, h0.grad
-    if c.has_cell_state:
-        g["cx"] = c0.grad
+    g.update({f"{s}x": r.grad for s, r in zip(c.cell.carried[1:], rest0, strict=True)})
     return from_torch(g, numpy_in)
 
 
@@ -102,12 +98,13 @@ def _lstm(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
         a = a + leaf[f"bias_ih_l{layer}{s}"] + leaf[f"bias_hh_l{layer}{s}"]
     gi, gf, gg, go = (a[:, j * H:(j + 1) * H] for j in range(4))
     keep.update({"gate_i": gi, "gate_f": gf, "gate_g": gg, "gate_o": go})
+    cst, = cst
     cn = torch.where(inside_t, torch.sigmoid(gf) * cst + torch.sigmoid(gi) * torch.tanh(gg), cst)
     hn = torch.sigmoid(go) * torch.tanh(cn)
     if c.proj_size:
         hn = hn @ leaf[f"weight_hr_l{layer}{s}"].T
     keep["c"] = cn
-    return torch.where(inside_t, hn, h), cn
+    return torch.where(inside_t, hn, h), (cn,)
 
 
 def _gru(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
@@ -162,32 +159,60 @@ def _minlstm(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
     return torch.where(inside_t, f / (f + i) * h + i / (f + i) * _positive(a["gate_h"]), h), None
 
 
+def _slstm(c, leaf, layer, s, xt, h, cst, inside_t, act, keep, stabilise=True):
+    """One sLSTM step; ``stabilise=False``: the unstabilised form, carrying C = c e^m and N = n e^m with m = 0
+    (what the stabiliser's no-gradient test compares against)."""
+    H, nh = c.hidden_size, c.num_heads
+    D = H // nh
+    R = leaf[f"weight_hh_l{layer}{s}"].reshape(4, nh, D, D)  # [g, k, j, i]
+    rec = torch.einsum("bki,gkji->bgkj", h.reshape(-1, nh, D), R).reshape(-1, 4 * H)  # R h_{t−1}, head by head
+    a = xt @ leaf[f"weight_ih_l{layer}{s}"].T + rec
+    if c.bias:
+        a = a + leaf[f"bias_ih_l{layer}{s}"] + leaf[f"bias_hh_l{layer}{s}"]
+    ai, af, az, ao = (a[:, j * H:(j + 1) * H] for j in range(4))
+    keep.update({"gate_i": ai, "gate_f": af, "gate_z": az, "gate_o": ao})
+    cp, npr, mp = cst
+    lf = af if c.forget_gate == "exp" else torch.nn.functional.logsigmoid(af)
+    m = torch.maximum(lf + mp, ai) if stabilise else torch.zeros_like(mp)
+    ip, fp = torch.exp(ai - m), torch.exp(lf + mp - m)
+    cn = torch.where(inside_t, fp * cp + ip * torch.tanh(az), cp)
+    nn_ = torch.where(inside_t, fp * npr + ip, npr)
+    m = torch.where(inside_t, m, mp)
+    keep.update({"c": cn, "n": nn_})
+    n_safe = torch.where(inside_t, nn_, 1)  # a padded step's n may be an initial 0: h there is h_{t−1} anyway
+    return torch.where(inside_t, torch.sigmoid(ao) * cn / n_safe, h), (cn, nn_, m)
+
+
 STEP = {"elman": _elman, "lstm": _lstm, "gru": _gru, "indrnn": _indrnn, "mingru": _mingru,
-        "minlstm": _minlstm}  # a cell's file (contract.cells) → its step
+        "minlstm": _minlstm, "slstm": _slstm}  # a cell's file (contract.cells) → its step
 
 
 def unrolled_module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None,
-                              lengths=None, grad_cn=None) -> dict:
-    """Every gradient of the module contract, per-step tensors included."""
-    p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths, grad_cn=grad_cn)
+                              lengths=None, grad_cn=None, grad_nn=None, grad_mn=None, step=None) -> dict:
+    """Every gradient of the module contract, per-step tensors included (``step``: another step function of
+    STEP's signature, for a test's variant of the cell)."""
+    p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths, grad_cn=grad_cn,
+                            grad_nn=grad_nn, grad_mn=grad_mn)
     c, T, B = p.config, p.T, p.B
     act = ACT[c.nonlinearity]
-    step = STEP[c.cell.file]
-    numpy_in, sd, x, hx, g_out, g_hn, g_cn = _torch_args(state_dict, input, hx, grad_output, grad_hn, grad_cn)
+    step = step or STEP[c.cell.file]
+    ups = upstream_states(c, grad_cn, grad_nn, grad_mn)
+    numpy_in, sd, x, hx, g_out, g_hn, *g_states = _torch_args(state_dict, input, hx, grad_output, grad_hn,
+                                                               *ups.values())
     names = {(layer, s): n for layer, s, n in step_names(c)}
     with torch.enable_grad():
         leaf = {k: v.clone().requires_grad_() for k, v in sd.items()}
         x = x.clone().requires_grad_()
-        h0, c0 = _initial(p, c, hx, x)
+        h0, rest0 = _initial(p, c, hx, x)
         seq = x.transpose(0, 1) if c.batch_first else x  # (T, B, I)
         n = torch.tensor(p.lengths if p.lengths is not None else [T] * B, device=x.device)
         inside = [(t < n)[:, None] for t in range(T)]  # step t inside row b's sequence     T × (B, 1)
-        kept, h_n, c_n = {}, [], []
+        kept, h_n, finals = {}, [], []
         for layer in range(c.num_layers):
             outs = []
             for d, s in enumerate(c.suffixes):
                 i = layer * c.dirs + d
-                h, cst = h0[i], (c0[i] if c.has_cell_state else None)
+                h, cst = h0[i], tuple(r[i] for r in rest0)
                 per_step = [None] * T
                 for t in range(T) if d == 0 else range(T - 1, -1, -1):
                     keep = {}
@@ -197,17 +222,17 @@ def unrolled_module_gradients(config, state_dict, input, hx=None, *, grad_output
                         v.retain_grad()
                     per_step[t] = keep
                 h_n.append(h)
-                c_n.append(cst)
+                finals.append(cst)
                 kept[(layer, s)] = per_step
                 outs.append(torch.stack([torch.where(inside[t], per_step[t]["h"], 0) for t in range(T)]))
             seq = torch.cat(outs, dim=-1)  # (T, B, P·dirs)
         out = seq.transpose(0, 1) if c.batch_first else seq
-        finals = [out, torch.stack(h_n)] + ([torch.stack(c_n)] if c.has_cell_state else [])
-        _backward(finals, [g_out, g_hn] + ([g_cn] if c.has_cell_state else []))
+        states_n = [torch.stack([f[j] for f in finals]) for j in range(len(rest0))]  # c_n, n_n, m_n …
+        _backward([out, torch.stack(h_n), *states_n], [g_out, g_hn, *g_states])
     g = {k: v.grad if v.grad is not None else torch.zeros_like(v) for k, v in leaf.items()}
     g["input"], g["hx"] = x.grad, h0.grad
-    if c.has_cell_state:
-        g["cx"] = c0.grad
+    g.update({f"{s}x": r.grad if r.grad is not None else torch.zeros_like(r)
+              for s, r in zip(c.cell.carried[1:], rest0, strict=True)})
     for (layer, s), per_step in kept.items():
         for kind, name in names[(layer, s)].items():
             g[name] = torch.stack([v[kind].grad if v[kind].grad is not None else torch.zeros_like(v[kind])

@@ -20,7 +20,7 @@ ONE_BACKEND = {"test_backends", "test_mutants", "test_wrong_candidates", "test_m
                "test_golden", "test_cli", "test_readme", "test_dependency_rule", "test_checker_resources", "test_wire",
                "test_module_finite_differences", "test_selection_and_reports", "test_plugin", "test_ray",
                "test_fuzz", "test_low_precision", "test_recurrence", "test_recurrence_bad_input",
-               "test_recurrence_library", "test_minimal_cells"}
+               "test_recurrence_library", "test_minimal_cells", "test_slstm", "test_public_cells"}
 # The backend fixture only sets a context variable, the same for every example of a property test.
 settings.register_profile("bptt", suppress_health_check=[HealthCheck.function_scoped_fixture])
 settings.load_profile("bptt")

@@ -5,6 +5,9 @@ Every cell offers ``forward(xp, kernels, config, xproj, h0, c0, W, masks)`` and
 ``backward(xp, kernels, config, cache, W, d_out, dhn, dcn, masks)`` over a
 whole (time-flipped, for the reverse direction) sequence, given the input
 projection x_t W_ihᵀ + b_ih of every step; ``manual.stack`` does the rest.
+``c0`` and ``dcn`` are tuples of the carried states beyond h (the LSTM's (c,), the sLSTM's (c, n, m); empty for
+a cell that carries h alone), and the forward's final states and the backward's initial-state gradients come back
+as such tuples (None for none).
 """
 
 import importlib

@@ -24,7 +24,7 @@ from array_api_compat import device
 
 
 def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
-    """(output (T, B, P or H), h_T, c_T, cache) from xproj = x_t W_ihᵀ + b_ih (T, B, 4H).
+    """(output (T, B, P or H), h_T, (c_T,), cache) from xproj = x_t W_ihᵀ + b_ih (T, B, 4H) and c0 = (c_0,).
 
     In place, step by step: a_t += h_{t-1} W_hhᵀ; σ over all four gates at once (g's σ is overwritten by
     tanh); c_t, tanh(c_t), o ⊙ tanh(c_t) and h_t each into its buffer.
@@ -42,7 +42,7 @@ def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
     hs = xp.empty((T + 1, B, P), dtype=dt, device=dev)  # (T+1, B, P)
     cs = xp.empty((T + 1, B, H), dtype=dt, device=dev)  # (T+1, B, H)
     ig = xp.empty((B, H), dtype=dt, device=dev)  # i ⊙ g, a scratch row                                (B, H)
-    hs[0, ...], cs[0, ...] = h0, c0
+    hs[0, ...], cs[0, ...] = h0, c0[0]
     for t in range(T):
         a, act = a_all[t, ...], acts[t, ...]
         k.mm_add(a, hs[t, ...], WhhT)  # a_t = x_t W_ihᵀ + b + h_{t-1} W_hhᵀ                   (B, 4H)
@@ -64,11 +64,12 @@ def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
             cs[t + 1, ...] = m * c + (1 - m) * cs[t, ...]
             hs[t + 1, ...] = m * hs[t + 1, ...] + (1 - m) * hs[t, ...]
     out = hs[1:, ...] if masks is None else hs[1:, ...] * masks  # (T, B, P)
-    return out, hs[T, ...], cs[T, ...], (acts, tcs, hhs, hs, cs)
+    return out, hs[T, ...], (cs[T, ...],), (acts, tcs, hhs, hs, cs)
 
 
 def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
-    """(dL/dxproj (T, B, 4H), dL/dh0, dL/dc0, {weight_hh, bias_hh, weight_hr}, per-step tensors by kind).
+    """(dL/dxproj (T, B, 4H), dL/dh0, (dL/dc0,), {weight_hh, bias_hh, weight_hr}, per-step tensors by kind), given
+    dcn = (dL/dc_T or None,).
 
     Every factor that does not depend on the recurrence is made for all steps at once before the loop;
     the loop holds dL/dc_t, the four dL/da_t and the two carries.
@@ -88,7 +89,7 @@ def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
     dC = xp.empty((T, B, H), dtype=dt, device=dev)  # dL/dc_t                                     (T, B, H)
     u_all = xp.empty((T, B, H), dtype=dt, device=dev) if Whr is not None else None  # dL/d(o ⊙ tanh c_t)
     carry_h = xp.zeros((B, P), dtype=dt, device=dev) if dhn is None else xp.asarray(dhn, copy=True)  # dL/dh_T
-    carry_c = xp.zeros((B, H), dtype=dt, device=dev) if dcn is None else xp.asarray(dcn, copy=True)  # dL/dc_T
+    carry_c = xp.zeros((B, H), dtype=dt, device=dev) if dcn[0] is None else xp.asarray(dcn[0], copy=True)  # dL/dc_T
     for t in range(T - 1, -1, -1):
         dh = dH[t, ...]
         if d_out is None:
@@ -124,4 +125,4 @@ def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
         dW["weight_hr"] = xp.reshape(dHc, (T * B, P)).T @ xp.reshape(hhs, (T * B, H))  # Σ dh_tᵀ (o ⊙ tanh c_t)
     steps = {"h": dH, "c": dC, "gate_i": da_all[..., :H], "gate_f": da_all[..., H:2 * H],
              "gate_g": da_all[..., 2 * H:3 * H], "gate_o": da_all[..., 3 * H:]}
-    return da_all, carry_h, carry_c, dW, steps
+    return da_all, carry_h, (carry_c,), dW, steps

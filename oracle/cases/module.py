@@ -25,17 +25,18 @@ import numpy as np
 
 from contract.cells import CELLS
 from contract.errors import BadValue
-from contract.spec import MODES, RNNConfig, config_from, grad_shapes, param_shapes, step_names
+from contract.spec import FORGET_GATES, MODES, RNNConfig, config_from, grad_shapes, param_shapes, step_names
 from oracle.cases.seed import Named
 from oracle.groundtruth import Truth, finite_truth, sensitivity
 from oracle.policy import AMP_CAP
 from oracle.precision import LOW, container, round_to
 
-UPSTREAMS = ("output", "hn", "both")  # the matrix's; hn drives c_n too where the cell has one
+UPSTREAMS = ("output", "hn", "both")  # the matrix's; hn drives every other carried state's final value too
 # which of output, h_n and c_n each upstream drives; the last four only for a cell with a state c (the LSTM's),
 # so that every non-empty subset of its three outputs can drive a case (bptt fuzz draws them)
-DRIVES = {"output": {"output"}, "hn": {"hn", "cn"}, "both": {"output", "hn", "cn"}, "hnonly": {"hn"},
-          "cnonly": {"cn"}, "outhn": {"output", "hn"}, "outcn": {"output", "cn"}}
+# (hn and both drive every carried state's final value: the sLSTM's n_n and m_n too)
+DRIVES = {"output": {"output"}, "hn": {"hn", "cn", "nn", "mn"}, "both": {"output", "hn", "cn", "nn", "mn"},
+          "hnonly": {"hn"}, "cnonly": {"cn"}, "outhn": {"output", "hn"}, "outcn": {"output", "cn"}}
 CELL_STATE_UPSTREAMS = ("hnonly", "cnonly", "outhn", "outcn")
 LENGTHS = ("full", "mixed")
 DTYPES = ("float64", "float32")  # the default matrix's; a name may also carry a low precision (oracle.precision)
@@ -65,7 +66,9 @@ class ModuleCase(Named):
     nonlinearity: str = ""  # "" the mode's own; a cell with a choice (contract.cells) may take another
     scale: int = 1  # input and every weight_ih multiplied by it: pre-activations toward saturation
     input_grad: bool = True  # False: dL/dinput not asked for (a kernel may skip it), never judged
-    hx_grad: bool = True  # False: dL/dhx (and dL/dcx) not asked for, never judged
+    hx_grad: bool = True  # False: dL/dhx (and dL/dcx …) not asked for, never judged
+    num_heads: int = 1  # the sLSTM's
+    forget_gate: str = "sigmoid"  # the sLSTM's: "sigmoid" or "exp"
 
     kind = "module"  # the golden schema's word for this class; nothing branches on it
     prefix = "module/"  # the start of every name of this class (oracle.cases.parse_case)
@@ -83,7 +86,7 @@ class ModuleCase(Named):
     @property
     def config(self) -> RNNConfig:
         return RNNConfig(self.mode, self.I, self.H, self.num_layers, self.bias, self.batch_first, self.bidirectional,
-                         self.proj_size, self.linear_before_reset, self.nonlinearity)
+                         self.proj_size, self.linear_before_reset, self.nonlinearity, self.num_heads, self.forget_gate)
 
     @property
     def name(self) -> str:
@@ -91,6 +94,8 @@ class ModuleCase(Named):
         flags = "".join(f"-{f}" for f, on in (("bi", self.bidirectional), ("bf", self.batch_first),
                                               ("nobias", not self.bias), (f"p{self.proj_size}", self.proj_size),
                                               ("paper", not self.linear_before_reset),
+                                              (f"nh{self.num_heads}", self.num_heads != 1),
+                                              ("fexp", self.forget_gate == "exp"),
                                               (self.nonlinearity, other), (f"sat{self.scale}", self.scale != 1),
                                               ("noinputgrad", not self.input_grad), ("nohxgrad", not self.hx_grad))
                         if on)
@@ -100,10 +105,11 @@ class ModuleCase(Named):
     @classmethod
     def parse(cls, name: str) -> ModuleCase:
         """The case a full name describes (see the module's docstring)."""
-        flag = rf"-bi|-bf|-nobias|-p\d+|-paper{ACT_FLAGS}|-sat\d+|-noinputgrad|-nohxgrad"
+        flag = rf"-bi|-bf|-nobias|-p\d+|-paper|-nh\d+|-fexp{ACT_FLAGS}|-sat\d+|-noinputgrad|-nohxgrad"
         m = re.fullmatch(rf"module/(\w+)/L(\d+)((?:{flag})*)/"
                          r"T(\d+)-B(\d+)-I(\d+)-H(\d+)/lengths-(\w+)/up-(\w+)/(\w+)", name)
-        form = "module/MODE/L<int>[-bi][-bf][-nobias][-p<int>][-paper][-relu][-sat<int>][-noinputgrad][-nohxgrad]/" \
+        form = "module/MODE/L<int>[-bi][-bf][-nobias][-p<int>][-paper][-nh<int>][-fexp][-relu][-sat<int>]" \
+               "[-noinputgrad][-nohxgrad]/" \
                "T<int>-B<int>-I<int>-H<int>/" \
                "lengths-full|mixed/up-output|hn|both|hnonly|cnonly|outhn|outcn/dtype"
         if not m:
@@ -121,14 +127,17 @@ class ModuleCase(Named):
         act = next((a for a in ACTS if f"-{a}" in flags), "")
         sat = re.search(r"-sat(\d+)", flags)
         S = int(sat.group(1)) if sat else 1
+        nh = re.search(r"-nh(\d+)", flags)
+        NH = int(nh.group(1)) if nh else 1
         if act and (mode not in CELLS or act not in CELLS[mode].nonlinearities[1:]):
             raise BadValue(f"module case {name!r}: -{act} names another nonlinearity than mode {mode!r}'s own, "
                            f"and {mode!r} " + (f"takes {CELLS[mode].nonlinearities[1:]}" if mode in CELLS and
                                                CELLS[mode].nonlinearities[1:] else "has no other") +
                            ". Remedy: drop the flag (a name carries only a nonlinearity that is not the default).")
-        order = "".join(f for f in ("-bi", "-bf", "-nobias", f"-p{P}" if P else "", "-paper", f"-{act}" if act else "",
+        order = "".join(f for f in ("-bi", "-bf", "-nobias", f"-p{P}" if P else "", "-paper", f"-nh{NH}" if nh else "",
+                                    "-fexp", f"-{act}" if act else "",
                                     f"-sat{S}" if sat else "", "-noinputgrad", "-nohxgrad") if f and f in flags)
-        if min(sizes) < 1 or flags != order or not 2 <= S <= MAX_SCALE and sat:
+        if min(sizes) < 1 or flags != order or not 2 <= S <= MAX_SCALE and sat or nh and NH < 2:
             raise BadValue(f"module case name must read {form}; got {name!r} (sizes ≥ 1, flags in that order, "
                            f"-sat from 2 to {MAX_SCALE})")
         if sizes[0] > MAX_LAYERS:  # before anything is built for them
@@ -136,7 +145,8 @@ class ModuleCase(Named):
                            "(the derivation does not change with depth).")
         case = cls(mode, sizes[0], "-bi" in flags, "-bf" in flags, "-nobias" not in flags, *sizes[1:],
                    lengths=lengths, upstream=up, dtype=dtype, proj_size=P, linear_before_reset="-paper" not in flags,
-                   nonlinearity=act, scale=S, input_grad="-noinputgrad" not in flags, hx_grad="-nohxgrad" not in flags)
+                   nonlinearity=act, scale=S, input_grad="-noinputgrad" not in flags, hx_grad="-nohxgrad" not in flags,
+                   num_heads=NH, forget_gate="exp" if "-fexp" in flags else "sigmoid")
         try:
             config_from(case.config.as_dict())
             case.check_upstream()
@@ -179,10 +189,13 @@ class ModuleCase(Named):
 
         out = {"config": c.as_dict(), "state_dict": {k: cast(v) for k, v in sd.items()}, "input": cast(x),
                "hx": cast(hx), "grad_output": cast(g_out), "grad_hn": cast(g_hn), "lengths": self.length_list()}
-        if c.has_cell_state:  # hx is the pair (h0, c0); dL/dc_n comes with dL/dh_n
-            cx = rng.normal(0, 0.5, (c.num_layers * c.dirs, B, self.H))
-            out["hx"] = (out["hx"], cast(cx))
-            out["grad_cn"] = cast(rng.normal(0, 1, cx.shape)) if "cn" in self.drives else None
+        states = [out["hx"]]
+        for st in c.cell.carried[1:]:  # hx is the tuple (h0, c0, …); dL/dc_n … with dL/dh_n, as the upstream says
+            s0 = rng.normal(0, 0.5, (c.num_layers * c.dirs, B, self.H))
+            states.append(cast(np.abs(s0) if st in c.cell.nonnegative else s0))
+            out[f"grad_{st}n"] = cast(rng.normal(0, 1, s0.shape)) if f"{st}n" in self.drives else None
+        if len(states) > 1:
+            out["hx"] = tuple(states)
         return out
 
     # ------------------------------------------------------------ the Case protocol (oracle.cases)
@@ -215,7 +228,8 @@ class ModuleCase(Named):
     @property
     def not_needed(self) -> tuple[str, ...]:
         """The gradients this case does not ask for: never judged, whatever the candidate returns."""
-        return (("input",) if not self.input_grad else ()) + (("hx", "cx") if not self.hx_grad else ())
+        initial = ("hx", *(f"{st}x" for st in CELLS[self.mode].carried[1:]))
+        return (("input",) if not self.input_grad else ()) + (initial if not self.hx_grad else ())
 
     def truth(self, inputs: dict) -> Truth:
         """The float64 truth on ``inputs`` cast to the case's dtype, as judged (time-major)."""
@@ -295,15 +309,16 @@ class ModuleCase(Named):
         g, c = self.grad_shapes(), self.config
         out = {f"state_dict.{k}": (v, {"F64"}) for k, v in param_shapes(c).items()}
         out.update({"inputs.input": (g["input"], {"F64"}), "inputs.hx": (g["hx"], {"F64"})})
-        if c.has_cell_state:
-            out["inputs.cx"] = (g["cx"], {"F64"})
+        for st in c.cell.carried[1:]:
+            out[f"inputs.{st}x"] = (g[f"{st}x"], {"F64"})
         if "output" in self.drives:
             T, B, H2 = self.T, self.B, c.out_size * c.dirs
             out["inputs.grad_output"] = ((B, T, H2) if c.batch_first else (T, B, H2), {"F64"})
         if "hn" in self.drives:
             out["inputs.grad_hn"] = (g["hx"], {"F64"})
-        if "cn" in self.drives and c.has_cell_state:
-            out["inputs.grad_cn"] = (g["cx"], {"F64"})
+        for st in c.cell.carried[1:]:
+            if f"{st}n" in self.drives:
+                out[f"inputs.grad_{st}n"] = (g[f"{st}x"], {"F64"})
         if self.lengths != "full":
             out["inputs.lengths"] = ((self.B,), {"I64"})
         for prefix in ("grads", "sens", "amp"):
@@ -327,9 +342,9 @@ class ModuleCase(Named):
         inputs = {"config": c.as_dict(), "state_dict": {k: t[f"state_dict.{k}"] for k in param_shapes(c)},
                   "input": t["inputs.input"], "hx": t["inputs.hx"], "grad_output": t.get("inputs.grad_output"),
                   "grad_hn": t.get("inputs.grad_hn"), "lengths": None if lengths is None else lengths.tolist()}
-        if c.has_cell_state:  # the LSTM's (h0, c0), and dL/dc_n
-            inputs["hx"] = (t["inputs.hx"], t["inputs.cx"])
-            inputs["grad_cn"] = t.get("inputs.grad_cn")
+        if c.has_cell_state:  # the LSTM's (h0, c0), and dL/dc_n; the sLSTM's (h0, c0, n0, m0) …
+            inputs["hx"] = (t["inputs.hx"], *(t[f"inputs.{st}x"] for st in c.cell.carried[1:]))
+            inputs.update({f"grad_{st}n": t.get(f"inputs.grad_{st}n") for st in c.cell.carried[1:]})
         grads, sens, amp = ({k: t[f"{p}.{k}"] for k in self.grad_shapes()} for p in ("grads", "sens", "amp"))
         major = lambda d: to_time_major(c, d)  # noqa: E731
         return inputs, Truth(major(grads), major(sens), major(amp), time_orders(c), bound_size(c, self.T, self.B))
@@ -337,9 +352,11 @@ class ModuleCase(Named):
     def float_tensors(self, inputs: dict) -> dict:
         """file name → every float input (what must be a number of the case's dtype)."""
         out = {f"state_dict.{k}": v for k, v in inputs["state_dict"].items()}
-        hx, cx = inputs["hx"] if isinstance(inputs["hx"], tuple) else (inputs["hx"], None)
-        arrays = {"input": inputs["input"], "hx": hx, "cx": cx, "grad_output": inputs["grad_output"],
-                  "grad_hn": inputs["grad_hn"], "grad_cn": inputs.get("grad_cn")}
+        hx = inputs["hx"] if isinstance(inputs["hx"], tuple) else (inputs["hx"],)
+        carried = RNNConfig(**inputs["config"]).cell.carried
+        arrays = {"input": inputs["input"], **{f"{st}x": a for st, a in zip(carried, hx, strict=True)},
+                  "grad_output": inputs["grad_output"], "grad_hn": inputs["grad_hn"],
+                  **{f"grad_{st}n": inputs.get(f"grad_{st}n") for st in carried[1:]}}
         out.update({f"inputs.{k}": v for k, v in arrays.items() if v is not None})
         return out
 
@@ -349,7 +366,7 @@ class ModuleCase(Named):
 
         low = self.cast(inputs)
         check_module_inputs(low["config"], low["state_dict"], low["input"], low["hx"], low["grad_output"],
-                            low["grad_hn"], low["lengths"], grad_cn=low.get("grad_cn"))
+                            low["grad_hn"], low["lengths"], **state_upstreams(low))
 
     @classmethod
     def from_spec(cls, spec: dict, max_dim: int) -> ModuleCase:
@@ -371,10 +388,13 @@ class ModuleCase(Named):
         scale, needs = spec.get("scale", 1), (spec.get("input_grad", True), spec.get("hx_grad", True))
         if type(scale) is not int or not 1 <= scale <= MAX_SCALE or not all(isinstance(b, bool) for b in needs):
             raise BadValue(f"metadata case.scale {scale!r} / input_grad, hx_grad {needs!r} malformed")
+        heads, forget = spec.get("num_heads", 1), spec.get("forget_gate", "sigmoid")  # files before the sLSTM: none
+        if type(heads) is not int or not 1 <= heads <= dims["H"] or forget not in FORGET_GATES:
+            raise BadValue(f"metadata case.num_heads {heads!r} / forget_gate {forget!r} malformed")
         case = cls(spec["mode"], dims["num_layers"], spec["bidirectional"], spec["batch_first"], spec["bias"],
                    dims["T"], dims["B"], dims["I"], dims["H"], lengths=spec["lengths"], upstream=spec["upstream"],
                    dtype=spec["dtype"], proj_size=proj, linear_before_reset=lbr, nonlinearity=act, scale=scale,
-                   input_grad=needs[0], hx_grad=needs[1])
+                   input_grad=needs[0], hx_grad=needs[1], num_heads=heads, forget_gate=forget)
         try:
             config_from(case.config.as_dict())
             case.check_upstream()
@@ -413,9 +433,10 @@ class ModuleCase(Named):
 
 
 def run_module(fn, inputs: dict, needs: dict | None = None) -> dict:
-    """``fn`` (manual.module_gradients' signature) on a module case's inputs (``grad_cn`` only for the LSTM);
-    ``needs``: {"input": bool, "hx": bool}, passed as ``needs_input_grad`` to a function that names it."""
-    more = {"grad_cn": inputs["grad_cn"]} if "grad_cn" in inputs else {}
+    """``fn`` (manual.module_gradients' signature) on a module case's inputs (``grad_cn`` … only for a cell that
+    carries c …); ``needs``: {"input": bool, "hx": bool}, passed as ``needs_input_grad`` to a function that names
+    it."""
+    more = state_upstreams(inputs)
     if needs is not None and takes(fn, "needs_input_grad"):
         more["needs_input_grad"] = dict(needs)
     return fn(inputs["config"], inputs["state_dict"], inputs["input"], inputs["hx"],
@@ -463,7 +484,14 @@ def to_time_major(case_or_config, grads: dict) -> dict:
     return {**grads, "input": a.transpose(1, 0, 2) if isinstance(a, np.ndarray) else a.permute(1, 0, 2)}
 
 
-ARRAYS = ("input", "hx", "grad_output", "grad_hn", "grad_cn")  # a module case's float inputs (hx: a pair for LSTM)
+STATE_UPSTREAMS = ("grad_cn", "grad_nn", "grad_mn")  # dL/d(each carried state's final value) but h's
+ARRAYS = ("input", "hx", "grad_output", "grad_hn", *STATE_UPSTREAMS)  # a module case's float inputs (hx: a tuple
+# for a cell that carries more than h)
+
+
+def state_upstreams(inputs: dict) -> dict:
+    """The keyword arguments grad_cn, grad_nn, grad_mn that a module case's inputs hold (the cell's states')."""
+    return {k: inputs[k] for k in STATE_UPSTREAMS if k in inputs}
 
 
 def map_arrays(f, inputs: dict) -> dict:

@@ -205,6 +205,9 @@ MODULE_BAD = [  # (id, changes, exception, words)
     ("lbr-not-gru", {"config": {**MI["config"], "linear_before_reset": False}}, ValueError,
      ["linear_before_reset", "GRU"]),
     ("grad-cn-not-lstm", {"grad_cn": MI["grad_hn"]}, ValueError, ["grad_cn", "no cell state"]),
+    ("heads-not-slstm", {"config": {**MI["config"], "num_heads": 5}}, ValueError, ["num_heads", "sLSTM", "'SLSTM'"]),
+    ("forget-gate-not-slstm", {"config": {**MI["config"], "forget_gate": "exp"}}, ValueError,
+     ["forget_gate", "sLSTM"]),
     ("nonlinearity-contradicts", {"config": {**MI["config"], "nonlinearity": "relu"}}, ValueError,
      ["nonlinearity", "RNN_TANH"]),
     ("dropout", {"config": {**MI["config"], "dropout": 0.5}}, ValueError, ["dropout", "0.5"]),
@@ -261,6 +264,45 @@ def test_lstm_bad_input(case_id, edit, exc, words):
     assert "Remedy" in msg and isinstance(info.value, Refusal) and info.value.remedy, msg
     for w in words:
         assert w in msg, f"{case_id}: {w!r} not in: {msg}"
+
+
+SLSTM_BAD = [  # (id, edit of (config, hx, upstream) of a two-head sLSTM case with H = 4, exception, words)
+    ("heads-divide-H", lambda c, hx, up: ({**c, "num_heads": 3}, hx, up), ValueError,
+     ["num_heads", "divide", "hidden_size = 4", "got 3", "[1, 2, 4]"]),
+    ("heads-zero", lambda c, hx, up: ({**c, "num_heads": 0}, hx, up), ValueError, ["num_heads", "positive"]),
+    ("forget-gate-unknown", lambda c, hx, up: ({**c, "forget_gate": "tanh"}, hx, up), ValueError,
+     ["forget_gate", "'tanh'", "'sigmoid'", "'exp'"]),
+    ("hx-not-four", lambda c, hx, up: (c, hx[:2], up), TypeError, ["hx", "(h0, c0, n0, m0)", "tuple of 2"]),
+    ("n0-negative", lambda c, hx, up: (c, (hx[0], hx[1], -hx[2], hx[3]), up), ValueError,
+     ["hx[2]", "initial n", "≥ 0", "absolute value"]),
+    ("m0-shape", lambda c, hx, up: (c, (*hx[:3], hx[3][:1]), up), ValueError, ["hx[3]", "(2, 3, 4)", "(1, 3, 4)"]),
+    ("grad-nn-shape", lambda c, hx, up: (c, hx, {**up, "grad_nn": up["grad_nn"][..., :2]}), ValueError,
+     ["grad_nn", "(2, 3, 4)", "(2, 3, 2)", "n_n"]),
+    ("grad-mn-nan", lambda c, hx, up: (c, hx, {**up, "grad_mn": up["grad_mn"] * np.nan}), ValueError,
+     ["grad_mn", "finite"]),
+]
+
+
+@pytest.mark.parametrize("case_id, edit, exc, words", SLSTM_BAD, ids=[b[0] for b in SLSTM_BAD])
+def test_slstm_bad_input(case_id, edit, exc, words):
+    from oracle.cases.module import ModuleCase, state_upstreams
+    i = ModuleCase("SLSTM", 1, True, False, True, 4, 3, 3, 4, num_heads=2).inputs()
+    config, hx, up = edit(i["config"], i["hx"], state_upstreams(i))
+    for fn in MODULE_ENTRY_POINTS[::2]:  # manual and the unrolled reference (torch has no sLSTM module)
+        with pytest.raises(exc) as info:
+            fn(config, i["state_dict"], i["input"], hx, grad_output=i["grad_output"], grad_hn=i["grad_hn"], **up)
+        msg = str(info.value)
+        assert "Remedy" in msg and isinstance(info.value, Refusal) and info.value.remedy, msg
+        for w in words:
+            assert w in msg, f"{case_id}: {w!r} not in: {msg}"
+
+
+def test_grad_nn_and_grad_mn_are_the_slstms():
+    a = module_args()
+    for name in ("grad_nn", "grad_mn"):
+        with pytest.raises(ValueError, match=f"{name} is dL/d{name[5]}_n, and mode 'RNN_TANH' has no state"):
+            manual.module_gradients(a["config"], a["state_dict"], a["input"], a["hx"], grad_hn=a["grad_hn"],
+                                    **{name: a["grad_hn"]})
 
 
 MODULE_ENTRY_POINTS = [manual.module_gradients, reference.module.nn_module_gradients,

@@ -1,4 +1,4 @@
-"""Mistakes in LSTM, GRU, IndRNN, minGRU and minLSTM backward passes, as candidates with manual.module_gradients'
+"""Mistakes in LSTM, GRU, IndRNN, minGRU, minLSTM and sLSTM backward passes, as candidates with manual.module_gradients'
 signature.
 
 ``correct`` is an independent NumPy implementation, one layer and one
@@ -221,8 +221,75 @@ def _minimal(c, W, x, h0, g_out, g_hn, mistake):
     return g, dx, dh0, steps
 
 
+def _slstm(c, W, x, h0, s0, g_out, g_hn, g_s, mistake):
+    """The sLSTM per batch row, the stabiliser differentiated through like any other variable (dL/dm_t carried
+    back through f′_{t+1}, i′_t, f′_t and every max): an independent derivation of what manual gets by holding m
+    fixed. Gates i, f, z, o; weight_hh (4H, D) block-diagonal by head."""
+    T, B, _ = x.shape
+    H, nh = c["hidden_size"], c.get("num_heads", 1)
+    D = H // nh
+    exp_f = c.get("forget_gate", "sigmoid") == "exp"
+    Wih, Whh = W["weight_ih_l0"], W["weight_hh_l0"]
+    b = W["bias_ih_l0"] + W["bias_hh_l0"] if "bias_ih_l0" in W else np.zeros(4 * H)
+    R, Rb = np.zeros((4 * H, H)), np.zeros((4 * H, H))  # the block-diagonal matrix; the one the backward uses
+    for g_, k in np.ndindex(4, nh):
+        blk = Whh[g_ * H + k * D:g_ * H + (k + 1) * D]  # (D, D): rows its units, columns its head's h
+        R[g_ * H + k * D:g_ * H + (k + 1) * D, k * D:(k + 1) * D] = blk
+        Rb[g_ * H + k * D:g_ * H + (k + 1) * D, k * D:(k + 1) * D] = blk.T if mistake == "head_blocks_transposed" \
+            else blk
+    g = {k: np.zeros_like(v) for k, v in W.items()}
+    dx, d0 = np.zeros_like(x), [np.zeros_like(h0), *(np.zeros_like(a) for a in s0)]
+    steps = {k: np.zeros((T, B, H)) for k in ("h", "c", "n", "gate_i", "gate_f", "gate_z", "gate_o")}
+    for row in range(B):
+        h, cp, npr, mp = h0[row], s0[0][row], s0[1][row], s0[2][row]
+        hs, cache = [h], []
+        for t in range(T):
+            a = Wih @ x[t, row] + R @ h + b
+            ai, af, az, ao = np.split(a, 4)
+            lf = af if exp_f else -np.logaddexp(0, -af)
+            won = lf + mp >= ai
+            m = np.where(won, lf + mp, ai)
+            ip, fp, z, o = np.exp(ai - m), np.exp(lf + mp - m), np.tanh(az), sigmoid(ao)
+            cn, nn_ = fp * cp + ip * z, fp * npr + ip
+            h = o * cn / nn_
+            cache.append((a, cp, npr, ip, fp, z, o, cn, nn_, won))
+            cp, npr, mp = cn, nn_, m
+            hs.append(h)
+        dh_next = g_hn[row] if g_hn is not None else np.zeros(H)
+        dc, dn, dm = (gs[row] if gs is not None else np.zeros(H) for gs in g_s)
+        for t in reversed(range(T)):
+            a, cp, npr, ip, fp, z, o, cn, nn_, won = cache[t]
+            dh = dh_next + (g_out[t, row] if g_out is not None else 0)
+            do = dh * cn / nn_
+            dc = dc + dh * o / nn_
+            dn = dn - dh * o * cn / nn_**2
+            dip, dfp = dc * z + dn, dc * cp + dn * npr
+            dai, dlf, dmp = dip * ip, dfp * fp, dfp * fp  # i′ = e^{ã_i − m_t}, f′ = e^{log f + m_{t−1} − m_t}
+            dm_t = (0 if mistake == "stabiliser_differentiated" else dm) - dip * ip - dfp * fp  # m_t's every use
+            dlf, dmp, dai = dlf + won * dm_t, dmp + won * dm_t, dai + ~won * dm_t  # through the max
+            daf = dlf if exp_f else dlf * (1 - sigmoid(a[H:2 * H]))
+            da = np.concatenate([dai, daf, dc * ip * (1 - z**2), do * o * (1 - o)])
+            g["weight_ih_l0"] += np.outer(da, x[t, row])
+            dR = np.outer(da, hs[t])
+            for g_, k in np.ndindex(4, nh):  # only the blocks are parameters
+                blk = dR[g_ * H + k * D:g_ * H + (k + 1) * D, k * D:(k + 1) * D]
+                g["weight_hh_l0"][g_ * H + k * D:g_ * H + (k + 1) * D] += blk.T if mistake == "head_blocks_transposed" \
+                    else blk
+            if "bias_ih_l0" in W:
+                g["bias_ih_l0"] += da
+                g["bias_hh_l0"] += da
+            dx[t, row] = Wih.T @ da
+            for kind, v in zip(steps, (dh, dc, dn, *np.split(da, 4)), strict=True):
+                steps[kind][t, row] = v
+            dh_next = Rb.T @ da
+            dc, dn, dm = dc * fp, dn * (ip if mistake == "normaliser_carried_by_i" else fp), dmp
+        for j, v in enumerate((dh_next, dc, dn, dm)):
+            d0[j][row] = v
+    return g, dx, d0, steps
+
+
 def cell_bptt(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None, lengths=None, grad_cn=None,
-              mistake=None):
+              grad_nn=None, grad_mn=None, mistake=None):
     c = config
     for what, ok in (("num_layers", c.get("num_layers", 1) == 1), ("bidirectional", not c.get("bidirectional")),
                      ("batch_first", not c.get("batch_first")), ("lengths", not lengths)):
@@ -238,6 +305,12 @@ def cell_bptt(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=N
         g, dx, dh0, dc0, steps = _lstm(c, W, x, h0[0], c0[0], grad_output, g_hn,
                                        None if grad_cn is None else grad_cn[0], mistake)
         out = {**g, "input": dx, "hx": dh0[None], "cx": dc0[None]}
+    elif c["mode"] == "SLSTM":
+        zero = np.zeros((1, B, c["hidden_size"]))
+        h0, *s0 = hx if hx is not None else (zero,) * 4
+        g, dx, d0, steps = _slstm(c, W, x, h0[0], [a[0] for a in s0], grad_output, g_hn,
+                                  [None if u is None else u[0] for u in (grad_cn, grad_nn, grad_mn)], mistake)
+        out = {**g, "input": dx, **{f"{k}x": v[None] for k, v in zip("hcnm", d0, strict=True)}}
     else:
         h0 = hx if hx is not None else np.zeros((1, B, c["hidden_size"]))
         one = {"INDRNN": _indrnn, "MINGRU": _minimal, "MINLSTM": _minimal}.get(c["mode"], _gru)
@@ -259,3 +332,6 @@ u_from_h_t = partial(cell_bptt, mistake="u_from_h_t")
 diagonal_as_matrix = partial(cell_bptt, mistake="diagonal_as_matrix")
 carry_by_z = partial(cell_bptt, mistake="carry_by_z")
 normalisation_not_differentiated = partial(cell_bptt, mistake="normalisation_not_differentiated")
+normaliser_carried_by_i = partial(cell_bptt, mistake="normaliser_carried_by_i")
+stabiliser_differentiated = partial(cell_bptt, mistake="stabiliser_differentiated")
+head_blocks_transposed = partial(cell_bptt, mistake="head_blocks_transposed")
