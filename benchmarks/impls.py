@@ -303,6 +303,7 @@ def module_inputs(size: tuple, dtype: str, lib: str = "numpy", device: str = "cp
     rng = np.random.default_rng(0)
     sd = {k: rng.normal(0, (0.9 if "weight_hh" in k else 1.0) / np.sqrt(s[1] if len(s) == 2 else H), s)
           for k, s in param_shapes(c).items()}
+    sd.update({k: 1 + np.sqrt(H) * v / 2 for k, v in sd.items() if k.startswith("ln_") and "weight" in k})  # gains ≈ 1
     arrays = {"input": rng.normal(0, 1, (T, B, I)), "hx": np.zeros((L, B, H)),
               "grad_output": rng.normal(0, 1, (T, B, c.dirs * H)), "grad_hn": rng.normal(0, 1, (L, B, H))}
     for st in c.cell.carried[1:]:

@@ -31,6 +31,10 @@ class Cell:
     # their tuple (torch's LSTM pair (h0, c0)), and each state s has its final s_n, its upstream grad_{s}n and the
     # gradient {s}x of its initial state
     nonnegative: tuple[str, ...] = ()  # carried states whose initial value must be ≥ 0 (the sLSTM's normaliser n)
+    norms: tuple[tuple[str, str], ...] = ()  # its own parameters beyond torch's, (name, "gates" (G·H,) | "hidden"
+    # (H,)), after torch's in the state_dict; a name with "bias" only when config["bias"] (the LayerNorm-LSTM's)
+    normalised_input: bool = False  # its first operation on x_t W_ihᵀ is a norm: the stack hands it the product
+    # without bias_ih (that norm's β), and the cell returns bias_ih's gradient
     options: tuple[str, ...] = ()  # config keys beyond torch.nn.RNN's that this cell takes
     forms: tuple[dict, ...] = field(default=({},))  # the built-in matrix's forms: config changes from the default
     full_matrix: bool = False  # the built-in matrix takes its whole parity matrix (else B = 3, upstream h_n/both)
@@ -79,6 +83,14 @@ MINLSTM_EQUATIONS = (
     ("gate_i", "dL/da_i{t} = dL/dh{t} ⊙ (h̃{t} − h{t0}) ⊙ f{t} / (f{t} + i{t})² ⊙ i{t}(1 − i{t})"),
     ("gate_h", "dL/da_h{t} = dL/dh{t} ⊙ i′{t} ⊙ g′(a_h{t})"))
 
+LAYER_NORM_EPS = 1e-5  # the LayerNorm-LSTM's ε in 1 / √(var + ε): torch.nn.LayerNorm's default and the fused libraries'
+LNLSTM_EQUATIONS = (
+    ("h", "dL/dh{t} = dL/doutput{t} + LN_hh′(dL/da{t1} ⊙ γ_hh) W_hh          (through the future)"),
+    ("c", "dL/dc{t} = dL/dc{t1} ⊙ f{t1} + LN_c′(dL/dh{t} ⊙ o{t} ⊙ (1 − tanh² y_c{t}) ⊙ γ_c)"),
+    ("gate_i", "dL/da_i{t} = dL/dc{t} ⊙ g{t} ⊙ i{t}(1 − i{t})"),
+    ("gate_f", "dL/da_f{t} = dL/dc{t} ⊙ c{t0} ⊙ f{t}(1 − f{t})"),
+    ("gate_g", "dL/da_g{t} = dL/dc{t} ⊙ i{t} ⊙ (1 − g{t}²)"),
+    ("gate_o", "dL/da_o{t} = dL/dh{t} ⊙ tanh(y_c{t}) ⊙ o{t}(1 − o{t})   (LN′(u) = r(u − mean u − v̂ mean(u ⊙ v̂)))"))
 SLSTM_EQUATIONS = (
     ("h", "dL/dh{t} = dL/doutput{t} + dL/da{t1} R          (through the future; R block-diagonal by head)"),
     ("c", "dL/dc{t} = dL/dc{t1} ⊙ f′{t1} + dL/dh{t} ⊙ o{t} / n{t}          (f′, i′: the stabilised gates)"),
@@ -116,6 +128,14 @@ CELLS = {c.mode: c for c in (
          forms=({}, {"num_heads": 2}, {"forget_gate": "exp"}), equations=SLSTM_EQUATIONS,
          totals=(("weight_hh", "dR_k = Σ_t dL/da_{t,k}ᵀ h_{t−1,k}   (head k's block: its units' rows, its units' h)"),
                  ("weight_ih", "dW_ih = Σ_t dL/da_tᵀ x_t"), ("bias_hh", "db_hh = Σ_t Σ_b dL/da_t (= db_ih)"))),
+    Cell("LNLSTM", "lnlstm", 4, ("h", "c", "gate_i", "gate_f", "gate_g", "gate_o"), carried=("h", "c"),
+         norms=(("ln_ih_weight", "gates"), ("ln_hh_weight", "gates"), ("ln_c_weight", "hidden"),
+                ("ln_c_bias", "hidden")), normalised_input=True, equations=LNLSTM_EQUATIONS,
+         totals=(("weight_hh", "dW_hh = Σ_t LN_hh′(dL/da_t ⊙ γ_hh)ᵀ h_{t−1}"),
+                 ("weight_ih", "dW_ih = Σ_t LN_ih′(dL/da_t ⊙ γ_ih)ᵀ x_t"),
+                 ("ln_ih_weight", "dγ_ih = Σ_t Σ_b dL/da_t ⊙ v̂_ih,t   (and dγ_hh with v̂_hh,t)"),
+                 ("bias_ih", "dβ_ih = db_ih = Σ_t Σ_b dL/da_t (= db_hh: both norms' β add into a_t)"),
+                 ("ln_c_weight", "dγ_c = Σ_t Σ_b dL/dy_c,t ⊙ ĉ_t    dβ_c = Σ_t Σ_b dL/dy_c,t"))),
 )}
 CELL_FILES = {c.file: c for c in reversed(CELLS.values())}  # a file's first row: `bptt derive --cell FILE`
 

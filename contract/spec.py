@@ -125,6 +125,9 @@ def param_shapes(config: RNNConfig) -> dict[str, tuple[int, ...]]:
                     out[f"bias_hh_l{k}{s}"] = (G * H,)
             if config.proj_size:
                 out[f"weight_hr_l{k}{s}"] = (config.proj_size, H)
+            for name, size in config.cell.norms:  # the cell's own: the LayerNorm-LSTM's gains and biases
+                if config.bias or "bias" not in name:
+                    out[f"{name}_l{k}{s}"] = (G * H,) if size == "gates" else (H,)
     return out
 
 

@@ -48,10 +48,12 @@ def _time_major(p: ModuleProblem, a):
     return p.xp.permute_dims(a, (1, 0, 2)) if p.config.batch_first else a
 
 
-def _weights(sd, layer: int, s: str) -> dict:
-    """One layer's and direction's recurrent weights, as the cells take them (None where absent)."""
-    return {"weight_hh": sd.get(f"weight_hh_l{layer}{s}"), "bias_hh": sd.get(f"bias_hh_l{layer}{s}"),
-            "weight_hr": sd.get(f"weight_hr_l{layer}{s}")}
+def _weights(sd, layer: int, s: str, cell) -> dict:
+    """One layer's and direction's parameters that the cell reads, by their names without the suffix (None where
+    absent): the recurrent ones, and the cell's own (its norms', and bias_ih when it normalises the input)."""
+    names = ("weight_hh", "bias_hh", "weight_hr", *(n for n, _ in cell.norms),
+             *(("bias_ih",) if cell.normalised_input else ()))
+    return {n: sd.get(f"{n}_l{layer}{s}") for n in names}
 
 
 def _forward(p: ModuleProblem, sd, x, hx):
@@ -75,12 +77,12 @@ def _forward(p: ModuleProblem, sd, x, hx):
             W_ih = sd[f"weight_ih_l{layer}{s}"]
             G = W_ih.shape[0]
             xproj = xp.reshape(xp.reshape(xin, (T * B, I)) @ W_ih.T, (T, B, G))  # x_t W_ihᵀ, every step (T, B, G·H)
-            if c.bias:
+            if c.bias and not c.cell.normalised_input:  # (a cell that normalises x_t W_ihᵀ adds it itself)
                 xproj = xproj + sd[f"bias_ih_l{layer}{s}"]
             zeros = lambda n: xp.zeros((B, n), dtype=p.dtype, device=p.device)  # noqa: E731
             h0 = zeros(c.out_size) if h0s is None else h0s[i, ...]
             s0 = tuple(zeros(c.hidden_size) if r is None else r[i, ...] for r in rest0)  # c0, n0, m0 …
-            out, hT, sT, cache = cell.forward(xp, k, c, xproj, h0, s0, _weights(sd, layer, s), m)
+            out, hT, sT, cache = cell.forward(xp, k, c, xproj, h0, s0, _weights(sd, layer, s, c.cell), m)
             bad = first_nonfinite_step(xp, out, backward=False)
             if bad is not None:
                 raise NonFiniteGradientError(f"h_l{layer}{s} (forward pass)", bad if d == 0 else T + 1 - bad)
@@ -108,10 +110,11 @@ def module_forward(config, state_dict, input, hx=None, *, lengths=None) -> dict:
 def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None, lengths=None,
                      grad_cn=None, grad_nn=None, grad_mn=None) -> dict:
     """Hand-derived BPTT through torch's recurrent modules (nn.RNN, nn.LSTM, nn.GRU) and the cells torch has no
-    module for (IndRNN, minGRU, minLSTM, sLSTM), driven by upstream gradients.
+    module for (IndRNN, minGRU, minLSTM, sLSTM, LayerNorm-LSTM), driven by upstream gradients.
 
     Args:
-        config: ``{"mode": "RNN_TANH" | "RNN_RELU" | "LSTM" | "GRU" | "INDRNN" | "MINGRU" | "MINLSTM" | "SLSTM",
+        config: ``{"mode": "RNN_TANH" | "RNN_RELU" | "LSTM" | "GRU" | "INDRNN" | "MINGRU" | "MINLSTM" | "SLSTM" |
+            "LNLSTM",
             "input_size", "hidden_size", "num_layers", "bias", "batch_first", "bidirectional"}`` with torch's
             names and defaults, plus ``proj_size`` (LSTM), ``linear_before_reset`` (GRU; False: the original
             paper's form), ``nonlinearity`` (the IndRNN's: "tanh" or "relu"), ``num_heads`` and ``forget_gate``
@@ -162,8 +165,8 @@ def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, gr
                     part = part * m  # output = m ⊙ h: a padded step's grad_output reaches nothing
             dhn = None if grad_hn is None else grad_hn[i, ...]
             dsn = tuple(None if g is None else g[i, ...] for g in ups.values())  # dL/dc_n, dL/dn_n … of this row
-            dxproj, dhx[i], dsx[i], dW, steps = cell.backward(xp, k, c, cache, _weights(sd, layer, s), part, dhn,
-                                                              dsn, m)
+            W = _weights(sd, layer, s, c.cell)
+            dxproj, dhx[i], dsx[i], dW, steps = cell.backward(xp, k, c, cache, W, part, dhn, dsn, m)
             if not all_finite(xp, dxproj):
                 bad = first_nonfinite_step(xp, dxproj, backward=True)
                 raise NonFiniteGradientError(names[(layer, s)]["h"], bad if d == 0 else T + 1 - bad)
@@ -173,7 +176,7 @@ def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, gr
             if c.bias:
                 grads[f"bias_ih_l{layer}{s}"] = xp.sum(dxp2, axis=0)  # Σ_t Σ_b dxproj_t              (G·H,)
             # the cell's recurrent weights that the state_dict holds: weight_hh, bias_hh, weight_hr (none for a
-            # cell whose gates read x_t alone)
+            # cell whose gates read x_t alone), and its own (a norm's gain and bias; bias_ih when it normalises x)
             grads.update({f"{n}_l{layer}{s}": g for n, g in dW.items() if f"{n}_l{layer}{s}" in sd})
             dx = xp.reshape(dxp2 @ W_ih, (T, B, I))  # dL/dx_t = dxproj_t W_ih                            (T, B, I)
             if d == 1:

@@ -11,6 +11,8 @@ gate pre-activations), then the weight gradients, sums over the steps.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 import manual
@@ -25,7 +27,8 @@ def cell_lines(cell: str, steps: int = 3, seed: int = 0, activation: str = "") -
     from reference.module import unrolled_module_gradients
 
     row = CELL_FILES[cell]
-    case = ModuleCase(row.mode, 1, False, False, True, steps, 1, 2, 2, upstream="output", nonlinearity=activation)
+    H = 4 if row.norms else 2  # a norm over two features is degenerate: v̂ = ±1 whatever v, its gradient ε's alone
+    case = ModuleCase(row.mode, 1, False, False, True, steps, 1, 2, H, upstream="output", nonlinearity=activation)
     inputs = case.inputs()
     rng = np.random.default_rng(seed)  # the seed picks the numbers; the case fixes the shapes
     inputs["state_dict"] = {k: rng.normal(0, 0.7, v.shape) for k, v in inputs["state_dict"].items()}
@@ -35,7 +38,7 @@ def cell_lines(cell: str, steps: int = 3, seed: int = 0, activation: str = "") -
     auto = run_module(unrolled_module_gradients, inputs)
     tol = tolerance("float64", steps, 8)
     act = f", act = {case.config.nonlinearity}" if len(row.nonlinearities) > 1 else ""
-    sheet = Sheet(tol, [f"BPTT through one {row.mode} layer{act}: {steps} steps, B=1, input 2, H=2, driven by "
+    sheet = Sheet(tol, [f"BPTT through one {row.mode} layer{act}: {steps} steps, B=1, input 2, H={H}, driven by "
                         f"dL/doutput at every step (seed {seed}).",
                         "⊙ is element-wise; t counts from 1; a is a gate's pre-activation (z a cell's without gates).",
                         ""])
@@ -46,9 +49,9 @@ def cell_lines(cell: str, steps: int = 3, seed: int = 0, activation: str = "") -
         for kind, text in row.equations:
             name = f"{kind}_l0"
             label = text.format(t=t, t1=t + 1, t0=t - 1)
-            if t == steps:  # nothing comes back from the future at the last step
-                drop = f"dL/dc{t + 1} ⊙ f{t + 1} + "
-                label = label.split(" + dL/d", 1)[0] if kind == "h" else label.replace(drop, "")
+            if t == steps:  # nothing comes back from the future at the last step: drop its term (c's, n's)
+                label = label.split(" + ", 1)[0] if kind == "h" else re.sub(
+                    rf"dL/d{kind}{t + 1} ⊙ \S+{t + 1} ([+−]) ", lambda m: "" if m.group(1) == "+" else "−", label)
             eq("  " + label, mine[name][t - 1], auto[name][t - 1])
     out.append("Totals over the steps")
     for param, text in row.totals:

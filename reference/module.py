@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 import torch
 
+from contract.cells import LAYER_NORM_EPS
 from contract.errors import BadValue
 from contract.module_checks import check_module_inputs, split_hx, upstream_states
 from contract.spec import TORCH_MODULE, step_names
@@ -159,6 +160,19 @@ def _minlstm(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
     return torch.where(inside_t, f / (f + i) * h + i / (f + i) * _positive(a["gate_h"]), h), None
 
 
+def _lnlstm(c, leaf, layer, s, xt, h, cst, inside_t, act, keep):
+    H = c.hidden_size
+    p = lambda name: leaf.get(f"{name}_l{layer}{s}")  # noqa: E731 - None where the config has no such parameter
+    ln = lambda v, g, b: torch.nn.functional.layer_norm(v, (v.shape[-1],), p(g), p(b), eps=LAYER_NORM_EPS)  # noqa: E731
+    a = ln(xt @ p("weight_ih").T, "ln_ih_weight", "bias_ih") + ln(h @ p("weight_hh").T, "ln_hh_weight", "bias_hh")
+    gi, gf, gg, go = (a[:, j * H:(j + 1) * H] for j in range(4))
+    keep.update({"gate_i": gi, "gate_f": gf, "gate_g": gg, "gate_o": go})
+    cst, = cst
+    cn = torch.where(inside_t, torch.sigmoid(gf) * cst + torch.sigmoid(gi) * torch.tanh(gg), cst)
+    keep["c"] = cn
+    return torch.where(inside_t, torch.sigmoid(go) * torch.tanh(ln(cn, "ln_c_weight", "ln_c_bias")), h), (cn,)
+
+
 def _slstm(c, leaf, layer, s, xt, h, cst, inside_t, act, keep, stabilise=True):
     """One sLSTM step; ``stabilise=False``: the unstabilised form, carrying C = c e^m and N = n e^m with m = 0
     (what the stabiliser's no-gradient test compares against)."""
@@ -184,7 +198,7 @@ def _slstm(c, leaf, layer, s, xt, h, cst, inside_t, act, keep, stabilise=True):
 
 
 STEP = {"elman": _elman, "lstm": _lstm, "gru": _gru, "indrnn": _indrnn, "mingru": _mingru,
-        "minlstm": _minlstm, "slstm": _slstm}  # a cell's file (contract.cells) → its step
+        "minlstm": _minlstm, "slstm": _slstm, "lnlstm": _lnlstm}  # a cell's file (contract.cells) → its step
 
 
 def unrolled_module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None,

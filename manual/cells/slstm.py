@@ -64,13 +64,13 @@ def _recurrent_back(xp, da, R):
 
 def _weight_grad(xp, da_all, hs, heads: int):
     """dW_hh[g·H + k·D + j, i] = Σ_t Σ_b dL/dã_t[b, g·H + k·D + j] h_{t−1}[b, k·D + i]: (T, B, 4H), (T, B, H) →
-    (4H, D)."""
+    (4H, D), one product per gate and head on column blocks (views: nothing is transposed in memory)."""
     T, B, G_H = da_all.shape
-    D = G_H // (GATES * heads)
-    da = xp.permute_dims(xp.reshape(da_all, (T * B, GATES, heads, D)), (2, 1, 3, 0))  # (heads, 4, D, T·B)
-    hk = xp.permute_dims(xp.reshape(hs, (T * B, heads, D)), (1, 0, 2))  # (heads, T·B, D)
-    dR = xp.matmul(xp.reshape(da, (heads, GATES * D, T * B)), hk)  # (heads, 4D, D)
-    return xp.reshape(xp.permute_dims(xp.reshape(dR, (heads, GATES, D, D)), (1, 0, 2, 3)), (G_H, D))  # (4H, D)
+    H = G_H // GATES
+    D = H // heads
+    da, h = xp.reshape(da_all, (T * B, G_H)), xp.reshape(hs, (T * B, H))  # (T·B, 4H), (T·B, H)
+    return xp.concat([da[:, g * H + k * D:g * H + (k + 1) * D].T @ h[:, k * D:(k + 1) * D]  # (D, D) each
+                      for g in range(GATES) for k in range(heads)], axis=0)  # rows g·H + k·D + j          (4H, D)
 
 
 def _log_sigmoid(xp, a):

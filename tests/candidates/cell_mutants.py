@@ -1,5 +1,5 @@
-"""Mistakes in LSTM, GRU, IndRNN, minGRU, minLSTM and sLSTM backward passes, as candidates with manual.module_gradients'
-signature.
+"""Mistakes in LSTM, LayerNorm-LSTM, GRU, IndRNN, minGRU, minLSTM and sLSTM backward passes, as candidates with
+manual.module_gradients' signature.
 
 ``correct`` is an independent NumPy implementation, one layer and one
 direction (the cases below use num_layers=1, unidirectional, full lengths),
@@ -67,6 +67,66 @@ def _lstm(c, W, x, h0, c0, g_out, g_hn, g_cn, mistake):
             dc_next = np.zeros(H) if mistake == "cell_carry_missing" else dc * f
             for k, v in (("h", dh), ("c", dc), ("gate_i", da[:H]), ("gate_f", da[H:2 * H]),
                          ("gate_g", da[2 * H:3 * H]), ("gate_o", da[3 * H:])):
+                steps[k][t, row] = v
+        dh0[row], dc0[row] = dh_next, dc_next
+    return g, dx, dh0, dc0, steps
+
+
+def _ln(v, gamma, beta):
+    """(y, v̂, r) of a layer norm over v's entries (one vector): v̂ = (v − mean) r, r = 1 / √(var + 1e-5)."""
+    r = 1 / np.sqrt(v.var() + 1e-5)
+    vhat = (v - v.mean()) * r
+    return gamma * vhat + beta, vhat, r
+
+
+def _ln_back(dy, gamma, vhat, r, mistake):
+    """dL/dv from dL/dy, through the mean and (unless the mutant forgets it) the projection onto v̂."""
+    u = dy * gamma
+    projection = 0 if mistake == "layer_norm_without_projection" else vhat * (u * vhat).mean()
+    return r * (u - u.mean() - projection)
+
+
+def _lnlstm(c, W, x, h0, c0, g_out, g_hn, g_cn, mistake):
+    """The LayerNorm-LSTM per batch row: a = LN_ih(W_ih x) + LN_hh(W_hh h), h = o ⊙ tanh(LN_c(c)); torch's gate
+    order; bias_ih and bias_hh the gate norms' β."""
+    T, B, _ = x.shape
+    H = c["hidden_size"]
+    p = {k.removesuffix("_l0"): v for k, v in W.items()}
+    zero = np.zeros(4 * H)
+    b_ih, b_hh, b_c = p.get("bias_ih", zero), p.get("bias_hh", zero), p.get("ln_c_bias", np.zeros(H))
+    g = {k: np.zeros_like(v) for k, v in W.items()}
+    dx, dh0, dc0 = np.zeros_like(x), np.zeros_like(h0), np.zeros_like(c0)
+    steps = {k: np.zeros((T, B, H)) for k in ("h", "c", "gate_i", "gate_f", "gate_g", "gate_o")}
+    for row in range(B):
+        hs, cs, cache = [h0[row]], [c0[row]], []
+        for t in range(T):
+            ax, xhat, rx = _ln(p["weight_ih"] @ x[t, row], p["ln_ih_weight"], b_ih)
+            ah, hhat, rh = _ln(p["weight_hh"] @ hs[-1], p["ln_hh_weight"], b_hh)
+            a = ax + ah
+            i, f, gg, o = sigmoid(a[:H]), sigmoid(a[H:2 * H]), np.tanh(a[2 * H:3 * H]), sigmoid(a[3 * H:])
+            cs.append(f * cs[-1] + i * gg)
+            y, chat, rc = _ln(cs[-1], p["ln_c_weight"], b_c)
+            hs.append(o * np.tanh(y))
+            cache.append((xhat, rx, hhat, rh, (i, f, gg, o), np.tanh(y), chat, rc))
+        dh_next = g_hn[row] if g_hn is not None else np.zeros(H)
+        dc_next = g_cn[row] if g_cn is not None else np.zeros(H)
+        for t in reversed(range(T)):
+            xhat, rx, hhat, rh, (i, f, gg, o), ty, chat, rc = cache[t]
+            dh = dh_next + (g_out[t, row] if g_out is not None else 0)
+            dy = dh * o * (1 - ty * ty)
+            dc = dc_next + _ln_back(dy, p["ln_c_weight"], chat, rc, mistake)
+            da = np.concatenate([dc * gg * i * (1 - i), dc * cs[t] * f * (1 - f), dc * i * (1 - gg * gg),
+                                 dh * ty * o * (1 - o)])
+            dax, dah = _ln_back(da, p["ln_ih_weight"], xhat, rx, mistake), _ln_back(da, p["ln_hh_weight"], hhat, rh,
+                                                                                  mistake)
+            for name, v in (("weight_ih", np.outer(dax, x[t, row])), ("weight_hh", np.outer(dah, hs[t])),
+                            ("ln_ih_weight", da * xhat), ("ln_hh_weight", da * hhat), ("ln_c_weight", dy * chat),
+                            ("bias_ih", da), ("bias_hh", da), ("ln_c_bias", dy)):
+                if f"{name}_l0" in g:
+                    g[f"{name}_l0"] += v
+            dx[t, row] = p["weight_ih"].T @ dax
+            dh_next, dc_next = p["weight_hh"].T @ dah, dc * f
+            for k, v in zip(steps, (dh, dc, *np.split(da, 4)), strict=True):
                 steps[k][t, row] = v
         dh0[row], dc0[row] = dh_next, dc_next
     return g, dx, dh0, dc0, steps
@@ -299,11 +359,11 @@ def cell_bptt(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=N
     x = np.asarray(input)
     T, B, _ = x.shape
     g_hn = None if grad_hn is None else grad_hn[0]
-    if c["mode"] == "LSTM":
+    if c["mode"] in ("LSTM", "LNLSTM"):
         P = c.get("proj_size", 0) or c["hidden_size"]
         h0, c0 = hx if hx is not None else (np.zeros((1, B, P)), np.zeros((1, B, c["hidden_size"])))
-        g, dx, dh0, dc0, steps = _lstm(c, W, x, h0[0], c0[0], grad_output, g_hn,
-                                       None if grad_cn is None else grad_cn[0], mistake)
+        g, dx, dh0, dc0, steps = (_lstm if c["mode"] == "LSTM" else _lnlstm)(
+            c, W, x, h0[0], c0[0], grad_output, g_hn, None if grad_cn is None else grad_cn[0], mistake)
         out = {**g, "input": dx, "hx": dh0[None], "cx": dc0[None]}
     elif c["mode"] == "SLSTM":
         zero = np.zeros((1, B, c["hidden_size"]))
@@ -335,3 +395,4 @@ normalisation_not_differentiated = partial(cell_bptt, mistake="normalisation_not
 normaliser_carried_by_i = partial(cell_bptt, mistake="normaliser_carried_by_i")
 stabiliser_differentiated = partial(cell_bptt, mistake="stabiliser_differentiated")
 head_blocks_transposed = partial(cell_bptt, mistake="head_blocks_transposed")
+layer_norm_without_projection = partial(cell_bptt, mistake="layer_norm_without_projection")
