@@ -86,11 +86,12 @@ MINLSTM_EQUATIONS = (
 LAYER_NORM_EPS = 1e-5  # the LayerNorm-LSTM's ε in 1 / √(var + ε): torch.nn.LayerNorm's default and the fused libraries'
 LNLSTM_EQUATIONS = (
     ("h", "dL/dh{t} = dL/doutput{t} + LN_hh′(dL/da{t1} ⊙ γ_hh) W_hh          (through the future)"),
-    ("c", "dL/dc{t} = dL/dc{t1} ⊙ f{t1} + LN_c′(dL/dh{t} ⊙ o{t} ⊙ (1 − tanh² y_c{t}) ⊙ γ_c)"),
+    ("c", "dL/dc{t} = dL/dc{t1} ⊙ f{t1} + LN_c′(dL/dh{t} ⊙ o{t} ⊙ (1 − tanh² y_c{t}) ⊙ γ_c)   "
+          "(LN′(u) = r(u − mean u − v̂ mean(u ⊙ v̂)))"),
     ("gate_i", "dL/da_i{t} = dL/dc{t} ⊙ g{t} ⊙ i{t}(1 − i{t})"),
     ("gate_f", "dL/da_f{t} = dL/dc{t} ⊙ c{t0} ⊙ f{t}(1 − f{t})"),
     ("gate_g", "dL/da_g{t} = dL/dc{t} ⊙ i{t} ⊙ (1 − g{t}²)"),
-    ("gate_o", "dL/da_o{t} = dL/dh{t} ⊙ tanh(y_c{t}) ⊙ o{t}(1 − o{t})   (LN′(u) = r(u − mean u − v̂ mean(u ⊙ v̂)))"))
+    ("gate_o", "dL/da_o{t} = dL/dh{t} ⊙ tanh(y_c{t}) ⊙ o{t}(1 − o{t})"))
 SLSTM_EQUATIONS = (
     ("h", "dL/dh{t} = dL/doutput{t} + dL/da{t1} R          (through the future; R block-diagonal by head)"),
     ("c", "dL/dc{t} = dL/dc{t1} ⊙ f′{t1} + dL/dh{t} ⊙ o{t} / n{t}          (f′, i′: the stabilised gates)"),
@@ -101,15 +102,19 @@ SLSTM_EQUATIONS = (
     ("gate_o", "dL/dã_o{t} = dL/dh{t} ⊙ c{t} / n{t} ⊙ o{t}(1 − o{t})"))
 
 CELLS = {c.mode: c for c in (
-    Cell("RNN_TANH", "elman", 1, _ELMAN, ("tanh",), "RNN", (0,), full_matrix=True, benchmark=False),
-    Cell("RNN_RELU", "elman", 1, _ELMAN, ("relu",), "RNN", (0,), full_matrix=True, benchmark=False),
+    Cell("RNN_TANH", "elman", 1, _ELMAN, ("tanh",), "RNN", (0,), options=("zoneout",), forms=({}, {"zoneout": True}),
+         full_matrix=True, benchmark=False),
+    Cell("RNN_RELU", "elman", 1, _ELMAN, ("relu",), "RNN", (0,), options=("zoneout",), full_matrix=True,
+         benchmark=False),
     Cell("LSTM", "lstm", 4, ("h", "c", "gate_i", "gate_f", "gate_g", "gate_o"), ("tanh",), "LSTM", (0, 3, 1, 2),
-         onnx_letters="iofc", carried=("h", "c"), options=("proj_size",), forms=({}, {"proj_size": 2}), size_sweep=True,
+         onnx_letters="iofc", carried=("h", "c"), options=("proj_size", "zoneout"),
+         forms=({}, {"proj_size": 2}, {"zoneout": True}), size_sweep=True,
          equations=LSTM_EQUATIONS,
          totals=(("weight_hh", "dW_hh = Σ_t dL/da_tᵀ h_{t−1}"), ("weight_ih", "dW_ih = Σ_t dL/da_tᵀ x_t"),
                  ("bias_hh", "db_hh = Σ_t dL/da_t (= db_ih)"))),
     Cell("GRU", "gru", 3, ("h", "gate_r", "gate_z", "gate_n"), ("tanh",), "GRU", (1, 0, 2), onnx_letters="zrh",
-         options=("linear_before_reset",), forms=({}, {"linear_before_reset": False}), size_sweep=True,
+         options=("linear_before_reset", "zoneout"), forms=({}, {"linear_before_reset": False}, {"zoneout": True}),
+         size_sweep=True,
          equations=GRU_EQUATIONS,
          totals=(("weight_hh", "dW_hh = Σ_t dL/da_tᵀ h_{t−1}   (the n rows pair with r ⊙ ah_n's h)"),
                  ("weight_ih", "dW_ih = Σ_t dL/da_tᵀ x_t"),

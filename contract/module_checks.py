@@ -29,6 +29,7 @@ class ModuleProblem:
     xp: Any
     dtype: Any
     device: Any
+    zoneout_masks: Any = None  # (num_layers·dirs, T, B, H) of 0 and 1, with config zoneout; else None
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
@@ -124,8 +125,8 @@ def split_hx(config: RNNConfig, hx) -> tuple:
 
 
 def upstream_states(config: RNNConfig, grad_cn=None, grad_nn=None, grad_mn=None) -> dict:
-    """{state: dL/d(its final value) or None} of every carried state but h, in the row's order; TypeError /
-    ValueError when one is given for a state the cell lacks."""
+    """{state: dL/d(its final value) or None} of every carried state but h, in the row's order; ValueError when one
+    is given for a state the cell lacks."""
     given = {"c": grad_cn, "n": grad_nn, "m": grad_mn}
     extra = config.cell.carried[1:]
     for s, g in given.items():
@@ -135,8 +136,36 @@ def upstream_states(config: RNNConfig, grad_cn=None, grad_nn=None, grad_mn=None)
     return {s: given[s] for s in extra}
 
 
+def _zoneout(p: ModuleProblem, masks, ref_arg: str, ref, named: dict) -> ModuleProblem:
+    """``p`` with the zoneout masks checked (shape, kind, finite later; 0 and 1 only), or the refusal."""
+    c, shape = p.config, (p.config.num_layers * p.config.dirs, p.T, p.B, p.config.hidden_size)
+    if masks is None and c.zoneout:
+        raise BadValue(f"config['zoneout'] is True but zoneout_masks is None: they are an input, one per layer, "
+                       f"direction, step, row and unit, shape {shape} (num_layers·dirs, T, B, hidden_size; time first "
+                       "whatever batch_first). Remedy: pass them, e.g. (torch.rand(shape) < 0.1).double(), or "
+                       "zoneout=False.")
+    if masks is None:
+        return p
+    if not c.zoneout:
+        raise BadValue("zoneout_masks were given but config['zoneout'] is False. Remedy: set zoneout=True in the "
+                       "config, or drop them.")
+    same_kind("zoneout_masks", masks, ref_arg, ref, p.xp, p.dtype, p.device, shape,
+              "(num_layers·dirs, T, B, hidden_size), time first whatever batch_first")
+    named["zoneout_masks"] = masks
+    return ModuleProblem(c, p.T, p.B, p.lengths, p.xp, p.dtype, p.device, masks)
+
+
+def _binary(xp, masks) -> None:
+    """ValueError unless every entry of the zoneout masks is 0 or 1."""
+    bad = ~((masks == 0) | (masks == 1))
+    if bool(xp.any(bad)):
+        raise BadValue(f"zoneout_masks must hold 0 and 1 only (1: the unit keeps its last h and c at that step); got "
+                       f"{int(xp.sum(xp.astype(bad, xp.int64)))} other entries. Remedy: draw them as "
+                       "(torch.rand(shape) < p) cast to the dtype; an expected value p is inference's, not a mask.")
+
+
 def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, grad_hn=None,
-                        lengths=None, *, grad_cn=None, grad_nn=None, grad_mn=None,
+                        lengths=None, *, grad_cn=None, grad_nn=None, grad_mn=None, zoneout_masks=None,
                         upstream: bool = True) -> ModuleProblem:
     """Check the arguments of ``module_gradients`` (``upstream=False``: of the forward pass alone)."""
     c = config_from(config)
@@ -176,7 +205,7 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
     shape = (B, T, c.input_size) if c.batch_first else (T, B, c.input_size)
     same_kind("input", input, ref_arg, ref, xp, dtype, dev, shape, f"{layout}, batch_first={c.batch_first}")
     named["input"] = input
-    p = ModuleProblem(c, T, B, _lengths(lengths, T, B), xp, dtype, dev)
+    p = _zoneout(ModuleProblem(c, T, B, _lengths(lengths, T, B), xp, dtype, dev), zoneout_masks, ref_arg, ref, named)
     h0, rest = split_hx(c, hx)
     extra = c.cell.carried[1:]
     if h0 is not None:
@@ -210,6 +239,8 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
     with quiet_errors(xp):
         for arg, a in named.items():
             require_finite(arg, xp, a)
+        if p.zoneout_masks is not None:
+            _binary(xp, p.zoneout_masks)
         for j, s in enumerate(extra, start=1):
             if s in c.cell.nonnegative and rest[j - 1] is not None and bool(xp.any(rest[j - 1] < 0)):
                 raise BadValue(f"hx[{j}] (the initial {s}) must be ≥ 0 for mode {c.mode!r}: {s} is a sum of "

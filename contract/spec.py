@@ -48,8 +48,10 @@ class RNNConfig:
     proj_size: int = 0  # LSTM only: h_t = W_hr (o ⊙ tanh(c_t)), P = proj_size < hidden_size
     linear_before_reset: bool = True  # GRU only: torch's form; False is the original paper's (ONNX's default)
     nonlinearity: str = ""  # "" is the mode's own (a cell with one); a cell with a choice takes it here
-    num_heads: int = 1  # sLSTM only: weight_hh block-diagonal, one (4·H/num_heads)² block per head
+    num_heads: int = 1  # sLSTM only: weight_hh block-diagonal, one (4D, D) block per head, D = H / num_heads
     forget_gate: str = "sigmoid"  # sLSTM only: f = σ(ã_f), or "exp": f = exp(ã_f)
+    zoneout: bool = False  # Elman, LSTM, GRU: h_t (and c_t) keep their last value where the
+    # caller's per-step masks (module_gradients' zoneout_masks) say so
 
     def __post_init__(self):
         if not self.nonlinearity:
@@ -84,7 +86,7 @@ class RNNConfig:
     @property
     def has_torch_module(self) -> bool:
         """torch has a module for it (not for the GRU's original-paper form, nor for a cell torch lacks)."""
-        return self.cell.torch_module is not None and self.linear_before_reset
+        return self.cell.torch_module is not None and self.linear_before_reset and not self.zoneout
 
     def torch_kwargs(self) -> dict:
         """The keyword arguments ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` take for this configuration."""
@@ -102,8 +104,8 @@ class RNNConfig:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         if out["nonlinearity"] == NONLINEARITY[self.mode]:
             del out["nonlinearity"]
-        for name in OPTION_DEFAULTS:  # another cell's option, at its default: not this cell's key
-            if name not in self.cell.options:
+        for name, default in OPTION_DEFAULTS.items():  # an option at its default is left out
+            if out[name] == default:
                 del out[name]
         return out
 
@@ -155,7 +157,7 @@ def grad_shapes(config: RNNConfig, T: int, B: int) -> dict[str, tuple[int, ...]]
     return out
 
 
-OPTION_DEFAULTS = {"num_heads": 1, "forget_gate": "sigmoid"}  # options of one cell that the others hold at these
+OPTION_DEFAULTS = {"num_heads": 1, "forget_gate": "sigmoid", "zoneout": False}  # options some cells take
 FORGET_GATES = ("sigmoid", "exp")
 
 
@@ -216,11 +218,23 @@ def config_from(config: Mapping | RNNConfig) -> RNNConfig:
     if not lbr and "linear_before_reset" not in cell.options:
         raise BadValue(f"config['linear_before_reset'] is the GRU's; got False for mode {mode!r}. "
                          "Remedy: drop it.")
+    if cell.norms and H < 2:
+        raise BadValue(f"config['hidden_size'] must be at least 2 for mode {mode!r}: a norm over one unit is constant "
+                       f"(v̂ = 0), so h would not depend on c; got {H}. Remedy: hidden_size=2 or more.")
     heads, forget = _slstm_options(config, mode, H)
+    zoneout = _flag("zoneout", config.get("zoneout", False))
+    if zoneout and "zoneout" not in cell.options:
+        takes = [m for m, c in CELLS.items() if "zoneout" in c.options]
+        raise BadValue(f"config['zoneout'] is True for mode {mode!r}, which has no zoneout here (modes {takes} do). "
+                       "Remedy: drop it.")
+    if zoneout and P:
+        raise BadValue(f"config['zoneout'] needs proj_size = 0: one mask serves c (hidden_size = {H} units) and h, and "
+                       f"a projected h has proj_size = {P}. Remedy: proj_size=0, or zoneout=False.")
     return RNNConfig(mode, _positive("input_size", config["input_size"]), H,
                      _positive("num_layers", config.get("num_layers", 1)),
                      _flag("bias", config.get("bias", True)), _flag("batch_first", config.get("batch_first", False)),
-                     _flag("bidirectional", config.get("bidirectional", False)), int(P), lbr, act, heads, forget)
+                     _flag("bidirectional", config.get("bidirectional", False)), int(P), lbr, act, heads, forget,
+                     zoneout)
 
 
 def _slstm_options(config: Mapping, mode: str, H: int) -> tuple[int, str]:

@@ -20,8 +20,9 @@ Per-step tensors are returned in time order, (T, B, ·), for every layer and
 direction: ``h_l{k}{s}`` = dL/dh_t (at a padded step: the gradient of the
 state carried through it), and the cell's own (``contract.spec.STEP_KINDS``):
 ``z_l{k}{s}`` = dL/dz_t (Elman), ``c_l{k}{s}`` = dL/dc_t and
-``gate_{i,f,g,o}_l{k}{s}`` (LSTM), ``gate_{r,z,n}_l{k}{s}`` (GRU), ``z_l{k}{s}`` (IndRNN), each
-gate's pre-activation; zero at padded steps but for c, carried like h.
+``gate_{i,f,g,o}_l{k}{s}`` (LSTM, LayerNorm-LSTM), ``gate_{r,z,n}_l{k}{s}`` (GRU), ``z_l{k}{s}`` (IndRNN),
+``gate_{z,h}`` / ``gate_{f,i,h}`` (minGRU / minLSTM), ``c``, ``n`` and ``gate_{i,f,z,o}`` (sLSTM), each gate's
+pre-activation; zero at padded steps (and at zoned-out units) but for the states c and n, carried like h.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ def _masks(p: ModuleProblem):
         return None
     rows = [[[1.0] if t < n else [0.0] for n in p.lengths] for t in range(p.T)]
     return p.xp.asarray(rows, dtype=p.dtype, device=p.device)  # (T, B, 1)
+
+
+def _kept(p: ModuleProblem, i: int, d: int, m):
+    """Where each unit takes its step's new state: the padding mask ``m`` (T, B, 1), times 1 − the zoneout mask of
+    layer-and-direction row ``i`` (T, B, H; in the flipped time of the reverse direction). A cell carries its states
+    through wherever this is 0, exactly as through a padded step."""
+    if p.zoneout_masks is None:
+        return m
+    keep = 1 - p.zoneout_masks[i, ...]  # (T, B, H)
+    keep = keep if d == 0 else p.xp.flip(keep, axis=0)
+    return keep if m is None else keep * m
 
 
 def _time_major(p: ModuleProblem, a):
@@ -82,7 +94,9 @@ def _forward(p: ModuleProblem, sd, x, hx):
             zeros = lambda n: xp.zeros((B, n), dtype=p.dtype, device=p.device)  # noqa: E731
             h0 = zeros(c.out_size) if h0s is None else h0s[i, ...]
             s0 = tuple(zeros(c.hidden_size) if r is None else r[i, ...] for r in rest0)  # c0, n0, m0 …
-            out, hT, sT, cache = cell.forward(xp, k, c, xproj, h0, s0, _weights(sd, layer, s, c.cell), m)
+            kept = _kept(p, i, d, m)
+            out, hT, sT, cache = cell.forward(xp, k, c, xproj, h0, s0, _weights(sd, layer, s, c.cell), kept)
+            out = out if m is None else out * m  # zero at padded steps (a zoned-out step outputs its carried h)
             bad = first_nonfinite_step(xp, out, backward=False)
             if bad is not None:
                 raise NonFiniteGradientError(f"h_l{layer}{s} (forward pass)", bad if d == 0 else T + 1 - bad)
@@ -90,25 +104,26 @@ def _forward(p: ModuleProblem, sd, x, hx):
             h_n.append(hT)
             for name, v in zip(extra, sT or (), strict=True):
                 finals[name].append(v)
-            caches[(layer, d)] = (xin, m, cache)
+            caches[(layer, d)] = (xin, m, kept, cache)
         layer_in = outs[0] if c.dirs == 1 else xp.concat(outs, axis=-1)  # (T, B, P·dirs)
     return layer_in, xp.stack(h_n), {name: xp.stack(v) for name, v in finals.items()}, caches
 
 
 @numpy_quiet_input
-def module_forward(config, state_dict, input, hx=None, *, lengths=None) -> dict:
+def module_forward(config, state_dict, input, hx=None, *, lengths=None, zoneout_masks=None) -> dict:
     """``output`` as torch's module returns it (padded steps zero), ``h_n`` (L·dirs, B, P), and every other
     carried state's final value (L·dirs, B, H): the LSTM's ``c_n``, the sLSTM's ``c_n``, ``n_n``, ``m_n``;
     arguments as :func:`module_gradients`."""
-    state_dict, input, hx = detached_args(state_dict, input, hx)
-    p = check_module_inputs(config, state_dict, input, hx, lengths=lengths, upstream=False)
+    state_dict, input, hx, zoneout_masks = detached_args(state_dict, input, hx, zoneout_masks)
+    p = check_module_inputs(config, state_dict, input, hx, lengths=lengths, zoneout_masks=zoneout_masks,
+                            upstream=False)
     out, h_n, finals, _ = _forward(p, state_dict, _time_major(p, input), hx)
     return {"output": _time_major(p, out), "h_n": h_n, **{f"{s}_n": v for s, v in finals.items()}}
 
 
 @numpy_quiet_input
 def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None, lengths=None,
-                     grad_cn=None, grad_nn=None, grad_mn=None) -> dict:
+                     grad_cn=None, grad_nn=None, grad_mn=None, zoneout_masks=None) -> dict:
     """Hand-derived BPTT through torch's recurrent modules (nn.RNN, nn.LSTM, nn.GRU) and the cells torch has no
     module for (IndRNN, minGRU, minLSTM, sLSTM, LayerNorm-LSTM), driven by upstream gradients.
 
@@ -128,6 +143,9 @@ def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, gr
         lengths: (B,) integers in 1…T (packed semantics), or None: every row has T steps.
         grad_cn, grad_nn, grad_mn: dL/d``c_n`` (the LSTM's and sLSTM's), dL/d``n_n`` and dL/d``m_n`` (the
             sLSTM's), each (num_layers·dirs, B, H), or None. Not all upstream gradients None.
+        zoneout_masks: with config ``zoneout=True`` (Elman, LSTM, GRU), (num_layers·dirs, T, B, H)
+            of 0 and 1, time first whatever batch_first: where 1, the unit keeps its h (and c) from the step before,
+            h_t = m ⊙ h_{t−1} + (1 − m) ⊙ h̃_t; the masks are an input, as a library's training step draws them.
 
     Returns:
         dict: one gradient per ``state_dict`` key (same name and shape), ``input``, ``hx`` (dL/dh0), one per
@@ -136,10 +154,10 @@ def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, gr
         ``c_l{k}{s}``, ``gate_i_l{k}{s}`` …; ``gate_r_l{k}{s}`` …), (T, B, ·) in time order. In the caller's
         library, dtype and device.
     """
-    state_dict, input, hx, grad_output, grad_hn, grad_cn, grad_nn, grad_mn = detached_args(
-        state_dict, input, hx, grad_output, grad_hn, grad_cn, grad_nn, grad_mn)
+    state_dict, input, hx, grad_output, grad_hn, grad_cn, grad_nn, grad_mn, zoneout_masks = detached_args(
+        state_dict, input, hx, grad_output, grad_hn, grad_cn, grad_nn, grad_mn, zoneout_masks)
     p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths, grad_cn=grad_cn,
-                            grad_nn=grad_nn, grad_mn=grad_mn)
+                            grad_nn=grad_nn, grad_mn=grad_mn, zoneout_masks=zoneout_masks)
     ups = upstream_states(p.config, grad_cn, grad_nn, grad_mn)  # dL/d(c_n, n_n, m_n …) or None each
     xp, c, T, B = p.xp, p.config, p.T, p.B
     sd = state_dict
@@ -155,7 +173,7 @@ def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, gr
         d_in = None  # dL/d(this layer's input), summed over directions                 (T, B, I)
         for d, s in enumerate(c.suffixes):
             i = layer * c.dirs + d
-            xin, m, cache = caches[(layer, d)]
+            xin, m, kept, cache = caches[(layer, d)]
             W_ih = sd[f"weight_ih_l{layer}{s}"]
             part = None
             if d_out is not None:
@@ -166,14 +184,14 @@ def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, gr
             dhn = None if grad_hn is None else grad_hn[i, ...]
             dsn = tuple(None if g is None else g[i, ...] for g in ups.values())  # dL/dc_n, dL/dn_n … of this row
             W = _weights(sd, layer, s, c.cell)
-            dxproj, dhx[i], dsx[i], dW, steps = cell.backward(xp, k, c, cache, W, part, dhn, dsn, m)
+            dxproj, dhx[i], dsx[i], dW, steps = cell.backward(xp, k, c, cache, W, part, dhn, dsn, kept)
             if not all_finite(xp, dxproj):
                 bad = first_nonfinite_step(xp, dxproj, backward=True)
                 raise NonFiniteGradientError(names[(layer, s)]["h"], bad if d == 0 else T + 1 - bad)
             I, G = xin.shape[-1], dxproj.shape[-1]  # noqa: E741
             dxp2 = xp.reshape(dxproj, (T * B, G))  # (T·B, G·H)
             grads[f"weight_ih_l{layer}{s}"] = dxp2.T @ xp.reshape(xin, (T * B, I))  # Σ_t dxproj_tᵀ x_t   (G·H, I)
-            if c.bias:
+            if c.bias and not c.cell.normalised_input:  # (a normalising cell gives bias_ih's itself, in dW)
                 grads[f"bias_ih_l{layer}{s}"] = xp.sum(dxp2, axis=0)  # Σ_t Σ_b dxproj_t              (G·H,)
             # the cell's recurrent weights that the state_dict holds: weight_hh, bias_hh, weight_hr (none for a
             # cell whose gates read x_t alone), and its own (a norm's gain and bias; bias_ih when it normalises x)

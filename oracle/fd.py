@@ -40,7 +40,7 @@ def module_scalar(inputs: dict) -> float:
     """L = Σ grad_output ⊙ output + Σ grad_hn ⊙ h_n on manual.module_forward: the scalar whose gradient
     the module contract's upstream gradients define."""
     out = manual.module_forward(inputs["config"], inputs["state_dict"], inputs["input"], inputs["hx"],
-                                lengths=inputs["lengths"])
+                                lengths=inputs["lengths"], zoneout_masks=inputs.get("zoneout_masks"))
     L = 0.0
     for grad, value in (("grad_output", "output"), ("grad_hn", "h_n"), ("grad_cn", "c_n"), ("grad_nn", "n_n"),
                         ("grad_mn", "m_n")):

@@ -64,6 +64,9 @@ def check_layout(layout: object, config: RNNConfig | None = None) -> str:
     if layout == "onnx" and config is not None and config.proj_size:
         raise LayoutError(f"ONNX's LSTM has no projection, and this configuration has proj_size = "
                           f"{config.proj_size}. Remedy: --layout torch for it.")
+    if layout == "onnx" and config is not None and config.zoneout:
+        raise LayoutError("ONNX's recurrent operators have no zoneout, and this configuration has zoneout = True. "
+                          "Remedy: --layout torch for it.")
     return layout
 
 

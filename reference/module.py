@@ -202,17 +202,18 @@ STEP = {"elman": _elman, "lstm": _lstm, "gru": _gru, "indrnn": _indrnn, "mingru"
 
 
 def unrolled_module_gradients(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None,
-                              lengths=None, grad_cn=None, grad_nn=None, grad_mn=None, step=None) -> dict:
+                              lengths=None, grad_cn=None, grad_nn=None, grad_mn=None, zoneout_masks=None,
+                              step=None) -> dict:
     """Every gradient of the module contract, per-step tensors included (``step``: another step function of
     STEP's signature, for a test's variant of the cell)."""
     p = check_module_inputs(config, state_dict, input, hx, grad_output, grad_hn, lengths, grad_cn=grad_cn,
-                            grad_nn=grad_nn, grad_mn=grad_mn)
+                            grad_nn=grad_nn, grad_mn=grad_mn, zoneout_masks=zoneout_masks)
     c, T, B = p.config, p.T, p.B
     act = ACT[c.nonlinearity]
     step = step or STEP[c.cell.file]
     ups = upstream_states(c, grad_cn, grad_nn, grad_mn)
-    numpy_in, sd, x, hx, g_out, g_hn, *g_states = _torch_args(state_dict, input, hx, grad_output, grad_hn,
-                                                               *ups.values())
+    numpy_in, sd, x, hx, zm, g_out, g_hn, *g_states = _torch_args(state_dict, input, hx, zoneout_masks,
+                                                                   grad_output, grad_hn, *ups.values())
     names = {(layer, s): n for layer, s, n in step_names(c)}
     with torch.enable_grad():
         leaf = {k: v.clone().requires_grad_() for k, v in sd.items()}
@@ -230,7 +231,9 @@ def unrolled_module_gradients(config, state_dict, input, hx=None, *, grad_output
                 per_step = [None] * T
                 for t in range(T) if d == 0 else range(T - 1, -1, -1):
                     keep = {}
-                    h, cst = step(c, leaf, layer, s, seq[t], h, cst, inside[t], act, keep)
+                    # a zoned-out unit keeps its states at step t as a padded step does (the where of each step)
+                    live = inside[t] if zm is None else inside[t] & (zm[i, t] == 0)  # (B, 1) or (B, H)
+                    h, cst = step(c, leaf, layer, s, seq[t], h, cst, live, act, keep)
                     keep["h"] = h
                     for v in keep.values():
                         v.retain_grad()

@@ -74,7 +74,7 @@ def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
         if masks is not None:  # a padded step carries the state through
             m = masks[t, ...]
             hs[t + 1, ...] = m * hs[t + 1, ...] + (1 - m) * hp  # (B, H)
-    out = hs[1:, ...] if masks is None else hs[1:, ...] * masks  # (T, B, H)
+    out = hs[1:, ...]  # h_t of every step (manual.stack zeroes a padded step's)
     return out, hs[T, ...], None, (gates, rec, hs)
 
 

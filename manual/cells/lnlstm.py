@@ -89,7 +89,7 @@ def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
             mk = masks[t, ...]
             c, h = mk * c + (1 - mk) * cs[t, ...], mk * h + (1 - mk) * hs[t, ...]
         hs[t + 1, ...], cs[t + 1, ...] = h, c
-    out = hs[1:, ...] if masks is None else hs[1:, ...] * masks  # (T, B, H)
+    out = hs[1:, ...]  # h_t of every step (manual.stack zeroes a padded step's)
     return out, hs[T, ...], (cs[T, ...],), (acts, xhat, rx, rhat, rr, chat, rc, ty, hs, cs)
 
 
@@ -130,10 +130,10 @@ def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
         carry_h, carry_c = new_h, new_c
     flat = lambda a: xp.reshape(a, (T * B, a.shape[-1]))  # noqa: E731
     sums = lambda a, b: xp.astype(xp.sum(flat(wide(xp, a) * b), axis=0), dt)  # Σ a ⊙ v̂, wide, rounded once  # noqa: E731
+    db = xp.sum(flat(da_all), axis=0)  # both gate norms' β add into a_t                           (4H,)
     dW = {"weight_hh": flat(dr_all).T @ flat(hs[:T, ...]),  # Σ_t dL/d(h W_hhᵀ)ᵀ h_{t−1}          (4H, H)
           "ln_ih_weight": sums(da_all, xhat), "ln_hh_weight": sums(da_all, rhat), "ln_c_weight": sums(dyc, chat),
-          "bias_ih": xp.sum(flat(da_all), axis=0), "bias_hh": xp.sum(flat(da_all), axis=0),
-          "ln_c_bias": xp.sum(flat(dyc), axis=0)}
+          "bias_ih": db, "bias_hh": db, "ln_c_bias": xp.sum(flat(dyc), axis=0)}
     dxproj = norm_back(xp, da_all * W["ln_ih_weight"], xhat, rx)  # through LN_ih, every step       (T, B, 4H)
     steps = {"h": dH, "c": dC, "gate_i": da_all[..., :H], "gate_f": da_all[..., H:2 * H],
              "gate_g": da_all[..., 2 * H:3 * H], "gate_o": da_all[..., 3 * H:]}

@@ -63,7 +63,7 @@ def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
             m = masks[t, ...]
             cs[t + 1, ...] = m * c + (1 - m) * cs[t, ...]
             hs[t + 1, ...] = m * hs[t + 1, ...] + (1 - m) * hs[t, ...]
-    out = hs[1:, ...] if masks is None else hs[1:, ...] * masks  # (T, B, P)
+    out = hs[1:, ...]  # h_t of every step (manual.stack zeroes a padded step's)
     return out, hs[T, ...], (cs[T, ...],), (acts, tcs, hhs, hs, cs)
 
 

@@ -44,7 +44,7 @@ def forward(xp, k, xproj, h0, masks, coefficients):
     hs[0, ...] = h0
     for t in range(T):
         hs[t + 1, ...] = A[t, ...] * hs[t, ...] + Bc[t, ...]  # h_t = A_t ⊙ h_{t−1} + B_t            (B, H)
-    out = hs[1:, ...] if masks is None else hs[1:, ...] * masks  # zero at padded steps          (T, B, H)
+    out = hs[1:, ...]  # h_t of every step (manual.stack zeroes a padded step's)
     return out, hs[T, ...], None, (A, hs, extra)
 
 

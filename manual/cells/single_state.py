@@ -16,7 +16,7 @@ def forward(xp, k, xproj, h0, W: dict, masks, run_forward):
     hs = xp.empty((T + 1, B, H), dtype=xproj.dtype, device=device(xproj))  # (T+1, B, H)
     hs[0, ...] = h0
     run_forward(xp, k, z, hs, W["weight_hh"], masks)
-    out = hs[1:, ...] if masks is None else hs[1:, ...] * masks  # zero at padded steps       (T, B, H)
+    out = hs[1:, ...]  # h_t of every step (manual.stack zeroes a padded step's)
     return out, hs[T, ...], None, (z, hs)
 
 

@@ -26,8 +26,9 @@ dL/dn_t from the future (and dL/doutput_t):
 Two things do read m. The initial m_0 scales the initial states (C_0 = c_0 e^{m_0}), so
 dL/dm_0 = c_0 ⊙ dL/dc_0 + n_0 ⊙ dL/dn_0. And a loss on the final states sees it: c_T = C_T e^{−m_T}, so with
 g = dL/dm_T − c_T ⊙ dL/dc_T − n_T ⊙ dL/dn_T (the upstream gradients), g follows m_T back through its max: to
-log f_t and on to m_{t−1} while the forget branch won (log f_t + m_{t−1} ≥ ã_i), to ã_i where the input branch
-won, and there it stops (or reaches m_0). A padded step carries h, c, n and m through unchanged.
+log f_t and on to m_{t−1} while the forget branch won (log f_t + m_{t−1} > ã_i), to ã_i where the input branch
+won, and there it stops (or reaches m_0); a tie sends half each way, as torch's maximum does. A padded step carries
+h, c, n and m through unchanged.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
     ip, fp, z, o, sf = (empty(T, B, H) for _ in range(5))  # i′, f′, tanh(ã_z), σ(ã_o), σ(ã_f)  (T, B, H)
     q, n_own = empty(T, B, H), empty(T, B, H)  # the step's own c_t / n_t and n_t (> 0), before a padded step's
     # carry: at a padded step n_t is n_{t−1}, which may be 0
-    won = xp.empty((T, B, H), dtype=xp.bool, device=dev)  # the max's forget branch won (T, B, H)
+    won = empty(T, B, H)  # the max's forget branch's share: 1 won, 0 lost, ½ a tie                (T, B, H)
     hs[0, ...], cs[0, ...], ns[0, ...], ms[0, ...] = h0, *c0
     for t in range(T):
         a = a_all[t, ...]
@@ -102,8 +103,8 @@ def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
         k.sigmoid_into(ao, o[t, ...])
         lf = af if exp_forget else _log_sigmoid(xp, af)  # log f_t                              (B, H)
         carry = lf + ms[t, ...]  # log f_t + m_{t−1}                                             (B, H)
-        won[t, ...] = carry >= ai
-        m_t = xp.where(won[t, ...], carry, ai)  # m_t = max(log f_t + m_{t−1}, ã_i)              (B, H)
+        won[t, ...] = xp.where(carry > ai, 1.0, xp.where(carry == ai, 0.5, 0.0))
+        m_t = xp.maximum(carry, ai)  # m_t = max(log f_t + m_{t−1}, ã_i)                         (B, H)
         ip[t, ...] = xp.exp(ai - m_t)  # i′                                                      (B, H)
         fp[t, ...] = xp.exp(carry - m_t)  # f′                                                    (B, H)
         c_t = fp[t, ...] * cs[t, ...] + ip[t, ...] * z[t, ...]  # (B, H)
@@ -114,9 +115,9 @@ def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
             mk = masks[t, ...]
             c_t, n_t = mk * c_t + (1 - mk) * cs[t, ...], mk * n_t + (1 - mk) * ns[t, ...]
             m_t, h_t = mk * m_t + (1 - mk) * ms[t, ...], mk * h_t + (1 - mk) * hs[t, ...]
-            won[t, ...] = won[t, ...] | (mk == 0)  # m carried: its chain passes through
+            won[t, ...] = mk * won[t, ...] + (1 - mk)  # m carried: its chain passes through
         hs[t + 1, ...], cs[t + 1, ...], ns[t + 1, ...], ms[t + 1, ...] = h_t, c_t, n_t, m_t
-    out = hs[1:, ...] if masks is None else hs[1:, ...] * masks  # (T, B, H)
+    out = hs[1:, ...]  # h_t of every step (manual.stack zeroes a padded step's)
     return out, hs[T, ...], (cs[T, ...], ns[T, ...], ms[T, ...]), (ip, fp, z, o, sf, won, hs, cs, ns, q, n_own, R)
 
 
@@ -127,7 +128,7 @@ def _chain(xp, g, won, masks):
     alive = xp.ones_like(g)  # 1 while the chain from m_T has gone only through forget branches   (B, H)
     to_i, to_f = (xp.zeros((T, *g.shape), dtype=g.dtype, device=device(g)) for _ in range(2))  # (T, B, H)
     for t in range(T - 1, -1, -1):
-        w = xp.astype(won[t, ...], g.dtype)
+        w = won[t, ...]
         inside = 1 if masks is None else masks[t, ...]
         to_f[t, ...] = g * alive * w * inside  # m_t = log f_t + m_{t−1}: to log f_t, and on
         to_i[t, ...] = g * alive * (1 - w) * inside  # m_t = ã_i: there it stops

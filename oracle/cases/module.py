@@ -69,6 +69,7 @@ class ModuleCase(Named):
     hx_grad: bool = True  # False: dL/dhx (and dL/dcx …) not asked for, never judged
     num_heads: int = 1  # the sLSTM's
     forget_gate: str = "sigmoid"  # the sLSTM's: "sigmoid" or "exp"
+    zoneout: bool = False  # zoneout masks drawn with the inputs (a quarter of the units kept at each step)
 
     kind = "module"  # the golden schema's word for this class; nothing branches on it
     prefix = "module/"  # the start of every name of this class (oracle.cases.parse_case)
@@ -86,7 +87,8 @@ class ModuleCase(Named):
     @property
     def config(self) -> RNNConfig:
         return RNNConfig(self.mode, self.I, self.H, self.num_layers, self.bias, self.batch_first, self.bidirectional,
-                         self.proj_size, self.linear_before_reset, self.nonlinearity, self.num_heads, self.forget_gate)
+                         self.proj_size, self.linear_before_reset, self.nonlinearity, self.num_heads, self.forget_gate,
+                         self.zoneout)
 
     @property
     def name(self) -> str:
@@ -95,7 +97,7 @@ class ModuleCase(Named):
                                               ("nobias", not self.bias), (f"p{self.proj_size}", self.proj_size),
                                               ("paper", not self.linear_before_reset),
                                               (f"nh{self.num_heads}", self.num_heads != 1),
-                                              ("fexp", self.forget_gate == "exp"),
+                                              ("fexp", self.forget_gate == "exp"), ("zo", self.zoneout),
                                               (self.nonlinearity, other), (f"sat{self.scale}", self.scale != 1),
                                               ("noinputgrad", not self.input_grad), ("nohxgrad", not self.hx_grad))
                         if on)
@@ -105,10 +107,10 @@ class ModuleCase(Named):
     @classmethod
     def parse(cls, name: str) -> ModuleCase:
         """The case a full name describes (see the module's docstring)."""
-        flag = rf"-bi|-bf|-nobias|-p\d+|-paper|-nh\d+|-fexp{ACT_FLAGS}|-sat\d+|-noinputgrad|-nohxgrad"
+        flag = rf"-bi|-bf|-nobias|-p\d+|-paper|-nh\d+|-fexp|-zo{ACT_FLAGS}|-sat\d+|-noinputgrad|-nohxgrad"
         m = re.fullmatch(rf"module/(\w+)/L(\d+)((?:{flag})*)/"
                          r"T(\d+)-B(\d+)-I(\d+)-H(\d+)/lengths-(\w+)/up-(\w+)/(\w+)", name)
-        form = "module/MODE/L<int>[-bi][-bf][-nobias][-p<int>][-paper][-nh<int>][-fexp][-relu][-sat<int>]" \
+        form = "module/MODE/L<int>[-bi][-bf][-nobias][-p<int>][-paper][-nh<int>][-fexp][-zo][-relu][-sat<int>]" \
                "[-noinputgrad][-nohxgrad]/" \
                "T<int>-B<int>-I<int>-H<int>/" \
                "lengths-full|mixed/up-output|hn|both|hnonly|cnonly|outhn|outcn/dtype"
@@ -135,7 +137,7 @@ class ModuleCase(Named):
                                                CELLS[mode].nonlinearities[1:] else "has no other") +
                            ". Remedy: drop the flag (a name carries only a nonlinearity that is not the default).")
         order = "".join(f for f in ("-bi", "-bf", "-nobias", f"-p{P}" if P else "", "-paper", f"-nh{NH}" if nh else "",
-                                    "-fexp", f"-{act}" if act else "",
+                                    "-fexp", "-zo", f"-{act}" if act else "",
                                     f"-sat{S}" if sat else "", "-noinputgrad", "-nohxgrad") if f and f in flags)
         if min(sizes) < 1 or flags != order or not 2 <= S <= MAX_SCALE and sat or nh and NH < 2:
             raise BadValue(f"module case name must read {form}; got {name!r} (sizes ≥ 1, flags in that order, "
@@ -146,7 +148,7 @@ class ModuleCase(Named):
         case = cls(mode, sizes[0], "-bi" in flags, "-bf" in flags, "-nobias" not in flags, *sizes[1:],
                    lengths=lengths, upstream=up, dtype=dtype, proj_size=P, linear_before_reset="-paper" not in flags,
                    nonlinearity=act, scale=S, input_grad="-noinputgrad" not in flags, hx_grad="-nohxgrad" not in flags,
-                   num_heads=NH, forget_gate="exp" if "-fexp" in flags else "sigmoid")
+                   num_heads=NH, forget_gate="exp" if "-fexp" in flags else "sigmoid", zoneout="-zo" in flags)
         try:
             config_from(case.config.as_dict())
             case.check_upstream()
@@ -198,6 +200,8 @@ class ModuleCase(Named):
             out[f"grad_{st}n"] = cast(rng.normal(0, 1, s0.shape)) if f"{st}n" in self.drives else None
         if len(states) > 1:
             out["hx"] = tuple(states)
+        if self.zoneout:  # drawn last: every other input is the case's without zoneout
+            out["zoneout_masks"] = cast((rng.random((c.num_layers * c.dirs, T, B, self.H)) < 0.25).astype(float))
         return out
 
     # ------------------------------------------------------------ the Case protocol (oracle.cases)
@@ -323,6 +327,8 @@ class ModuleCase(Named):
                 out[f"inputs.grad_{st}n"] = (g[f"{st}x"], {"F64"})
         if self.lengths != "full":
             out["inputs.lengths"] = ((self.B,), {"I64"})
+        if self.zoneout:
+            out["inputs.zoneout_masks"] = ((c.num_layers * c.dirs, self.T, self.B, self.H), {"F64"})
         for prefix in ("grads", "sens", "amp"):
             out.update({f"{prefix}.{k}": (v, {"F64"}) for k, v in g.items()})
         return out
@@ -347,6 +353,8 @@ class ModuleCase(Named):
         if c.has_cell_state:  # the LSTM's (h0, c0), and dL/dc_n; the sLSTM's (h0, c0, n0, m0) …
             inputs["hx"] = (t["inputs.hx"], *(t[f"inputs.{st}x"] for st in c.cell.carried[1:]))
             inputs.update({f"grad_{st}n": t.get(f"inputs.grad_{st}n") for st in c.cell.carried[1:]})
+        if c.zoneout:
+            inputs["zoneout_masks"] = t["inputs.zoneout_masks"]
         grads, sens, amp = ({k: t[f"{p}.{k}"] for k in self.grad_shapes()} for p in ("grads", "sens", "amp"))
         major = lambda d: to_time_major(c, d)  # noqa: E731
         return inputs, Truth(major(grads), major(sens), major(amp), time_orders(c), bound_size(c, self.T, self.B))
@@ -358,7 +366,8 @@ class ModuleCase(Named):
         carried = RNNConfig(**inputs["config"]).cell.carried
         arrays = {"input": inputs["input"], **{f"{st}x": a for st, a in zip(carried, hx, strict=True)},
                   "grad_output": inputs["grad_output"], "grad_hn": inputs["grad_hn"],
-                  **{f"grad_{st}n": inputs.get(f"grad_{st}n") for st in carried[1:]}}
+                  **{f"grad_{st}n": inputs.get(f"grad_{st}n") for st in carried[1:]},
+                  "zoneout_masks": inputs.get("zoneout_masks")}
         out.update({f"inputs.{k}": v for k, v in arrays.items() if v is not None})
         return out
 
@@ -391,12 +400,15 @@ class ModuleCase(Named):
         if type(scale) is not int or not 1 <= scale <= MAX_SCALE or not all(isinstance(b, bool) for b in needs):
             raise BadValue(f"metadata case.scale {scale!r} / input_grad, hx_grad {needs!r} malformed")
         heads, forget = spec.get("num_heads", 1), spec.get("forget_gate", "sigmoid")  # files before the sLSTM: none
-        if type(heads) is not int or not 1 <= heads <= dims["H"] or forget not in FORGET_GATES:
-            raise BadValue(f"metadata case.num_heads {heads!r} / forget_gate {forget!r} malformed")
+        zoneout = spec.get("zoneout", False)
+        if type(heads) is not int or not 1 <= heads <= dims["H"] or forget not in FORGET_GATES or \
+                not isinstance(zoneout, bool):
+            raise BadValue(f"metadata case.num_heads {heads!r} / forget_gate {forget!r} / zoneout {zoneout!r} "
+                           "malformed")
         case = cls(spec["mode"], dims["num_layers"], spec["bidirectional"], spec["batch_first"], spec["bias"],
                    dims["T"], dims["B"], dims["I"], dims["H"], lengths=spec["lengths"], upstream=spec["upstream"],
                    dtype=spec["dtype"], proj_size=proj, linear_before_reset=lbr, nonlinearity=act, scale=scale,
-                   input_grad=needs[0], hx_grad=needs[1], num_heads=heads, forget_gate=forget)
+                   input_grad=needs[0], hx_grad=needs[1], num_heads=heads, forget_gate=forget, zoneout=zoneout)
         try:
             config_from(case.config.as_dict())
             case.check_upstream()
@@ -439,6 +451,10 @@ def run_module(fn, inputs: dict, needs: dict | None = None) -> dict:
     carries c …); ``needs``: {"input": bool, "hx": bool}, passed as ``needs_input_grad`` to a function that names
     it."""
     more = state_upstreams(inputs)
+    if "zoneout_masks" in more and not takes(fn, "zoneout_masks"):
+        from oracle.checker.candidate import Unsupported
+
+        raise Unsupported("zoneout")  # a kernel without the parameter has no zoneout: its case is skipped, not failed
     if needs is not None and takes(fn, "needs_input_grad"):
         more["needs_input_grad"] = dict(needs)
     return fn(inputs["config"], inputs["state_dict"], inputs["input"], inputs["hx"],
@@ -487,13 +503,14 @@ def to_time_major(case_or_config, grads: dict) -> dict:
 
 
 STATE_UPSTREAMS = ("grad_cn", "grad_nn", "grad_mn")  # dL/d(each carried state's final value) but h's
-ARRAYS = ("input", "hx", "grad_output", "grad_hn", *STATE_UPSTREAMS)  # a module case's float inputs (hx: a tuple
-# for a cell that carries more than h)
+ARRAYS = ("input", "hx", "grad_output", "grad_hn", *STATE_UPSTREAMS, "zoneout_masks")  # a module case's float
+# inputs (hx: a tuple for a cell that carries more than h)
 
 
 def state_upstreams(inputs: dict) -> dict:
-    """The keyword arguments grad_cn, grad_nn, grad_mn that a module case's inputs hold (the cell's states')."""
-    return {k: inputs[k] for k in STATE_UPSTREAMS if k in inputs}
+    """The keyword arguments beyond torch's that a module case's inputs hold: grad_cn, grad_nn, grad_mn (the cell's
+    states') and zoneout_masks."""
+    return {k: inputs[k] for k in (*STATE_UPSTREAMS, "zoneout_masks") if k in inputs}
 
 
 def map_arrays(f, inputs: dict) -> dict:
@@ -501,6 +518,11 @@ def map_arrays(f, inputs: dict) -> dict:
     g = lambda a: None if a is None else tuple(g(b) for b in a) if isinstance(a, tuple) else f(a)  # noqa: E731
     return {**inputs, "state_dict": {k: f(v) for k, v in inputs["state_dict"].items()},
             **{k: g(inputs[k]) for k in ARRAYS if k in inputs}}
+
+
+def rounded_arrays(f, inputs: dict) -> dict:
+    """``map_arrays`` but for the zoneout masks: they are 0 and 1 exactly, not rounded numbers, and never move."""
+    return {**map_arrays(f, inputs), **{k: inputs[k] for k in ("zoneout_masks",) if k in inputs}}
 
 
 def module_truth(inputs: dict, draws: int = 2, seed: int = 0) -> Truth:
@@ -518,7 +540,7 @@ def module_truth(inputs: dict, draws: int = 2, seed: int = 0) -> Truth:
     grads_of = lambda i: to_time_major(c, run_module(unrolled_module_gradients, i))  # noqa: E731
     want = grads_of(as64)
     finite_truth(want)
-    sens = sensitivity(grads_of, as64, want, map_arrays, draws, seed)
+    sens = sensitivity(grads_of, as64, want, rounded_arrays, draws, seed)
     amp, worst = {}, 1.0
     for _, _, names in step_names(c):
         T = want[names["h"]].shape[0]

@@ -205,6 +205,8 @@ MODULE_BAD = [  # (id, changes, exception, words)
     ("lbr-not-gru", {"config": {**MI["config"], "linear_before_reset": False}}, ValueError,
      ["linear_before_reset", "GRU"]),
     ("grad-cn-not-lstm", {"grad_cn": MI["grad_hn"]}, ValueError, ["grad_cn", "no cell state"]),
+    ("norm-of-one-unit", {"config": {**MI["config"], "mode": "LNLSTM", "hidden_size": 1}}, ValueError,
+     ["hidden_size", "at least 2", "'LNLSTM'", "got 1"]),
     ("heads-not-slstm", {"config": {**MI["config"], "num_heads": 5}}, ValueError, ["num_heads", "sLSTM", "'SLSTM'"]),
     ("forget-gate-not-slstm", {"config": {**MI["config"], "forget_gate": "exp"}}, ValueError,
      ["forget_gate", "sLSTM"]),
@@ -291,6 +293,39 @@ def test_slstm_bad_input(case_id, edit, exc, words):
     for fn in MODULE_ENTRY_POINTS[::2]:  # manual and the unrolled reference (torch has no sLSTM module)
         with pytest.raises(exc) as info:
             fn(config, i["state_dict"], i["input"], hx, grad_output=i["grad_output"], grad_hn=i["grad_hn"], **up)
+        msg = str(info.value)
+        assert "Remedy" in msg and isinstance(info.value, Refusal) and info.value.remedy, msg
+        for w in words:
+            assert w in msg, f"{case_id}: {w!r} not in: {msg}"
+
+
+ZONEOUT_BAD = [  # (id, edit of (config, masks) of a two-layer bidirectional LSTM case with zoneout, exception, words)
+    ("zoneout-not-offered", lambda c, zm: ({**c, "mode": "SLSTM"}, zm), ValueError,
+     ["zoneout", "'SLSTM'", "'LSTM'", "drop it"]),
+    ("zoneout-with-projection", lambda c, zm: ({**c, "proj_size": 2}, zm), ValueError,
+     ["zoneout", "proj_size = 0", "proj_size = 2"]),
+    ("zoneout-not-bool", lambda c, zm: ({**c, "zoneout": 1}, zm), TypeError, ["zoneout", "True or False"]),
+    ("masks-missing", lambda c, zm: (c, None), ValueError, ["zoneout_masks is None", "(4, 5, 3, 4)", "zoneout=False"]),
+    ("masks-without-zoneout", lambda c, zm: ({**c, "zoneout": False}, zm), ValueError,
+     ["zoneout_masks", "zoneout", "False", "zoneout=True"]),
+    ("masks-shape", lambda c, zm: (c, zm[:2]), ValueError, ["zoneout_masks", "(4, 5, 3, 4)", "(2, 5, 3, 4)"]),
+    ("masks-batch-first", lambda c, zm: (c, zm.transpose(0, 2, 1, 3)), ValueError,
+     ["zoneout_masks", "(4, 5, 3, 4)", "(4, 3, 5, 4)", "time first"]),
+    ("masks-not-binary", lambda c, zm: (c, 0.25 + 0 * zm), ValueError, ["zoneout_masks", "0 and 1", "240 other"]),
+    ("masks-dtype", lambda c, zm: (c, zm.astype(np.float32)), TypeError, ["zoneout_masks", "float32", "float64"]),
+    ("masks-nan", lambda c, zm: (c, zm * np.nan), ValueError, ["zoneout_masks", "finite"]),
+]
+
+
+@pytest.mark.parametrize("case_id, edit, exc, words", ZONEOUT_BAD, ids=[b[0] for b in ZONEOUT_BAD])
+def test_zoneout_bad_input(case_id, edit, exc, words):
+    from oracle.cases.module import ModuleCase
+    i = ModuleCase("LSTM", 2, True, False, True, 5, 3, 3, 4, zoneout=True).inputs()
+    config, masks = edit(i["config"], i["zoneout_masks"])
+    for fn in MODULE_ENTRY_POINTS[::2]:  # manual and the unrolled reference (torch's module has no zoneout)
+        with pytest.raises(exc) as info:
+            fn(config, i["state_dict"], i["input"], i["hx"], grad_output=i["grad_output"], grad_hn=i["grad_hn"],
+               zoneout_masks=masks)
         msg = str(info.value)
         assert "Remedy" in msg and isinstance(info.value, Refusal) and info.value.remedy, msg
         for w in words:

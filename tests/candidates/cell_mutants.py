@@ -132,7 +132,8 @@ def _lnlstm(c, W, x, h0, c0, g_out, g_hn, g_cn, mistake):
     return g, dx, dh0, dc0, steps
 
 
-def _gru(c, W, x, h0, g_out, g_hn, mistake):
+def _gru(c, W, x, h0, g_out, g_hn, mistake, zm=None):
+    """The GRU per batch row; ``zm`` (T, B, H): zoneout masks, h_t = m ⊙ h_{t−1} + (1 − m) ⊙ h̃_t."""
     T, B, _ = x.shape
     H = c["hidden_size"]
     torch_form = c.get("linear_before_reset", True) != (mistake == "reset_in_the_other_form")
@@ -151,16 +152,19 @@ def _gru(c, W, x, h0, g_out, g_hn, mistake):
             z = sigmoid(ax[H:2 * H] + Whh[H:2 * H] @ hp + bhh[H:2 * H])
             ahn = Whh[2 * H:] @ hp + bhh[2 * H:] if torch_form else Whh[2 * H:] @ (r * hp) + bhh[2 * H:]
             n = np.tanh(ax[2 * H:] + (r * ahn if torch_form else ahn))
-            hs.append((1 - z) * n + z * hp)
+            m = 0 if zm is None else zm[t, row]
+            hs.append(m * hp + (1 - m) * ((1 - z) * n + z * hp))
             saved.append((r, z, n, ahn))
         dh_next = g_hn[row] if g_hn is not None else np.zeros(H)
         for t in reversed(range(T)):
             r, z, n, ahn = saved[t]
             hp = hs[t]
-            dh = dh_next + (g_out[t, row] if g_out is not None else 0)
+            dh_total = dh_next + (g_out[t, row] if g_out is not None else 0)
+            m = 0 if zm is None else zm[0 if mistake == "zoneout_mask_of_step_1" else t, row]
+            dh = (1 - m) * dh_total  # what reaches the step's own h̃; m ⊙ dL/dh_t goes straight to h_{t−1}
             dan = dh * (1 - z) * (1 - n * n)
             dz = dh * (hp - n) * z * (1 - z)
-            new = dh * z
+            new = dh * z + m * dh_total
             if torch_form:
                 dr = dan * ahn * r * (1 - r)
                 dahn = dan * r
@@ -182,7 +186,7 @@ def _gru(c, W, x, h0, g_out, g_hn, mistake):
                 g["bias_hh_l0"] += np.concatenate([dr, dz, dan if mistake == "b_hn_as_b_in" else dahn])
             dx[t, row] = Wih.T @ dax
             dh_next = new
-            for k, v in (("h", dh), ("gate_r", dr), ("gate_z", dz), ("gate_n", dan)):
+            for k, v in (("h", dh_total), ("gate_r", dr), ("gate_z", dz), ("gate_n", dan)):
                 steps[k][t, row] = v
         dh0[row] = dh_next
     return g, dx, dh0, steps
@@ -307,8 +311,8 @@ def _slstm(c, W, x, h0, s0, g_out, g_hn, g_s, mistake):
             a = Wih @ x[t, row] + R @ h + b
             ai, af, az, ao = np.split(a, 4)
             lf = af if exp_f else -np.logaddexp(0, -af)
-            won = lf + mp >= ai
-            m = np.where(won, lf + mp, ai)
+            won = np.where(lf + mp > ai, 1.0, np.where(lf + mp == ai, 0.5, 0.0))  # a tie: half each way
+            m = np.maximum(lf + mp, ai)
             ip, fp, z, o = np.exp(ai - m), np.exp(lf + mp - m), np.tanh(az), sigmoid(ao)
             cn, nn_ = fp * cp + ip * z, fp * npr + ip
             h = o * cn / nn_
@@ -326,7 +330,7 @@ def _slstm(c, W, x, h0, s0, g_out, g_hn, g_s, mistake):
             dip, dfp = dc * z + dn, dc * cp + dn * npr
             dai, dlf, dmp = dip * ip, dfp * fp, dfp * fp  # i′ = e^{ã_i − m_t}, f′ = e^{log f + m_{t−1} − m_t}
             dm_t = (0 if mistake == "stabiliser_differentiated" else dm) - dip * ip - dfp * fp  # m_t's every use
-            dlf, dmp, dai = dlf + won * dm_t, dmp + won * dm_t, dai + ~won * dm_t  # through the max
+            dlf, dmp, dai = dlf + won * dm_t, dmp + won * dm_t, dai + (1 - won) * dm_t  # through the max
             daf = dlf if exp_f else dlf * (1 - sigmoid(a[H:2 * H]))
             da = np.concatenate([dai, daf, dc * ip * (1 - z**2), do * o * (1 - o)])
             g["weight_ih_l0"] += np.outer(da, x[t, row])
@@ -349,7 +353,7 @@ def _slstm(c, W, x, h0, s0, g_out, g_hn, g_s, mistake):
 
 
 def cell_bptt(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=None, lengths=None, grad_cn=None,
-              grad_nn=None, grad_mn=None, mistake=None):
+              grad_nn=None, grad_mn=None, zoneout_masks=None, mistake=None):
     c = config
     for what, ok in (("num_layers", c.get("num_layers", 1) == 1), ("bidirectional", not c.get("bidirectional")),
                      ("batch_first", not c.get("batch_first")), ("lengths", not lengths)):
@@ -374,7 +378,8 @@ def cell_bptt(config, state_dict, input, hx=None, *, grad_output=None, grad_hn=N
     else:
         h0 = hx if hx is not None else np.zeros((1, B, c["hidden_size"]))
         one = {"INDRNN": _indrnn, "MINGRU": _minimal, "MINLSTM": _minimal}.get(c["mode"], _gru)
-        g, dx, dh0, steps = one(c, W, x, h0[0], grad_output, g_hn, mistake)
+        zm = {} if zoneout_masks is None else {"zm": np.asarray(zoneout_masks)[0]}  # (T, B, H): the GRU's alone
+        g, dx, dh0, steps = one(c, W, x, h0[0], grad_output, g_hn, mistake, **zm)
         out = {**g, "input": dx, "hx": dh0[None]}
     out.update({f"{k}_l0": v for k, v in steps.items()})
     return out
@@ -396,3 +401,4 @@ normaliser_carried_by_i = partial(cell_bptt, mistake="normaliser_carried_by_i")
 stabiliser_differentiated = partial(cell_bptt, mistake="stabiliser_differentiated")
 head_blocks_transposed = partial(cell_bptt, mistake="head_blocks_transposed")
 layer_norm_without_projection = partial(cell_bptt, mistake="layer_norm_without_projection")
+zoneout_mask_of_step_1 = partial(cell_bptt, mistake="zoneout_mask_of_step_1")

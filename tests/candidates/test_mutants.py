@@ -118,6 +118,7 @@ MINGRU_CASE = "module/MINGRU/L1/T6-B3-I3-H4/lengths-full/up-both/float64"
 MINLSTM_CASE = "module/MINLSTM/L1/T6-B3-I3-H4/lengths-full/up-both/float64"
 SLSTM_CASE = "module/SLSTM/L1-nh2/T6-B3-I3-H4/lengths-full/up-both/float64"
 LNLSTM_CASE = "module/LNLSTM/L1/T6-B3-I3-H4/lengths-full/up-both/float64"
+GRU_ZONEOUT_CASE = "module/GRU/L1-zo/T6-B3-I3-H4/lengths-full/up-both/float64"
 CELL_CATALOGUE = {  # mutant → (case, tensors that must FAIL, tensors that must pass)
     "forget_from_c_t": (LSTM_CASE, ["gate_f_l0", "weight_hh_l0"], []),
     "cell_carry_missing": (LSTM_CASE, ["c_l0", "gate_i_l0", "cx"], []),
@@ -136,26 +137,27 @@ CELL_CATALOGUE = {  # mutant → (case, tensors that must FAIL, tensors that mus
     "head_blocks_transposed": (SLSTM_CASE, ["weight_hh_l0", "h_l0", "hx"], []),
     "layer_norm_without_projection": (LNLSTM_CASE, ["c_l0", "gate_f_l0", "weight_hh_l0", "weight_ih_l0", "input"],
                                       []),
+    "zoneout_mask_of_step_1": (GRU_ZONEOUT_CASE, ["h_l0", "gate_z_l0", "gate_n_l0", "hx"], []),
 }
 
 
 @pytest.fixture(scope="module")
 def cell_golden(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cell_golden")
-    cases = (LSTM_CASE, GRU_CASE, INDRNN_CASE, MINGRU_CASE, MINLSTM_CASE, SLSTM_CASE, LNLSTM_CASE)
+    cases = (LSTM_CASE, GRU_CASE, INDRNN_CASE, MINGRU_CASE, MINLSTM_CASE, SLSTM_CASE, LNLSTM_CASE, GRU_ZONEOUT_CASE)
     assert main(["export", str(folder), *(a for c in cases for a in ("--case", c))]) == 0
     return folder
 
 
 def test_an_independent_lstm_gru_and_indrnn_implementation_passes(cell_golden, capsys):
     assert main(["check", str(cell_golden), "--candidate", "cell_mutants:correct"]) == 0
-    assert "7 cases: 7 passed, 0 failed" in capsys.readouterr().out
+    assert "8 cases: 8 passed, 0 failed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("mutant", first_fast(list(CELL_CATALOGUE)))
 def test_cell_mutant_is_caught_and_named(mutant, cell_golden, capsys):
     case, wrong, right = CELL_CATALOGUE[mutant]
-    selector = "/".join(case.split("/")[:2]) + "/"  # module/MODE/: the case of that cell alone
+    selector = case  # that case alone
     assert main(["check", str(cell_golden), "--candidate", f"cell_mutants:{mutant}", "-k", selector]) == 1
     out = capsys.readouterr().out
     for tensor in wrong:

@@ -23,7 +23,7 @@ from reference.module import nn_module_gradients, unrolled_module_gradients
 MATRIX = [c for mode, form in VARIANTS for c in parity_matrix(mode, **form)]  # every cell and form: 288 each
 FLOAT32 = [c for mode, form in VARIANTS for c in parity_matrix(mode, "float32", **form)][::3]
 VARIANT = lambda c: (c.mode, c.proj_size, c.linear_before_reset, c.nonlinearity, c.num_heads,  # noqa: E731
-                     c.forget_gate)  # a cell, its form
+                     c.forget_gate, c.zoneout)  # a cell, its form
 
 
 def judge(case, got, want, ref=None, where=""):

@@ -66,6 +66,18 @@ def test_the_stabiliser_keeps_finite_what_the_unstabilised_form_overflows(form):
     assert report.ok, str(report)
 
 
+def test_a_tie_of_the_max_is_split_as_torchs_maximum_splits_it():
+    """With the exponential forget gate, no input weights, no biases and h_0 = m_0 = 0, log f_1 + m_0 = 0 = ã_i at
+    every unit of step 1: the max ties, and a loss on the final states sends half of g each way, as autograd
+    through torch.maximum does."""
+    i = slstm_inputs({"forget_gate": "exp"}, "both")
+    i["state_dict"] = {k: 0 * v if k.startswith(("weight_ih", "bias")) else v for k, v in i["state_dict"].items()}
+    i["hx"] = (0 * i["hx"][0], i["hx"][1], i["hx"][2], 0 * i["hx"][3])
+    report = compare(run_module(manual.module_gradients, i), run_module(unrolled_module_gradients, i),
+                     title="sLSTM at a tie of the stabiliser's max")
+    assert report.ok, str(report)
+
+
 @pytest.mark.parametrize("branch", [{"gate_f": 6.0, "gate_i": -6.0}, {"gate_i": 6.0, "gate_f": -6.0}],
                          ids=["forget-branch-wins", "input-branch-wins"])
 @pytest.mark.parametrize("forget_gate", ["sigmoid", "exp"])

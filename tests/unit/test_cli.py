@@ -46,10 +46,12 @@ def test_verify_whole_builtin_matrix_through_the_console_script():
     out = subprocess.run([*cmd, "verify", "-q", "--device", "cpu"], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     n = len(builtin_cases())  # the seed model's matrix, the module matrix and the recurrences'
-    # 96 per form of a gated cell (minGRU and minLSTM: 384; the sLSTM's three forms: 576; the LayerNorm-LSTM: 192),
-    # the LSTM's and GRU's size sweeps (2 × 48), 42 bfloat16 and 42 float16 cases; the recurrences' 498 in float64
-    # and float32 and 36 in bfloat16 and float16
-    assert f"PASS: {n} cases" in out.stdout and n == len(all_cases()) + 2304 + 384 + 576 + 192 + 96 + 84 + 498 + 36
+    # the Elman cell's two whole matrices and 96 per form of a gated cell (LSTM, GRU, IndRNN: 2304 with them), the
+    # Elman cell's zoneout matrix (576), 96 per form of minGRU and minLSTM (384), of the sLSTM's three forms (576),
+    # the LayerNorm-LSTM (192), the LSTM's and GRU's zoneout forms (384), their size sweeps (2 × 48), 51 bfloat16
+    # and 51 float16 cases; the recurrences' 498 in float64 and float32 and 36 in bfloat16 and float16
+    assert f"PASS: {n} cases" in out.stdout and n == len(all_cases()) + 2304 + 576 + 384 + 576 + 192 + 384 + 96 + \
+        102 + 498 + 36
     assert "bfloat16" in out.stdout and "float16" in out.stdout  # the summary's worst error per dtype
 
 
