@@ -36,7 +36,7 @@ from contract.cells import LAYER_NORM_EPS
 
 def wide(xp, a):
     """``a`` in float32 where its dtype is narrower (float16, bfloat16), else ``a``: where a norm computes."""
-    return xp.astype(a, xp.float32) if xp.finfo(a.dtype).bits < 32 else a
+    return xp.astype(a, xp.float32, copy=False) if xp.finfo(a.dtype).bits < 32 else a
 
 
 def norm(xp, v):
@@ -51,13 +51,13 @@ def norm_back(xp, u, vhat, r):
     """dL/dv from u = dL/dv̂ (= dL/dy ⊙ γ): r ⊙ (u − mean(u) − v̂ ⊙ mean(u ⊙ v̂)), in u's dtype."""
     w = wide(xp, u)
     return xp.astype(r * (w - xp.mean(w, axis=-1, keepdims=True) - vhat * xp.mean(w * vhat, axis=-1, keepdims=True)),
-                     u.dtype)
+                     u.dtype, copy=False)
 
 
 def _affine(xp, W: dict, gain: str, bias: str, vhat, dtype):
     """γ ⊙ v̂ + β, computed in v̂'s dtype and rounded once to ``dtype``."""
-    y = vhat * xp.astype(W[gain], vhat.dtype)
-    return xp.astype(y + xp.astype(W[bias], vhat.dtype) if W[bias] is not None else y, dtype)
+    y = vhat * xp.astype(W[gain], vhat.dtype, copy=False)
+    return xp.astype(y + xp.astype(W[bias], vhat.dtype, copy=False) if W[bias] is not None else y, dtype, copy=False)
 
 
 def forward(xp, k, config, xproj, h0, c0, W: dict, masks):
@@ -129,7 +129,7 @@ def backward(xp, k, config, cache, W: dict, d_out, dhn, dcn, masks):
         dC[t, ...] = dc
         carry_h, carry_c = new_h, new_c
     flat = lambda a: xp.reshape(a, (T * B, a.shape[-1]))  # noqa: E731
-    sums = lambda a, b: xp.astype(xp.sum(flat(wide(xp, a) * b), axis=0), dt)  # Σ a ⊙ v̂, wide, rounded once  # noqa: E731
+    sums = lambda a, b: xp.astype(xp.sum(flat(wide(xp, a) * b), axis=0), dt, copy=False)  # noqa: E731 - Σ a ⊙ v̂
     db = xp.sum(flat(da_all), axis=0)  # both gate norms' β add into a_t                           (4H,)
     dW = {"weight_hh": flat(dr_all).T @ flat(hs[:T, ...]),  # Σ_t dL/d(h W_hhᵀ)ᵀ h_{t−1}          (4H, H)
           "ln_ih_weight": sums(da_all, xhat), "ln_hh_weight": sums(da_all, rhat), "ln_c_weight": sums(dyc, chat),
