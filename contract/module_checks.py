@@ -142,7 +142,8 @@ def _zoneout(p: ModuleProblem, masks, ref_arg: str, ref, named: dict) -> ModuleP
     if masks is None and c.zoneout:
         raise BadValue(f"config['zoneout'] is True but zoneout_masks is None: they are an input, one per layer, "
                        f"direction, step, row and unit, shape {shape} (num_layers·dirs, T, B, hidden_size; time first "
-                       "whatever batch_first). Remedy: pass them, e.g. (torch.rand(shape) < 0.1).double(), or "
+                       "whatever batch_first). Remedy: pass them in the inputs' library and dtype, e.g. "
+                       "(numpy.random.rand(*shape) < 0.1).astype(dtype) or (torch.rand(shape) < 0.1).to(dtype), or "
                        "zoneout=False.")
     if masks is None:
         return p
@@ -150,7 +151,9 @@ def _zoneout(p: ModuleProblem, masks, ref_arg: str, ref, named: dict) -> ModuleP
         raise BadValue("zoneout_masks were given but config['zoneout'] is False. Remedy: set zoneout=True in the "
                        "config, or drop them.")
     same_kind("zoneout_masks", masks, ref_arg, ref, p.xp, p.dtype, p.device, shape,
-              "(num_layers·dirs, T, B, hidden_size), time first whatever batch_first")
+              "(num_layers·dirs, T, B, hidden_size), time first whatever batch_first",
+              "put time first, e.g. masks.transpose(0, 2, 1, 3) (NumPy) or masks.transpose(1, 2) (torch) from "
+              "(L·dirs, B, T, H)")
     named["zoneout_masks"] = masks
     return ModuleProblem(c, p.T, p.B, p.lengths, p.xp, p.dtype, p.device, masks)
 
@@ -176,7 +179,9 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
     missing = [k for k in shapes if k not in state_dict]
     extra = sorted(str(k) for k in state_dict if k not in shapes)
     if missing or extra:
-        raise BadValue(f"state_dict must have exactly the keys of torch.nn.RNN(**config).state_dict() "
+        module = f"torch.nn.{c.cell.torch_module}(**config).state_dict()" if c.cell.torch_module else \
+            "contract.spec.param_shapes(config) (torch has no module for this cell)"
+        raise BadValue(f"state_dict must have exactly the keys of {module} "
                          f"({', '.join(shapes)}); missing {missing or 'none'}, unexpected {extra or 'none'}. "
                          "Remedy: build it from the same config (num_layers, bias, bidirectional).")
     ref_arg = next(iter(shapes))
@@ -189,9 +194,13 @@ def check_module_inputs(config, state_dict, input, hx=None, grad_output=None, gr
     named = {}
     for k, shape in shapes.items():
         arg = f"state_dict[{k!r}]"
-        what = ("(the cell's recurrent vector u: its weight_hh is one number per unit, not a matrix)"
-                if k.startswith("weight_hh") and c.cell.recurrent == "diagonal" else "(torch.nn.RNN's layout)")
-        same_kind(arg, state_dict[k], ref_arg, ref, xp, dtype, dev, shape, what)
+        what, remedy = "(torch.nn.RNN's layout)", "reshape or transpose it (torch.nn.RNN's layout)"
+        if k.startswith("weight_hh") and c.cell.recurrent == "diagonal":
+            what = "(the cell's recurrent vector u: its weight_hh is one number per unit, not a matrix)"
+        if k.startswith("weight_hh") and c.cell.recurrent == "heads":
+            what = "(the sLSTM's block-diagonal weights: row g·H + k·D + j holds head k's block, D = H / num_heads)"
+            remedy = "keep each head's (D, D) block of each gate: W[g·H + k·D + j, k·D + i] of a full (4H, H) matrix"
+        same_kind(arg, state_dict[k], ref_arg, ref, xp, dtype, dev, shape, what, remedy)
         named[arg] = state_dict[k]
     array_arg("input", input)
     if input.ndim != 3:
