@@ -133,7 +133,8 @@ def module_gradients(config, state_dict, input, hx=None, *, grad_output=None, gr
             "input_size", "hidden_size", "num_layers", "bias", "batch_first", "bidirectional"}`` with torch's
             names and defaults, plus ``proj_size`` (LSTM), ``linear_before_reset`` (GRU; False: the original
             paper's form), ``nonlinearity`` (the IndRNN's: "tanh" or "relu"), ``num_heads`` and ``forget_gate``
-            (the sLSTM's: "sigmoid" or "exp"); each mode's row in ``contract.cells``.
+            (the sLSTM's: "sigmoid" or "exp"), ``zoneout`` (Elman, LSTM, GRU; with ``zoneout_masks``); each mode's
+            row in ``contract.cells``.
         state_dict: exactly torch's module's ``state_dict()`` keys and shapes.
         input: (T, B, input_size), or (B, T, input_size) with batch_first.
         hx: (num_layers·dirs, B, P), or the tuple of the cell's carried states: the LSTM's pair (h0, c0) as torch
